@@ -1,0 +1,83 @@
+"""Suishenma core: short-lived signed QR credentials (format v1), trust lists and status lists.
+
+Pure library: no web, database or camera imports; every time decision takes ``now``.
+"""
+
+from .codes import DEFAULT_SKEW, DYNAMIC_TTL, OFFLINE_TTL, Claims, Inspection, VerifiedCode, inspect, mint, verify
+from .dcc import DccResult, dcc_signer, verify_dcc
+from .errors import (
+    CodeClaimsError,
+    CodeError,
+    CodeFormatError,
+    CodeSignatureError,
+    CodeTimeError,
+    KeyFileError,
+    ListError,
+    NetworkError,
+    Reason,
+    SuishenmaError,
+    UsageError,
+)
+from .keyring import KeyRing, TrustedKey
+from .keys import (
+    SigningKey,
+    VerificationKey,
+    load_signing_key,
+    load_verification_key,
+    passphrase_from_env,
+    write_key_pair,
+)
+from .labels import Alg, CodeType, EntryStatus, Status
+from .masking import mask_id_number, mask_name
+from .statuslist import SignedStatusList, StatusList, parse_status_list, sign_status_list
+from .trustlist import IssuerEntry, TrustList, parse_trust_list, sign_trust_list
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SKEW",
+    "DYNAMIC_TTL",
+    "OFFLINE_TTL",
+    "Alg",
+    "Claims",
+    "CodeClaimsError",
+    "CodeError",
+    "CodeFormatError",
+    "CodeSignatureError",
+    "CodeTimeError",
+    "CodeType",
+    "DccResult",
+    "EntryStatus",
+    "Inspection",
+    "IssuerEntry",
+    "KeyFileError",
+    "KeyRing",
+    "ListError",
+    "NetworkError",
+    "Reason",
+    "SignedStatusList",
+    "SigningKey",
+    "Status",
+    "StatusList",
+    "SuishenmaError",
+    "TrustList",
+    "TrustedKey",
+    "UsageError",
+    "VerificationKey",
+    "VerifiedCode",
+    "dcc_signer",
+    "inspect",
+    "load_signing_key",
+    "load_verification_key",
+    "mask_id_number",
+    "mask_name",
+    "mint",
+    "parse_status_list",
+    "parse_trust_list",
+    "passphrase_from_env",
+    "sign_status_list",
+    "sign_trust_list",
+    "verify",
+    "verify_dcc",
+    "write_key_pair",
+]

@@ -1,0 +1,179 @@
+"""COSE_Sign1 (RFC 9052 §4.2), stricter than python-cwt and on the fast path of every scan.
+
+python-cwt's key objects do the cryptography (EdDSA, ES256 with raw r||s, PS256). This module
+decides what is acceptable before a key is asked: CBOR tag 18 is required, the message is a
+4-element array of the right types, the payload is attached, and the algorithm and key id come
+from the protected header (an unprotected kid is allowed only for foreign profiles that put it
+there, such as the EU DCC). The key is chosen by kid from a caller-given mapping (unknown kid:
+rejected) and the header algorithm must equal that key's algorithm. There is no mode that skips
+verification.
+
+The fixed outer structure and the Sig_structure (RFC 9052 §4.4) are laid out here directly:
+python-cwt's generic ``COSE`` encoder and decoder re-encode headers and cost more than a fifth of
+an Ed25519 verification, which is the whole budget of a scan (bench/core.py). Tests check that
+every message made here decodes with python-cwt's ``COSE`` and the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from cbor2 import CBORTag
+from . import _cbor
+from .errors import CodeFormatError, CodeSignatureError, Reason, SuishenmaError
+from .keys import SigningKey, VerificationKey
+from .labels import Alg, Header
+
+SIGN1_TAG = 18
+# Headers are tiny; a code's whole message is capped by its caller.
+_MAX_HEADER_BYTES = 256
+
+_SIG1_CONTEXT = b"\x6aSignature1"  # text(10) "Signature1"
+_EMPTY_AAD = b"\x40"
+
+
+def _bstr_header(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    return b"\x5a" + length.to_bytes(4, "big")
+
+
+def _sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """Sig_structure = ["Signature1", protected, external_aad = h'', payload] (RFC 9052 §4.4)."""
+    return b"".join(
+        (b"\x84", _SIG1_CONTEXT, _bstr_header(len(protected)), protected, _EMPTY_AAD, _bstr_header(len(payload)), payload)
+    )
+
+
+class Sign1(NamedTuple):
+    """A parsed, not yet verified COSE_Sign1 message (a tuple: built on every scan)."""
+
+    protected_bytes: bytes
+    unprotected: dict[Any, Any]
+    protected: dict[Any, Any]
+    alg: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+
+    def to_cbor_tag(self) -> CBORTag:
+        """The message as a cbor2 tag, for python-cwt's decoder."""
+        return CBORTag(SIGN1_TAG, [self.protected_bytes, self.unprotected, self.payload, self.signature])
+
+
+def sign(payload: bytes, key: SigningKey, extra_protected: Mapping[int, Any] | None = None) -> bytes:
+    """Tagged COSE_Sign1 over ``payload``, alg and kid in the protected header, empty unprotected
+    header (RFC 9052 §4.2, §4.4)."""
+    header: dict[int, Any] = {int(Header.ALG): int(key.alg), int(Header.KID): key.kid}
+    if extra_protected:
+        header.update({int(k): v for k, v in extra_protected.items()})
+    protected = _cbor.dumps(header)
+    signature = key.cose_key.sign(_sig_structure(protected, payload))
+    return b"".join(
+        (
+            b"\xd2\x84",
+            _bstr_header(len(protected)),
+            protected,
+            b"\xa0",
+            _bstr_header(len(payload)),
+            payload,
+            _bstr_header(len(signature)),
+            signature,
+        )
+    )
+
+
+def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Read a definite-length byte string at ``pos``; return it and the position after it.
+
+    Raises:
+        ValueError: not a byte string, or it runs past the end.
+    """
+    initial = data[pos]
+    if initial >> 5 != 2:
+        raise ValueError("expected a byte string")
+    info = initial & 0x1F
+    if info < 24:
+        start, length = pos + 1, info
+    elif info <= 27:
+        size = 1 << (info - 24)
+        start = pos + 1 + size
+        length = int.from_bytes(data[pos + 1 : start], "big")
+    else:
+        raise ValueError("indefinite-length byte string")
+    end = start + length
+    if end > len(data):
+        raise ValueError("byte string runs past the end")
+    return data[start:end], end
+
+
+def parse(data: bytes, *, error: type[SuishenmaError] = CodeFormatError, allow_unprotected_kid: bool = False) -> Sign1:
+    """Parse a tagged COSE_Sign1 structure (RFC 9052 §4.2) without verifying it.
+
+    The fixed outer layout (tag 18, array of 4, byte strings) is read directly, which is both
+    stricter and faster than a generic decoder; only the headers go through CBOR decoding.
+
+    Raises:
+        CodeFormatError (or ``error``): UNTAGGED when tag 18 is missing; MALFORMED for anything
+            else that is not a COSE_Sign1 with an attached payload and an algorithm in the
+            protected header.
+    """
+    if not data or data[0] != 0xD2:  # major type 6, value 18
+        raise error(Reason.UNTAGGED, "COSE_Sign1 must carry CBOR tag 18")
+    if len(data) < 2 or data[1] != 0x84:
+        raise error(Reason.MALFORMED, "COSE_Sign1 is not a 4-element array")
+    try:
+        p_bytes, pos = _bstr(data, 2)
+        if pos < len(data) and data[pos] == 0xA0:  # the usual empty unprotected header
+            unprotected: Any = {}
+            pos += 1
+        else:
+            u_end = _cbor.item_end(data, pos)
+            unprotected = _cbor.loads(data[pos:u_end])
+            pos = u_end
+        payload, pos = _bstr(data, pos)
+        signature, pos = _bstr(data, pos)
+        if pos != len(data):
+            raise ValueError("trailing bytes after COSE_Sign1")
+        if len(p_bytes) > _MAX_HEADER_BYTES:
+            raise ValueError("protected header too large")
+        # Capped above, so cbor2's own limits (no preallocation, nesting 400) bound the work.
+        protected = _cbor.loads_small(p_bytes) if p_bytes else {}
+    except (ValueError, IndexError) as exc:
+        raise error(Reason.MALFORMED, str(exc) or "truncated") from None
+    if not isinstance(protected, dict) or not isinstance(unprotected, dict):
+        raise error(Reason.MALFORMED, "COSE headers must be maps")
+    alg = protected.get(Header.ALG)
+    if not isinstance(alg, int) or isinstance(alg, bool):
+        raise error(Reason.MALFORMED, "algorithm missing from the protected header")
+    if Header.ALG in unprotected:
+        raise error(Reason.MALFORMED, "algorithm must not be in the unprotected header")
+    kid = protected.get(Header.KID)
+    if kid is None and allow_unprotected_kid:
+        kid = unprotected.get(Header.KID)
+    elif Header.KID in unprotected:
+        raise error(Reason.MALFORMED, "kid must be in the protected header only")
+    if not isinstance(kid, bytes) or not 1 <= len(kid) <= 64:
+        raise error(Reason.MALFORMED, "kid missing or invalid")
+    return Sign1(p_bytes, unprotected, protected, alg, kid, payload, signature)
+
+
+def verify(msg: Sign1, keys: Mapping[bytes, VerificationKey]) -> VerificationKey:
+    """Verify ``msg`` with the key its kid names; return that key.
+
+    Raises:
+        CodeSignatureError: UNKNOWN_KID, ALG_MISMATCH or BAD_SIGNATURE (RFC 9052 §4.4).
+    """
+    key = keys.get(msg.kid)
+    if key is None:
+        raise CodeSignatureError(Reason.UNKNOWN_KID, f"kid {msg.kid.hex()}")
+    if msg.alg != key.alg:
+        name = Alg(msg.alg).name if msg.alg in Alg._value2member_map_ else str(msg.alg)
+        raise CodeSignatureError(Reason.ALG_MISMATCH, f"header says {name}, key is {key.alg.name}")
+    key.verify_signature(_sig_structure(msg.protected_bytes, msg.payload), msg.signature)
+    return key

@@ -1,0 +1,353 @@
+"""``suishenma``: keys, mint, verify, qr, inspect, trust-list and status-list (thin CLI over the library).
+
+Exit codes: 0 success (a code verified), 1 verification failed, 2 usage or file error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import codes, dcc, qr
+from ._clock import format_instant, parse_instant
+from .errors import KeyFileError, ListError, SuishenmaError, UsageError
+from .keyring import KeyRing
+from .keys import SigningKey, load_signing_key, load_verification_key, passphrase_from_env, write_key_pair
+from .labels import Alg, CodeType, EntryStatus, Status
+from .statuslist import StatusList, parse_status_list, sign_status_list
+from .trustlist import IssuerEntry, parse_trust_list, sign_trust_list
+
+DAY = 86400
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _read(path: str, limit: int = 64 * 1024 * 1024) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise UsageError(f"{path} is too large")
+    return data
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _claims_json(c: codes.Claims) -> dict[str, Any]:
+    return {
+        "issuer": c.issuer,
+        "subject": c.subject.hex(),
+        "issued_at": format_instant(c.issued_at),
+        "expires_at": format_instant(c.expires_at),
+        "status": c.status.name.lower(),
+        "code_type": c.code_type.name.lower(),
+        "masked_name": c.masked_name,
+        "masked_id": c.masked_id,
+        "status_index": c.status_index,
+    }
+
+
+def _cmd_keys_generate(a: argparse.Namespace) -> int:
+    key = SigningKey.generate(Alg[a.alg])
+    priv, pub = write_key_pair(key, a.out, passphrase_from_env())
+    print(key.kid.hex())
+    print(f"wrote {priv} (private, 0600) and {pub}", file=sys.stderr)
+    return 0
+
+
+def _cmd_mint(a: argparse.Namespace) -> int:
+    key = load_signing_key(a.key)
+    now = parse_instant(a.at)
+    try:
+        subject = bytes.fromhex(a.subject)
+    except ValueError:
+        raise UsageError("--subject must be hex") from None
+    status = Status[a.status.upper()]
+    common: dict[str, Any] = {"issuer": a.issuer, "name": a.name, "id_number": a.id_number}
+    if a.ttl is not None:
+        common["ttl"] = a.ttl
+    if a.type == "offline":
+        if a.status_index is None:
+            raise UsageError("offline codes need --status-index")
+        claims = codes.Claims.offline(subject, status, now, a.status_index, **common)
+    else:
+        if a.status_index is not None:
+            raise UsageError("--status-index is for offline codes")
+        claims = codes.Claims.dynamic(subject, status, now, **common)
+    print(codes.mint(claims, key))
+    return 0
+
+
+def _keyring(a: argparse.Namespace, now: int) -> KeyRing:
+    if a.trust_list:
+        if not a.root:
+            raise UsageError("--trust-list needs --root")
+        return parse_trust_list(_read(a.trust_list), load_verification_key(a.root), now=now).keyring
+    if not a.key:
+        raise UsageError("give --key PUBFILE, or --trust-list FILE --root PUBFILE")
+    return KeyRing.of(*(load_verification_key(k) for k in a.key))
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    now = parse_instant(a.at)
+    try:
+        if a.profile == "eu-dcc":
+            if not a.key:
+                raise UsageError("eu-dcc needs --key CERT.pem")
+            kid = bytes.fromhex(a.kid) if a.kid else None
+            signers = [dcc.dcc_signer(_read(k), kid) for k in a.key]
+            r = dcc.verify_dcc(a.code, {s.kid: s for s in signers}, now=now)
+            result: dict[str, Any] = {
+                "valid": True,
+                "profile": "eu-dcc",
+                "country": r.country,
+                "issued_at": format_instant(r.issued_at),
+                "expires_at": format_instant(r.expires_at),
+                "kid": r.kid.hex(),
+                "hcert": r.hcert,
+            }
+        else:
+            v = codes.verify(a.code, _keyring(a, now), now=now, skew=a.skew)
+            result = {"valid": True, "profile": "suishenma", "kid": v.kid.hex(), "alg": v.alg.name, **_claims_json(v.claims)}
+    except (KeyFileError, ListError, UsageError):
+        raise
+    except SuishenmaError as exc:
+        out = {"valid": False, "reason": exc.reason.value, "message": exc.message_en, "message_zh": exc.message_zh}
+        if a.json:
+            print(json.dumps(out, ensure_ascii=False))
+        else:
+            print(f"INVALID: {exc.reason.value}: {exc.message_en} / {exc.message_zh}")
+        return 1
+    if a.json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        print("VALID " + " ".join(f"{k}={v}" for k, v in result.items() if v is not None and k != "valid"))
+    return 0
+
+
+def _cmd_qr(a: argparse.Namespace) -> int:
+    version = qr.save_qr(a.code, a.out, a.ecc)
+    print(f"wrote {a.out} (QR version {version}, ECC {a.ecc})")
+    return 0
+
+
+def _cmd_inspect(a: argparse.Namespace) -> int:
+    i = codes.inspect(a.code)
+    out = {
+        "verified": False,
+        "warning": "NOT VERIFIED: decoded only; signature, key and times were not checked / 未经验证",
+        "alg": Alg(i.alg).name if i.alg in Alg._value2member_map_ else i.alg,
+        "kid": i.kid.hex(),
+        "compressed": i.compressed,
+        "message_bytes": i.message_bytes,
+        "claims": _claims_json(i.claims) if i.claims else None,
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _entries(a: argparse.Namespace, now: int) -> list[IssuerEntry]:
+    types = frozenset(CodeType[t.strip().upper()] for t in a.code_types.split(","))
+    valid_from = parse_instant(a.valid_from) if a.valid_from else now - DAY
+    entries = []
+    for spec in a.entry or []:
+        issuer, sep, path = spec.partition("=")
+        if not sep:
+            raise UsageError("--entry takes ISSUER=PUBFILE")
+        entries.append(
+            IssuerEntry(load_verification_key(path), issuer, valid_from, now + a.key_valid_days * DAY, types, a.status_uri)
+        )
+    if not entries:
+        raise UsageError("give at least one --entry ISSUER=PUBFILE")
+    return entries
+
+
+def _cmd_trust_sign(a: argparse.Namespace) -> int:
+    now = parse_instant(a.at)
+    root = load_signing_key(a.root_key)
+    _write(a.out, sign_trust_list(_entries(a, now), root, version=a.version, now=now, ttl=a.ttl_days * DAY))
+    print(f"wrote {a.out} (version {a.version})")
+    return 0
+
+
+def _cmd_trust_show(a: argparse.Namespace) -> int:
+    tl = parse_trust_list(_read(a.file), load_verification_key(a.root), now=parse_instant(a.at))
+    out = {
+        "version": tl.version,
+        "issued_at": format_instant(tl.issued_at),
+        "expires_at": format_instant(tl.expires_at),
+        "issuers": [
+            {
+                "issuer": e.issuer,
+                "kid": e.key.kid.hex(),
+                "alg": e.key.alg.name,
+                "valid_from": format_instant(e.valid_from),
+                "valid_until": format_instant(e.valid_until),
+                "code_types": sorted(t.name.lower() for t in e.code_types),
+                "status_uri": e.status_uri,
+            }
+            for e in tl.issuers
+        ],
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _indices(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        if Path(text).is_file():
+            return [int(x) for x in Path(text).read_text().split()]
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError("indices must be integers, comma-separated or one per line in a file") from None
+
+
+def _cmd_status_build(a: argparse.Namespace) -> int:
+    now = parse_instant(a.at)
+    lst = StatusList(a.size, a.bits)
+    try:
+        lst.set_many(_indices(a.revoke), EntryStatus.INVALID)
+        lst.set_many(_indices(a.suspend), EntryStatus.SUSPENDED)
+    except IndexError as exc:
+        raise UsageError(f"index {exc} is outside the list") from None
+    token = sign_status_list(
+        lst, load_signing_key(a.key), uri=a.uri, issuer=a.issuer, version=a.version, now=now,
+        valid_for=a.valid_days * DAY, ttl=a.ttl,
+    )
+    _write(a.out, token)
+    print(f"wrote {a.out} ({len(token)} bytes, version {a.version})")
+    return 0
+
+
+def _cmd_status_show(a: argparse.Namespace) -> int:
+    keys = {k.kid: k for k in (load_verification_key(p) for p in a.key)}
+    sl = parse_status_list(_read(a.file), keys, now=parse_instant(a.at))
+    out: dict[str, Any] = {
+        "uri": sl.uri, "issuer": sl.issuer, "version": sl.version, "bits": sl.bits, "size": sl.size,
+        "issued_at": format_instant(sl.issued_at), "expires_at": format_instant(sl.expires_at), "ttl": sl.ttl,
+    }
+    if a.index is not None:
+        out["index"] = a.index
+        out["status"] = sl.status(a.index).name.lower()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="suishenma", description="Signed short-lived QR credentials (Suishenma format v1).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)
+    g = keys.add_parser("generate", help="write NAME.key (0600) and NAME.pub; prints the kid")
+    g.add_argument("--out", required=True, help="path prefix, e.g. keys/issuer")
+    g.add_argument("--alg", choices=["EdDSA", "ES256"], default="EdDSA")
+    g.set_defaults(func=_cmd_keys_generate)
+
+    m = sub.add_parser("mint", help="sign a code; prints the code text alone")
+    m.add_argument("--key", required=True)
+    m.add_argument("--subject", required=True, help="pseudonymous subject id, hex")
+    m.add_argument("--status", required=True, choices=["green", "yellow", "red"])
+    m.add_argument("--type", choices=["dynamic", "offline"], default="dynamic")
+    m.add_argument("--ttl", type=int, help="seconds (default 60 dynamic, 180 days offline)")
+    m.add_argument("--issuer", default=codes.DEFAULT_ISSUER)
+    m.add_argument("--name", help="full name; only its masked form enters the code")
+    m.add_argument("--id-number", help="ID number; only its masked form enters the code")
+    m.add_argument("--status-index", type=int)
+    m.add_argument("--at", help="ISO 8601 issue time (default: now)")
+    m.set_defaults(func=_cmd_mint)
+
+    v = sub.add_parser("verify", help="verify a code offline; exit 0 valid, 1 invalid")
+    v.add_argument("code")
+    v.add_argument("--key", action="append", help="trusted public key or certificate (repeatable)")
+    v.add_argument("--trust-list")
+    v.add_argument("--root", help="pinned root public key for --trust-list")
+    v.add_argument("--profile", choices=["suishenma", "eu-dcc"], default="suishenma")
+    v.add_argument("--kid", help="eu-dcc: signer kid in hex when --key is a bare public key")
+    v.add_argument("--at", help="ISO 8601 instant to verify at (default: now)")
+    v.add_argument("--skew", type=int, default=codes.DEFAULT_SKEW, help="clock-skew allowance, seconds")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_cmd_verify)
+
+    q = sub.add_parser("qr", help="render a code as PNG or SVG")
+    q.add_argument("code")
+    q.add_argument("--out", required=True)
+    q.add_argument("--ecc", choices=list(qr.ECC_LEVELS), default="M")
+    q.set_defaults(func=_cmd_qr)
+
+    i = sub.add_parser("inspect", help="decode WITHOUT verifying (debugging only)")
+    i.add_argument("code")
+    i.set_defaults(func=_cmd_inspect)
+
+    tl = sub.add_parser("trust-list", help="sign or show trust lists").add_subparsers(dest="tl_command", required=True)
+    ts = tl.add_parser("sign", help="sign a trust list with the root key")
+    ts.add_argument("--root-key", required=True)
+    ts.add_argument("--entry", action="append", help="ISSUER=PUBFILE (repeatable)")
+    ts.add_argument("--code-types", default="dynamic,offline")
+    ts.add_argument("--status-uri", help="where verifiers fetch the issuer's status list")
+    ts.add_argument("--valid-from", help="ISO 8601: first instant the keys may sign (default: a day before --at)")
+    ts.add_argument("--key-valid-days", type=int, default=365, help="keys may sign until this many days after --at")
+    ts.add_argument("--version", type=int, required=True)
+    ts.add_argument("--ttl-days", type=int, default=7)
+    ts.add_argument("--at")
+    ts.add_argument("--out", required=True)
+    ts.set_defaults(func=_cmd_trust_sign)
+    tw = tl.add_parser("show", help="verify and print a trust list")
+    tw.add_argument("file")
+    tw.add_argument("--root", required=True)
+    tw.add_argument("--at")
+    tw.set_defaults(func=_cmd_trust_show)
+
+    sl = sub.add_parser("status-list", help="build or show status lists").add_subparsers(dest="sl_command", required=True)
+    sb = sl.add_parser("build", help="build and sign a status list")
+    sb.add_argument("--key", required=True)
+    sb.add_argument("--size", type=int, required=True)
+    sb.add_argument("--bits", type=int, choices=[1, 2], default=1)
+    sb.add_argument("--revoke", help="indices: 1,2,3 or a file with one per line")
+    sb.add_argument("--suspend", help="indices (needs --bits 2)")
+    sb.add_argument("--uri", required=True)
+    sb.add_argument("--issuer", default=codes.DEFAULT_ISSUER)
+    sb.add_argument("--version", type=int, required=True)
+    sb.add_argument("--valid-days", type=int, default=2)
+    sb.add_argument("--ttl", type=int, default=3600, help="seconds until verifiers should refetch")
+    sb.add_argument("--at")
+    sb.add_argument("--out", required=True)
+    sb.set_defaults(func=_cmd_status_build)
+    ss = sl.add_parser("show", help="verify and print a status list")
+    ss.add_argument("file")
+    ss.add_argument("--key", action="append", required=True, help="issuer public key (repeatable)")
+    ss.add_argument("--index", type=int)
+    ss.add_argument("--at")
+    ss.set_defaults(func=_cmd_status_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except SuishenmaError as exc:
+        print(f"error: {exc.message_en}\n错误：{exc.message_zh}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

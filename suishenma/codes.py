@@ -1,0 +1,260 @@
+"""Minting and verifying Suishenma codes, format v1 (DESIGN §2, docs/format.md §3).
+
+A code is ``SM1:`` + Base45(COSE_Sign1(CWT claims)). Standard claims iss, sub, iat and exp; every
+field of ours sits in one private claim (``Claim.SUISHENMA``) holding a small-int map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import _cbor, _cose, _text
+from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason, UsageError
+from .keyring import KeyRing, TrustedKey
+from .keys import SigningKey
+from .labels import CODE_PREFIX, Alg, Claim, CodeType, SmField, Status
+from .masking import MAX_ID_NUMBER, MAX_NAME, mask_id_number, mask_name
+
+DYNAMIC_TTL = 60
+OFFLINE_TTL = 180 * 24 * 3600
+DEFAULT_SKEW = 10
+DEFAULT_ISSUER = "SH"
+MAX_ISSUER = 16
+MAX_SUBJECT = 32
+MAX_INDEX = 2**32 - 1
+# Our largest claims map is about 80 bytes; the cap bounds decoding work (see _cbor.loads_small).
+MAX_CLAIMS_BYTES = 512
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The claims of one code. Name and ID number are always masked forms."""
+
+    issuer: str
+    subject: bytes
+    issued_at: int
+    expires_at: int
+    status: Status
+    code_type: CodeType = CodeType.DYNAMIC
+    masked_name: str | None = None
+    masked_id: str | None = None
+    status_index: int | None = None
+
+    @classmethod
+    def dynamic(
+        cls,
+        subject: bytes,
+        status: Status,
+        now: int,
+        *,
+        ttl: int = DYNAMIC_TTL,
+        issuer: str = DEFAULT_ISSUER,
+        name: str | None = None,
+        id_number: str | None = None,
+    ) -> Claims:
+        """Claims of a phone's code, valid ``ttl`` seconds from ``now``; name and ID get masked.
+
+        Raises:
+            UsageError: a value out of range.
+        """
+        return cls(
+            issuer, subject, now, now + ttl, Status(status), CodeType.DYNAMIC,
+            mask_name(name) if name else None, mask_id_number(id_number) if id_number else None,
+        ).checked()
+
+    @classmethod
+    def offline(
+        cls,
+        subject: bytes,
+        status: Status,
+        now: int,
+        status_index: int,
+        *,
+        ttl: int = OFFLINE_TTL,
+        issuer: str = DEFAULT_ISSUER,
+        name: str | None = None,
+        id_number: str | None = None,
+    ) -> Claims:
+        """Claims of a printed code, revocable through ``status_index``.
+
+        Raises:
+            UsageError: a value out of range.
+        """
+        return cls(
+            issuer, subject, now, now + ttl, Status(status), CodeType.OFFLINE,
+            mask_name(name) if name else None, mask_id_number(id_number) if id_number else None, status_index,
+        ).checked()
+
+    def checked(self) -> Claims:
+        """Return self after checking every field's range.
+
+        Raises:
+            UsageError: a value out of range.
+        """
+        if not 1 <= len(self.issuer) <= MAX_ISSUER:
+            raise UsageError(f"issuer must have 1 to {MAX_ISSUER} characters")
+        if not 1 <= len(self.subject) <= MAX_SUBJECT:
+            raise UsageError(f"subject must have 1 to {MAX_SUBJECT} bytes")
+        if not 0 <= self.issued_at < self.expires_at < 2**63:
+            raise UsageError("expiry must come after issue time")
+        if (self.code_type == CodeType.OFFLINE) != (self.status_index is not None):
+            raise UsageError("offline codes, and only they, carry a status-list index")
+        if self.status_index is not None and not 0 <= self.status_index <= MAX_INDEX:
+            raise UsageError("status index out of range")
+        return self
+
+    def to_cbor_map(self) -> dict[int, Any]:
+        """The CWT claims map, in the order docs/format.md gives."""
+        # Plain ints, not IntEnum members: cbor2 encodes int subclasses through a slow path.
+        ours: dict[int, Any] = {int(SmField.STATUS): int(self.status)}
+        if self.code_type != CodeType.DYNAMIC:
+            ours[int(SmField.CODE_TYPE)] = int(self.code_type)
+        if self.masked_name is not None:
+            ours[int(SmField.MASKED_NAME)] = self.masked_name
+        if self.masked_id is not None:
+            ours[int(SmField.MASKED_ID)] = self.masked_id
+        if self.status_index is not None:
+            ours[int(SmField.STATUS_INDEX)] = self.status_index
+        return {
+            int(Claim.ISS): self.issuer,
+            int(Claim.SUB): self.subject,
+            int(Claim.IAT): self.issued_at,
+            int(Claim.EXP): self.expires_at,
+            int(Claim.SUISHENMA): ours,
+        }
+
+    @classmethod
+    def from_cbor_map(cls, m: Any) -> Claims:
+        """Read and type-check a claims map.
+
+        Raises:
+            CodeFormatError: PAYLOAD_NOT_MAP.
+            CodeClaimsError: MISSING_CLAIM or BAD_CLAIM.
+        """
+        if not isinstance(m, dict):
+            raise CodeFormatError(Reason.PAYLOAD_NOT_MAP)
+        ours = _get(m, Claim.SUISHENMA, dict)
+        status = _get(ours, SmField.STATUS, int)
+        code_type = ours.get(SmField.CODE_TYPE, CodeType.DYNAMIC)
+        if status not in Status._value2member_map_ or code_type not in CodeType._value2member_map_:
+            raise CodeClaimsError(Reason.BAD_CLAIM, "unknown status or code type")
+        claims = cls(
+            issuer=_get(m, Claim.ISS, str),
+            subject=_get(m, Claim.SUB, bytes),
+            issued_at=_get(m, Claim.IAT, int),
+            expires_at=_get(m, Claim.EXP, int),
+            status=Status(status),
+            code_type=CodeType(code_type),
+            masked_name=_get(ours, SmField.MASKED_NAME, str, required=False),
+            masked_id=_get(ours, SmField.MASKED_ID, str, required=False),
+            status_index=_get(ours, SmField.STATUS_INDEX, int, required=False),
+        )
+        try:
+            claims.checked()
+        except UsageError as exc:
+            raise CodeClaimsError(Reason.BAD_CLAIM, exc.detail) from None
+        if (claims.masked_name and len(claims.masked_name) > MAX_NAME) or (
+            claims.masked_id and len(claims.masked_id) > MAX_ID_NUMBER
+        ):
+            raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
+        return claims
+
+
+def _get(m: dict[Any, Any], key: int, typ: type, *, required: bool = True) -> Any:
+    value = m.get(key)
+    if value is None:
+        if required:
+            raise CodeClaimsError(Reason.MISSING_CLAIM, f"claim {key}")
+        return None
+    # bool is an int in Python but not in CBOR terms; reject it where an integer is expected.
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise CodeClaimsError(Reason.BAD_CLAIM, f"claim {key} must be {typ.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class VerifiedCode:
+    """What ``verify`` returns: claims whose signature, key limits and times all checked out."""
+
+    claims: Claims
+    kid: bytes
+    alg: Alg
+    trusted: TrustedKey
+
+
+def mint(claims: Claims, key: SigningKey) -> str:
+    """Sign ``claims`` and return the QR text (docs/format.md §3).
+
+    Raises:
+        UsageError: a claim out of range.
+    """
+    payload = _cbor.dumps(claims.checked().to_cbor_map())
+    return _text.encode(_cose.sign(payload, key), CODE_PREFIX)
+
+
+def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -> VerifiedCode:
+    """Decode, verify and time-check a code at instant ``now`` (POSIX seconds).
+
+    ``skew`` seconds of clock difference are tolerated in both directions.
+
+    Raises:
+        CodeFormatError: size, prefix, Base45, zlib, CBOR or COSE structure (RFC 9052 §4.2).
+        CodeSignatureError: unknown kid, algorithm mismatch, bad signature (RFC 9052 §4.4).
+        CodeClaimsError: missing or mistyped claims; issuer, code type or key validity not allowed
+            by the trusted key.
+        CodeTimeError: EXPIRED or NOT_YET_VALID.
+    """
+    msg = _cose.parse(_text.decode(text, CODE_PREFIX))
+    key = _cose.verify(msg, keyring.keys_by_kid)
+    try:
+        m = _cbor.loads_small(msg.payload, limit=MAX_CLAIMS_BYTES)
+    except ValueError as exc:
+        raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
+    claims = Claims.from_cbor_map(m)
+    trusted = keyring[msg.kid]
+    _check_key_limits(claims, trusted)
+    if claims.issued_at > now + skew:
+        raise CodeTimeError(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now} s in the future")
+    if claims.expires_at <= now - skew:
+        raise CodeTimeError(Reason.EXPIRED, f"expired {now - claims.expires_at} s ago")
+    return VerifiedCode(claims, msg.kid, key.alg, trusted)
+
+
+def _check_key_limits(claims: Claims, trusted: TrustedKey) -> None:
+    if trusted.issuer is not None and claims.issuer != trusted.issuer:
+        raise CodeClaimsError(Reason.ISSUER_MISMATCH, f"code says {claims.issuer}, key is {trusted.issuer}'s")
+    if claims.code_type not in trusted.code_types:
+        raise CodeClaimsError(Reason.TYPE_NOT_ALLOWED, claims.code_type.name.lower())
+    if (trusted.valid_from is not None and claims.issued_at < trusted.valid_from) or (
+        trusted.valid_until is not None and claims.issued_at > trusted.valid_until
+    ):
+        raise CodeClaimsError(Reason.KEY_NOT_VALID)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What ``inspect`` shows. NOTHING in it has been verified."""
+
+    verified: bool
+    alg: int
+    kid: bytes
+    compressed: bool
+    message_bytes: int
+    claims: Any
+
+
+def inspect(text: str) -> Inspection:
+    """Decode a code WITHOUT verifying its signature or times, for debugging only.
+
+    Raises:
+        CodeFormatError: the code cannot be decoded at all.
+    """
+    message = _text.decode(text, CODE_PREFIX)
+    msg = _cose.parse(message)
+    try:
+        claims: Any = Claims.from_cbor_map(_cbor.loads_small(msg.payload, limit=MAX_CLAIMS_BYTES))
+    except (ValueError, CodeClaimsError, CodeFormatError):
+        claims = None
+    compressed = len(text) - len(CODE_PREFIX) != (len(message) * 3 + 1) // 2
+    return Inspection(False, msg.alg, msg.kid, compressed, len(message), claims)

@@ -1,0 +1,101 @@
+"""Every CBOR label the code format uses, named once (DESIGN §2, docs/format.md).
+
+Numbers appear nowhere else in the code: COSE header labels (RFC 9052 §3.1), CWT claim keys
+(RFC 8392 §4), our private claim and its sub-keys, status values, code types, and the keys of the
+trust list and status list tokens.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Header(IntEnum):
+    """COSE common header parameters (RFC 9052 §3.1)."""
+
+    ALG = 1
+    KID = 4
+    TYP = 16  # RFC 9596
+
+
+class Alg(IntEnum):
+    """COSE algorithm identifiers (RFC 9053 §2, RFC 8230 §2)."""
+
+    EdDSA = -8
+    ES256 = -7
+    PS256 = -37
+
+
+class Claim(IntEnum):
+    """Registered CWT claim keys (RFC 8392 §4) and the ones the status list draft adds."""
+
+    ISS = 1
+    SUB = 2
+    EXP = 4
+    IAT = 6
+    STATUS_LIST = 65533  # draft-ietf-oauth-status-list, Status List Token
+    TTL = 65534  # same draft
+    # Our single private claim: a negative key below -65536 costs 5 bytes once (RFC 8392 §4).
+    SUISHENMA = -65537
+
+
+class SmField(IntEnum):
+    """Keys inside the map held by ``Claim.SUISHENMA``; small so that each costs one byte."""
+
+    STATUS = 0
+    CODE_TYPE = 1  # omitted for dynamic codes, the common case, to keep them in QR version 7
+    MASKED_NAME = 2
+    MASKED_ID = 3
+    STATUS_INDEX = 4  # offline codes: index into the issuer's status list
+    # Trust and status list tokens reuse the private claim for their own fields.
+    LIST_VERSION = 10
+    TRUST_ISSUERS = 11
+    LIST_SIZE = 12
+
+
+class Status(IntEnum):
+    """Health status carried by a code."""
+
+    GREEN = 0
+    YELLOW = 1
+    RED = 2
+
+
+class CodeType(IntEnum):
+    """What kind of code this is (DESIGN §2)."""
+
+    DYNAMIC = 0
+    OFFLINE = 1
+
+
+class TrustField(IntEnum):
+    """Keys of one issuer entry inside a trust list."""
+
+    KID = 0
+    ALG = 1
+    PUBLIC_KEY = 2  # SubjectPublicKeyInfo, DER
+    ISSUER = 3
+    VALID_FROM = 4
+    VALID_UNTIL = 5
+    CODE_TYPES = 6
+    STATUS_URI = 7
+
+
+class EntryStatus(IntEnum):
+    """Status list values (draft-ietf-oauth-status-list §7.1)."""
+
+    VALID = 0
+    INVALID = 1  # revoked
+    SUSPENDED = 2
+
+
+# Text keys of the Status List CBOR map (draft-ietf-oauth-status-list §4.3).
+STATUS_LIST_BITS = "bits"
+STATUS_LIST_LST = "lst"
+STATUS_LIST_TYP = "application/statuslist+cwt"
+TRUST_LIST_TYP = "application/suishenma-trustlist+cwt"
+
+CODE_PREFIX = "SM1:"
+DCC_PREFIX = "HC1:"
+# EU DCC claim key holding the health certificate (eHealth Network, DCC format §3.3.1).
+DCC_HCERT_CLAIM = -260

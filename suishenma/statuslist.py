@@ -1,0 +1,167 @@
+"""Status lists: revocation of offline codes (IETF Token Status List, CWT form; DESIGN §3).
+
+A status list is a bit string, ``bits`` (1 or 2) per index, least significant bits first
+(draft-ietf-oauth-status-list §4.1), zlib-compressed and signed by an issuer key inside a CWT
+(typ ``application/statuslist+cwt``) with claims sub (the list's URI), iat, exp, ttl (65534) and
+status_list (65533) = {"bits", "lst"}; our private claim adds a version that only grows and the
+list's size in entries, which the draft leaves out. A transit blacklist is a status list too.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from . import _cbor, _cose
+from ._signed_list import get, open_signed
+from .errors import ListError, Reason, UsageError
+from .keys import SigningKey, VerificationKey
+from .labels import STATUS_LIST_BITS, STATUS_LIST_LST, STATUS_LIST_TYP, Claim, EntryStatus, Header, SmField
+
+MAX_ENTRIES = 1 << 28  # 268 million: 32 MiB at 1 bit, 64 MiB at 2 bits
+# Compressed lists of 32 million entries at 1 % revoked take about 445 KB; random data caps it.
+MAX_STATUS_LIST_BYTES = 40 * 1024 * 1024
+ALLOWED_BITS = (1, 2)
+
+
+class StatusList:
+    """A mutable bit string of statuses, for the issuer to build and update."""
+
+    def __init__(self, size: int, bits: int = 1, data: bytearray | None = None) -> None:
+        """Raises: UsageError for a size or bit width out of range."""
+        if bits not in ALLOWED_BITS or not 0 < size <= MAX_ENTRIES:
+            raise UsageError(f"status lists have 1 or 2 bits and 1 to {MAX_ENTRIES} entries")
+        self.size = size
+        self.bits = bits
+        self._mask = (1 << bits) - 1
+        nbytes = (size * bits + 7) // 8
+        if data is not None and len(data) != nbytes:
+            raise UsageError("data length does not match size and bits")
+        self.data = data if data is not None else bytearray(nbytes)
+
+    def get(self, index: int) -> EntryStatus:
+        """Status at ``index``. Raises: IndexError when out of range."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        pos = index * self.bits
+        return EntryStatus((self.data[pos >> 3] >> (pos & 7)) & self._mask)
+
+    def set(self, index: int, status: EntryStatus) -> None:
+        """Raises: IndexError out of range; UsageError for a status the bit width cannot hold."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        if status > self._mask:
+            raise UsageError(f"status {status!r} needs 2 bits")
+        pos = index * self.bits
+        shift = pos & 7
+        byte = self.data[pos >> 3]
+        self.data[pos >> 3] = (byte & ~(self._mask << shift)) | (int(status) << shift)
+
+    def set_many(self, indices: Iterable[int], status: EntryStatus) -> None:
+        """``set`` for each index."""
+        for i in indices:
+            self.set(i, status)
+
+    def compress(self) -> bytes:
+        """zlib at the highest level, as the draft recommends (§4.1)."""
+        c = zlib.compressobj(9, zlib.DEFLATED, 15, 9)
+        return c.compress(self.data) + c.flush()
+
+
+@dataclass(frozen=True)
+class SignedStatusList:
+    """A verified, decompressed status list; ``status`` is O(1)."""
+
+    uri: str
+    issuer: str
+    version: int
+    issued_at: int
+    expires_at: int
+    ttl: int
+    bits: int
+    size: int
+    data: bytes = field(repr=False)
+
+    def status(self, index: int) -> EntryStatus:
+        """Status at ``index``; an index beyond the list is INVALID (the code is not ours to vouch for)."""
+        if not 0 <= index < self.size:
+            return EntryStatus.INVALID
+        pos = index * self.bits
+        return EntryStatus((self.data[pos >> 3] >> (pos & 7)) & ((1 << self.bits) - 1))
+
+    def check_newer(self, held_version: int | None) -> None:
+        """Raises: ListError (LIST_ROLLBACK) when older than ``held_version``."""
+        if held_version is not None and self.version < held_version:
+            raise ListError(Reason.LIST_ROLLBACK, f"version {self.version} < held {held_version}")
+
+
+def sign_status_list(
+    lst: StatusList,
+    key: SigningKey,
+    *,
+    uri: str,
+    issuer: str,
+    version: int,
+    now: int,
+    valid_for: int,
+    ttl: int,
+) -> bytes:
+    """Sign ``lst`` as a Status List Token valid ``valid_for`` seconds; ``ttl`` says when to refetch.
+
+    Raises:
+        UsageError: version below 1, or non-positive durations.
+    """
+    if version < 1 or valid_for <= 0 or ttl <= 0:
+        raise UsageError("version must be >= 1 and durations positive")
+    claims = {
+        int(Claim.ISS): issuer,
+        int(Claim.SUB): uri,
+        int(Claim.IAT): now,
+        int(Claim.EXP): now + valid_for,
+        int(Claim.TTL): ttl,
+        int(Claim.STATUS_LIST): {STATUS_LIST_BITS: lst.bits, STATUS_LIST_LST: lst.compress()},
+        int(Claim.SUISHENMA): {int(SmField.LIST_VERSION): version, int(SmField.LIST_SIZE): lst.size},
+    }
+    return _cose.sign(_cbor.dumps(claims), key, {Header.TYP: STATUS_LIST_TYP})
+
+
+def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: int) -> SignedStatusList:
+    """Verify a Status List Token signed by one of ``keys`` (its issuer's keys) at ``now``.
+
+    Decompression is capped at exactly the size the signed claims declare.
+
+    Raises:
+        ListError: TOO_LARGE, LIST_MALFORMED, LIST_WRONG_SIGNER or LIST_EXPIRED.
+    """
+    if len(data) > MAX_STATUS_LIST_BYTES:
+        raise ListError(Reason.TOO_LARGE, f"status list over {MAX_STATUS_LIST_BYTES} bytes")
+    claims, _ = open_signed(data, keys, STATUS_LIST_TYP, max_items=64)
+    body = get(claims, Claim.STATUS_LIST, dict)
+    ours = get(claims, Claim.SUISHENMA, dict)
+    bits = get(body, STATUS_LIST_BITS, int)
+    size = get(ours, SmField.LIST_SIZE, int)
+    if bits not in ALLOWED_BITS or not 0 < size <= MAX_ENTRIES:
+        raise ListError(Reason.LIST_MALFORMED, "bits must be 1 or 2, size within limits")
+    expected = (size * bits + 7) // 8
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(get(body, STATUS_LIST_LST, bytes), expected)
+    except zlib.error as exc:
+        raise ListError(Reason.LIST_MALFORMED, f"bad zlib data: {exc}") from None
+    if inflater.unconsumed_tail or not inflater.eof or len(raw) != expected:
+        raise ListError(Reason.LIST_MALFORMED, "list does not decompress to its declared size")
+    result = SignedStatusList(
+        uri=get(claims, Claim.SUB, str),
+        issuer=get(claims, Claim.ISS, str),
+        version=get(ours, SmField.LIST_VERSION, int),
+        issued_at=get(claims, Claim.IAT, int),
+        expires_at=get(claims, Claim.EXP, int),
+        ttl=get(claims, Claim.TTL, int),
+        bits=bits,
+        size=size,
+        data=raw,
+    )
+    if result.expires_at <= now:
+        raise ListError(Reason.LIST_EXPIRED, f"expired {now - result.expires_at} s ago")
+    return result
