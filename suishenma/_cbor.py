@@ -11,7 +11,6 @@ from typing import Any
 
 import cbor2
 
-
 MAX_DEPTH = 8
 MAX_ITEMS = 4096
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from cbor2 import CBORTag
+
 from . import _cbor
 from .errors import CodeFormatError, CodeSignatureError, Reason, SuishenmaError
 from .keys import SigningKey, VerificationKey
@@ -46,7 +47,15 @@ def _bstr_header(length: int) -> bytes:
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     """Sig_structure = ["Signature1", protected, external_aad = h'', payload] (RFC 9052 §4.4)."""
     return b"".join(
-        (b"\x84", _SIG1_CONTEXT, _bstr_header(len(protected)), protected, _EMPTY_AAD, _bstr_header(len(payload)), payload)
+        (
+            b"\x84",
+            _SIG1_CONTEXT,
+            _bstr_header(len(protected)),
+            protected,
+            _EMPTY_AAD,
+            _bstr_header(len(payload)),
+            payload,
+        )
     )
 
 

@@ -122,7 +122,13 @@ def _cmd_verify(a: argparse.Namespace) -> int:
             }
         else:
             v = codes.verify(a.code, _keyring(a, now), now=now, skew=a.skew)
-            result = {"valid": True, "profile": "suishenma", "kid": v.kid.hex(), "alg": v.alg.name, **_claims_json(v.claims)}
+            result = {
+                "valid": True,
+                "profile": "suishenma",
+                "kid": v.kid.hex(),
+                "alg": v.alg.name,
+                **_claims_json(v.claims),
+            }
     except (KeyFileError, ListError, UsageError):
         raise
     except SuishenmaError as exc:
@@ -169,7 +175,9 @@ def _entries(a: argparse.Namespace, now: int) -> list[IssuerEntry]:
         if not sep:
             raise UsageError("--entry takes ISSUER=PUBFILE")
         entries.append(
-            IssuerEntry(load_verification_key(path), issuer, valid_from, now + a.key_valid_days * DAY, types, a.status_uri)
+            IssuerEntry(
+                load_verification_key(path), issuer, valid_from, now + a.key_valid_days * DAY, types, a.status_uri
+            )
         )
     if not entries:
         raise UsageError("give at least one --entry ISSUER=PUBFILE")
@@ -227,8 +235,14 @@ def _cmd_status_build(a: argparse.Namespace) -> int:
     except IndexError as exc:
         raise UsageError(f"index {exc} is outside the list") from None
     token = sign_status_list(
-        lst, load_signing_key(a.key), uri=a.uri, issuer=a.issuer, version=a.version, now=now,
-        valid_for=a.valid_days * DAY, ttl=a.ttl,
+        lst,
+        load_signing_key(a.key),
+        uri=a.uri,
+        issuer=a.issuer,
+        version=a.version,
+        now=now,
+        valid_for=a.valid_days * DAY,
+        ttl=a.ttl,
     )
     _write(a.out, token)
     print(f"wrote {a.out} ({len(token)} bytes, version {a.version})")
@@ -239,8 +253,14 @@ def _cmd_status_show(a: argparse.Namespace) -> int:
     keys = {k.kid: k for k in (load_verification_key(p) for p in a.key)}
     sl = parse_status_list(_read(a.file), keys, now=parse_instant(a.at))
     out: dict[str, Any] = {
-        "uri": sl.uri, "issuer": sl.issuer, "version": sl.version, "bits": sl.bits, "size": sl.size,
-        "issued_at": format_instant(sl.issued_at), "expires_at": format_instant(sl.expires_at), "ttl": sl.ttl,
+        "uri": sl.uri,
+        "issuer": sl.issuer,
+        "version": sl.version,
+        "bits": sl.bits,
+        "size": sl.size,
+        "issued_at": format_instant(sl.issued_at),
+        "expires_at": format_instant(sl.expires_at),
+        "ttl": sl.ttl,
     }
     if a.index is not None:
         out["index"] = a.index
@@ -313,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--at")
     tw.set_defaults(func=_cmd_trust_show)
 
-    sl = sub.add_parser("status-list", help="build or show status lists").add_subparsers(dest="sl_command", required=True)
+    sl = sub.add_parser("status-list", help="build or show status lists").add_subparsers(
+        dest="sl_command", required=True
+    )
     sb = sl.add_parser("build", help="build and sign a status list")
     sb.add_argument("--key", required=True)
     sb.add_argument("--size", type=int, required=True)
@@ -349,5 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def main_exit() -> None:
+    """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

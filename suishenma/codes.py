@@ -59,8 +59,14 @@ class Claims:
             UsageError: a value out of range.
         """
         return cls(
-            issuer, subject, now, now + ttl, Status(status), CodeType.DYNAMIC,
-            mask_name(name) if name else None, mask_id_number(id_number) if id_number else None,
+            issuer,
+            subject,
+            now,
+            now + ttl,
+            Status(status),
+            CodeType.DYNAMIC,
+            mask_name(name) if name else None,
+            mask_id_number(id_number) if id_number else None,
         ).checked()
 
     @classmethod
@@ -82,8 +88,15 @@ class Claims:
             UsageError: a value out of range.
         """
         return cls(
-            issuer, subject, now, now + ttl, Status(status), CodeType.OFFLINE,
-            mask_name(name) if name else None, mask_id_number(id_number) if id_number else None, status_index,
+            issuer,
+            subject,
+            now,
+            now + ttl,
+            Status(status),
+            CodeType.OFFLINE,
+            mask_name(name) if name else None,
+            mask_id_number(id_number) if id_number else None,
+            status_index,
         ).checked()
 
     def checked(self) -> Claims:

@@ -50,7 +50,10 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.BAD_ENCODING: ("The code text is damaged (invalid Base45).", "码文本已损坏（Base45 无效）。"),
     Reason.BAD_COMPRESSION: ("The code is damaged (invalid compression).", "码已损坏（压缩数据无效）。"),
     Reason.MALFORMED: ("The code is damaged (invalid structure).", "码已损坏（结构无效）。"),
-    Reason.UNTAGGED: ("Not a signed COSE_Sign1 message (tag 18 missing).", "不是已签名的 COSE_Sign1 消息（缺少标签 18）。"),
+    Reason.UNTAGGED: (
+        "Not a signed COSE_Sign1 message (tag 18 missing).",
+        "不是已签名的 COSE_Sign1 消息（缺少标签 18）。",
+    ),
     Reason.PAYLOAD_NOT_MAP: ("The signed content is not a claims map.", "签名内容不是声明映射。"),
     Reason.UNKNOWN_KID: ("Signed by an unknown key: sync the trust list.", "签名密钥未知：请同步信任列表。"),
     Reason.ALG_MISMATCH: ("Signature algorithm does not match the trusted key.", "签名算法与受信任密钥不符。"),

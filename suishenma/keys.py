@@ -65,7 +65,9 @@ def _cose_key(key: Any, alg: Alg, kid: bytes) -> COSEKeyInterface:
     pem = (
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         if not hasattr(key, "private_bytes")
-        else key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        else key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return COSEKey.from_pem(pem, alg=alg.name, kid=kid)
 
@@ -80,7 +82,9 @@ class VerificationKey:
     _cose: COSEKeyInterface = field(repr=False, compare=False)
 
     @classmethod
-    def from_public_key(cls, public_key: PublicKey, alg: Alg | None = None, kid: bytes | None = None) -> VerificationKey:
+    def from_public_key(
+        cls, public_key: PublicKey, alg: Alg | None = None, kid: bytes | None = None
+    ) -> VerificationKey:
         """Wrap a ``cryptography`` public key; ``kid`` defaults to ``derive_kid``.
 
         Raises:
@@ -110,6 +114,7 @@ class VerificationKey:
         Raises:
             KeyFileError: neither a public key nor a certificate, or an unsupported key.
         """
+        public_key: Any
         try:
             if b"BEGIN CERTIFICATE" in pem:
                 public_key = x509.load_pem_x509_certificate(pem).public_key()
@@ -117,7 +122,7 @@ class VerificationKey:
                 public_key = serialization.load_pem_public_key(pem)
         except ValueError as exc:
             raise KeyFileError(Reason.KEY_FILE, f"not a PEM public key or certificate: {exc}") from None
-        return cls.from_public_key(public_key, alg, kid)  # type: ignore[arg-type]
+        return cls.from_public_key(public_key, alg, kid)
 
     @property
     def cose_key(self) -> COSEKeyInterface:
@@ -277,4 +282,3 @@ def load_verification_key(path: Path | str) -> VerificationKey:
         KeyFileError: unreadable, too large or unsupported.
     """
     return VerificationKey.from_pem(_read_capped(Path(path)))
-

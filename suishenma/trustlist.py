@@ -58,7 +58,9 @@ class IssuerEntry:
         if alg not in Alg._value2member_map_ or not all(t in CodeType._value2member_map_ for t in types):
             raise ListError(Reason.LIST_MALFORMED, "unknown algorithm or code type")
         try:
-            key = VerificationKey.from_der(get(m, TrustField.PUBLIC_KEY, bytes), Alg(alg), get(m, TrustField.KID, bytes))
+            key = VerificationKey.from_der(
+                get(m, TrustField.PUBLIC_KEY, bytes), Alg(alg), get(m, TrustField.KID, bytes)
+            )
         except KeyFileError as exc:
             raise ListError(Reason.LIST_MALFORMED, f"issuer key: {exc.detail}") from None
         return cls(
