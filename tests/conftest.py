@@ -1,0 +1,42 @@
+"""Shared fixtures: fixed instants and keys (tests pass time in; nothing patches the clock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suishenma import Alg, Claims, KeyRing, SigningKey, Status
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+NOW = 1_790_000_000  # 2026-09-21T14:13:20Z
+SUBJECT = bytes.fromhex("0011223344556677")
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test when that public data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"public test data not found at {path} (it sits beside the project in CI)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ed_key() -> SigningKey:
+    return SigningKey.generate(Alg.EdDSA)
+
+
+@pytest.fixture(scope="session")
+def es_key() -> SigningKey:
+    return SigningKey.generate(Alg.ES256)
+
+
+@pytest.fixture(scope="session")
+def ring(ed_key: SigningKey, es_key: SigningKey) -> KeyRing:
+    return KeyRing.of(ed_key.public(), es_key.public())
+
+
+@pytest.fixture()
+def green_claims() -> Claims:
+    return Claims.dynamic(SUBJECT, Status.GREEN, NOW)

@@ -1,0 +1,270 @@
+"""Minting and verifying codes: round trips, sizes, and every rejection with its reason."""
+
+from __future__ import annotations
+
+import zlib
+
+import cbor2
+import pytest
+
+from suishenma import (
+    Claims,
+    CodeClaimsError,
+    CodeError,
+    CodeFormatError,
+    CodeSignatureError,
+    CodeTimeError,
+    CodeType,
+    IssuerEntry,
+    KeyRing,
+    Reason,
+    SigningKey,
+    Status,
+    TrustedKey,
+    UsageError,
+    inspect,
+    mint,
+    verify,
+)
+from suishenma._base45 import b45decode, b45encode
+from suishenma._text import MAX_MESSAGE, MAX_TEXT
+from suishenma.qr import qr_version
+from tests.conftest import NOW, SUBJECT
+from tests.suishenma import forge
+
+
+def test_roundtrip_dynamic(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    assert code.startswith("SM1:")
+    v = verify(code, ring, now=NOW + 30)
+    assert v.claims == green_claims
+    assert v.kid == ed_key.kid
+
+
+def test_roundtrip_es256_and_offline(es_key: SigningKey, ring: KeyRing) -> None:
+    claims = Claims.offline(SUBJECT, Status.YELLOW, NOW, 123_456, name="王小明", id_number="310101199001011234")
+    v = verify(mint(claims, es_key), ring, now=NOW + 86400)
+    assert v.claims.code_type is CodeType.OFFLINE
+    assert v.claims.status_index == 123_456
+    assert v.claims.masked_name == "王*明"
+    assert v.claims.masked_id == "3101**********1234"
+
+
+def test_dynamic_code_fits_qr_version_7_at_ecc_m(ed_key: SigningKey) -> None:
+    code = mint(Claims.dynamic(SUBJECT, Status.RED, NOW), ed_key)
+    assert qr_version(code, "M") <= 7
+
+
+def test_hospital_code_fits_qr_version_9(ed_key: SigningKey) -> None:
+    claims = Claims.dynamic(SUBJECT, Status.GREEN, NOW, name="欧阳小三", id_number="31010119900101123X")
+    assert qr_version(mint(claims, ed_key), "M") <= 9
+
+
+def test_identity_is_masked_before_it_enters_the_code(ed_key: SigningKey) -> None:
+    code = mint(Claims.dynamic(SUBJECT, Status.GREEN, NOW, name="张小三", id_number="310101199001011234"), ed_key)
+    raw = b45decode(code[4:])
+    assert "小".encode() not in raw and b"19900101" not in raw
+
+
+def test_compressed_code_is_accepted(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    message = b45decode(mint(green_claims, ed_key)[4:])
+    assert verify("SM1:" + b45encode(zlib.compress(message)), ring, now=NOW).claims == green_claims
+
+
+def test_code_never_uses_zlib_when_it_would_be_longer(ed_key: SigningKey, green_claims: Claims) -> None:
+    message = b45decode(mint(green_claims, ed_key)[4:])
+    assert message[0] == 0xD2 and len(zlib.compress(message, 9)) >= len(message)
+
+
+def test_every_flipped_byte_is_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    message = b45decode(mint(green_claims, ed_key)[4:])
+    for i in range(len(message)):
+        for bit in (0x01, 0x80):
+            tampered = bytearray(message)
+            tampered[i] ^= bit
+            with pytest.raises(CodeError):
+                verify(forge.text(bytes(tampered)), ring, now=NOW)
+
+
+def test_every_truncation_is_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    for n in range(len(code)):
+        with pytest.raises(CodeFormatError):
+            verify(code[:n], ring, now=NOW)
+
+
+def test_wrong_key_is_unknown_kid(ed_key: SigningKey, green_claims: Claims) -> None:
+    other = KeyRing.of(SigningKey.generate().public())
+    with pytest.raises(CodeSignatureError) as exc:
+        verify(mint(green_claims, ed_key), other, now=NOW)
+    assert exc.value.reason is Reason.UNKNOWN_KID
+
+
+def test_same_kid_different_key_is_bad_signature(ed_key: SigningKey, green_claims: Claims) -> None:
+    impostor = SigningKey.generate()
+    ring = KeyRing(
+        [TrustedKey(type(ed_key.public()).from_public_key(impostor.private_key.public_key(), kid=ed_key.kid))]
+    )
+    with pytest.raises(CodeSignatureError) as exc:
+        verify(mint(green_claims, ed_key), ring, now=NOW)
+    assert exc.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_algorithm_confusion_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    # Header claims ES256 while the kid names an EdDSA key.
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, protected={1: -7, 4: ed_key.kid})
+    with pytest.raises(CodeSignatureError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.ALG_MISMATCH
+
+
+def test_expired_and_not_yet_valid(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    verify(code, ring, now=NOW + 60 + 9)  # inside the 10 s skew allowance
+    with pytest.raises(CodeTimeError) as exc:
+        verify(code, ring, now=NOW + 60 + 10)
+    assert exc.value.reason is Reason.EXPIRED
+    verify(code, ring, now=NOW - 10)
+    with pytest.raises(CodeTimeError) as exc:
+        verify(code, ring, now=NOW - 11)
+    assert exc.value.reason is Reason.NOT_YET_VALID
+    with pytest.raises(CodeTimeError):
+        verify(code, ring, now=NOW + 65, skew=0)
+
+
+def test_untagged_cose_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, tag=None)
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.UNTAGGED
+
+
+def test_other_cose_tag_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, tag=98)
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.UNTAGGED
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], "text", 7, b"bytes"])
+def test_payload_that_is_not_a_map_rejected(ed_key: SigningKey, ring: KeyRing, payload: object) -> None:
+    msg = forge.sign1(cbor2.dumps(payload), ed_key)
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.PAYLOAD_NOT_MAP
+
+
+def test_kid_in_unprotected_header_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, protected={1: -8}, unprotected={4: ed_key.kid})
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.MALFORMED
+
+
+def test_alg_in_unprotected_header_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, protected={4: ed_key.kid}, unprotected={1: -8})
+    with pytest.raises(CodeFormatError):
+        verify(forge.text(msg), ring, now=NOW)
+
+
+def test_detached_payload_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    msg = bytearray(forge.sign1(cbor2.dumps(forge.claims_map()), ed_key))
+    tag = cbor2.loads(bytes(msg))
+    tag.value[2] = None
+    with pytest.raises(CodeFormatError):
+        verify(forge.text(cbor2.dumps(tag)), ring, now=NOW)
+
+
+def test_wrong_prefix_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    for bad in ("HC1:" + code[4:], "SM2:" + code[4:], code[4:], "sm1:" + code[4:]):
+        with pytest.raises(CodeFormatError) as exc:
+            verify(bad, ring, now=NOW)
+        assert exc.value.reason is Reason.WRONG_PREFIX
+
+
+@pytest.mark.parametrize("body", ["abc", "A", "GGW", "::::", "ÄÖÜ", "AB\x00"])
+def test_bad_base45_rejected(ring: KeyRing, body: str) -> None:
+    with pytest.raises(CodeFormatError) as exc:
+        verify("SM1:" + body, ring, now=NOW)
+    assert exc.value.reason is Reason.BAD_ENCODING
+
+
+def test_zlib_bomb_rejected_without_inflating_it(ring: KeyRing) -> None:
+    bomb = zlib.compress(b"\xd2" + b"\0" * (MAX_MESSAGE * 4), 9)
+    with pytest.raises(CodeFormatError) as exc:
+        verify("SM1:" + b45encode(bomb), ring, now=NOW)
+    assert exc.value.reason is Reason.TOO_LARGE
+
+
+def test_corrupt_zlib_rejected(ring: KeyRing) -> None:
+    with pytest.raises(CodeFormatError) as exc:
+        verify("SM1:" + b45encode(b"\x78\x9c\xff\xff\xff"), ring, now=NOW)
+    assert exc.value.reason is Reason.BAD_COMPRESSION
+
+
+def test_oversized_text_rejected_before_decoding(ring: KeyRing) -> None:
+    with pytest.raises(CodeFormatError) as exc:
+        verify("SM1:" + "0" * MAX_TEXT, ring, now=NOW)
+    assert exc.value.reason is Reason.TOO_LARGE
+
+
+def test_deeply_nested_cbor_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    deep = b"\x81" * 5000 + b"\x00"
+    for unprotected_nesting in (True, False):
+        if unprotected_nesting:
+            p = cbor2.dumps({1: -8, 4: ed_key.kid})
+            message = b"\xd2\x84" + cbor2.dumps(p) + b"\xa1\x20" + deep + cbor2.dumps(b"x") + cbor2.dumps(bytes(64))
+        else:
+            message = forge.sign1(b"\xa1\x20" + deep, ed_key)
+        with pytest.raises(CodeFormatError) as exc:
+            verify(forge.text(message), ring, now=NOW)
+        assert exc.value.reason in (Reason.MALFORMED, Reason.TOO_LARGE)
+
+
+def test_missing_and_mistyped_claims_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
+    cases = [
+        {k: v for k, v in forge.claims_map().items() if k != 4},
+        forge.claims_map(k1=5),
+        forge.claims_map(k6=True),
+        forge.claims_map(k2="not bytes"),
+        forge.claims_map(**{"k-65537": {0: 9}}),
+        forge.claims_map(**{"k-65537": {0: 0, 1: 1}}),  # offline without a status index
+        forge.claims_map(k4=1_789_999_999),  # expires before it was issued
+    ]
+    for m in cases:
+        with pytest.raises(CodeClaimsError):
+            verify(forge.text(forge.sign1(cbor2.dumps(m), ed_key)), ring, now=NOW)
+
+
+def test_key_limits_issuer_type_and_validity(ed_key: SigningKey, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    entry = IssuerEntry(ed_key.public(), "ZJ", NOW - 100, NOW + 100)
+    with pytest.raises(CodeClaimsError) as exc:
+        verify(code, KeyRing([entry.trusted_key()]), now=NOW)
+    assert exc.value.reason is Reason.ISSUER_MISMATCH
+    entry = IssuerEntry(ed_key.public(), "SH", NOW - 100, NOW + 100, frozenset({CodeType.OFFLINE}))
+    with pytest.raises(CodeClaimsError) as exc:
+        verify(code, KeyRing([entry.trusted_key()]), now=NOW)
+    assert exc.value.reason is Reason.TYPE_NOT_ALLOWED
+    entry = IssuerEntry(ed_key.public(), "SH", NOW + 1, NOW + 100)
+    with pytest.raises(CodeClaimsError) as exc:
+        verify(code, KeyRing([entry.trusted_key()]), now=NOW)
+    assert exc.value.reason is Reason.KEY_NOT_VALID
+
+
+def test_inspect_says_nothing_was_verified(ed_key: SigningKey, green_claims: Claims) -> None:
+    i = inspect(mint(green_claims, ed_key))
+    assert i.verified is False
+    assert i.claims == green_claims and i.kid == ed_key.kid
+
+
+def test_claims_out_of_range_are_usage_errors() -> None:
+    with pytest.raises(UsageError):
+        Claims.dynamic(b"", Status.GREEN, NOW)
+    with pytest.raises(UsageError):
+        Claims.dynamic(SUBJECT, Status.GREEN, NOW, ttl=0)
+    with pytest.raises(UsageError):
+        Claims.offline(SUBJECT, Status.GREEN, NOW, -1)
+    with pytest.raises(UsageError):
+        Claims.dynamic(SUBJECT, Status.GREEN, NOW, issuer="X" * 17)
