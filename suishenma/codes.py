@@ -7,7 +7,7 @@ field of ours sits in one private claim (``Claim.SUISHENMA``) holding a small-in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _cbor, _cose, _text
 from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason, UsageError
@@ -139,51 +139,64 @@ class Claims:
 
     @classmethod
     def from_cbor_map(cls, m: Any) -> Claims:
-        """Read and type-check a claims map.
+        """Read and type-check a claims map (docs/format.md §3).
+
+        Exact type checks (``type(x) is int``) keep bool out and are the fast path of every scan.
 
         Raises:
             CodeFormatError: PAYLOAD_NOT_MAP.
             CodeClaimsError: MISSING_CLAIM or BAD_CLAIM.
         """
-        if not isinstance(m, dict):
+        if type(m) is not dict:
             raise CodeFormatError(Reason.PAYLOAD_NOT_MAP)
-        ours = _get(m, Claim.SUISHENMA, dict)
-        status = _get(ours, SmField.STATUS, int)
-        code_type = ours.get(SmField.CODE_TYPE, CodeType.DYNAMIC)
-        if status not in Status._value2member_map_ or code_type not in CodeType._value2member_map_:
+        issuer, subject, iat, exp, ours = m.get(_ISS), m.get(_SUB), m.get(_IAT), m.get(_EXP), m.get(_OURS)
+        if not (type(issuer) is str and type(subject) is bytes and type(iat) is int and type(exp) is int):
+            _raise_claim_error(m, ((_ISS, str), (_SUB, bytes), (_IAT, int), (_EXP, int)))
+        if type(ours) is not dict:
+            _raise_claim_error(m, ((_OURS, dict),))
+        status, code_type = ours.get(_STATUS), ours.get(_CODE_TYPE, 0)
+        name, masked_id, index = ours.get(_NAME), ours.get(_MASKED_ID), ours.get(_INDEX)
+        if not (
+            type(status) is int
+            and type(code_type) is int
+            and (name is None or type(name) is str)
+            and (masked_id is None or type(masked_id) is str)
+            and (index is None or type(index) is int)
+        ):
+            _raise_claim_error(
+                ours, ((_STATUS, int), (_CODE_TYPE, int), (_NAME, str), (_MASKED_ID, str), (_INDEX, int))
+            )
+        if status not in _STATUSES or code_type not in _CODE_TYPES:
             raise CodeClaimsError(Reason.BAD_CLAIM, "unknown status or code type")
-        claims = cls(
-            issuer=_get(m, Claim.ISS, str),
-            subject=_get(m, Claim.SUB, bytes),
-            issued_at=_get(m, Claim.IAT, int),
-            expires_at=_get(m, Claim.EXP, int),
-            status=Status(status),
-            code_type=CodeType(code_type),
-            masked_name=_get(ours, SmField.MASKED_NAME, str, required=False),
-            masked_id=_get(ours, SmField.MASKED_ID, str, required=False),
-            status_index=_get(ours, SmField.STATUS_INDEX, int, required=False),
-        )
+        if (name is not None and len(name) > MAX_NAME) or (masked_id is not None and len(masked_id) > MAX_ID_NUMBER):
+            raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
+        claims = cls(issuer, subject, iat, exp, _STATUSES[status], _CODE_TYPES[code_type], name, masked_id, index)
         try:
-            claims.checked()
+            return claims.checked()
         except UsageError as exc:
             raise CodeClaimsError(Reason.BAD_CLAIM, exc.detail) from None
-        if (claims.masked_name and len(claims.masked_name) > MAX_NAME) or (
-            claims.masked_id and len(claims.masked_id) > MAX_ID_NUMBER
-        ):
-            raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
-        return claims
 
 
-def _get(m: dict[Any, Any], key: int, typ: type, *, required: bool = True) -> Any:
-    value = m.get(key)
-    if value is None:
-        if required:
+_ISS, _SUB, _IAT, _EXP, _OURS = int(Claim.ISS), int(Claim.SUB), int(Claim.IAT), int(Claim.EXP), int(Claim.SUISHENMA)
+_STATUS, _CODE_TYPE, _NAME = int(SmField.STATUS), int(SmField.CODE_TYPE), int(SmField.MASKED_NAME)
+_MASKED_ID, _INDEX = int(SmField.MASKED_ID), int(SmField.STATUS_INDEX)
+_STATUSES = {int(s): s for s in Status}
+_CODE_TYPES = {int(t): t for t in CodeType}
+
+
+def _raise_claim_error(m: dict[Any, Any], fields: tuple[tuple[int, type], ...]) -> NoReturn:
+    """Raise the precise error for the first missing or mistyped field (slow path).
+
+    Raises:
+        CodeClaimsError: always, MISSING_CLAIM or BAD_CLAIM.
+    """
+    for key, typ in fields:
+        value = m.get(key)
+        if value is None and key in (_STATUS, _ISS, _SUB, _IAT, _EXP, _OURS):
             raise CodeClaimsError(Reason.MISSING_CLAIM, f"claim {key}")
-        return None
-    # bool is an int in Python but not in CBOR terms; reject it where an integer is expected.
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise CodeClaimsError(Reason.BAD_CLAIM, f"claim {key} must be {typ.__name__}")
-    return value
+        if value is not None and type(value) is not typ:
+            raise CodeClaimsError(Reason.BAD_CLAIM, f"claim {key} must be {typ.__name__}")
+    raise CodeClaimsError(Reason.BAD_CLAIM)
 
 
 @dataclass(frozen=True)
