@@ -1,0 +1,174 @@
+"""Regenerate tests/vectors/*.json: deterministic inputs, expected outputs for other implementations.
+
+Run from the project root: .venv/bin/python tests/vectors/generate.py
+Ed25519 signatures are deterministic, so those vectors fix the exact code text. ES256 signatures are
+randomized: its vector gives one valid code text and expects it to verify.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from suishenma import (  # noqa: E402
+    Claims,
+    EntryStatus,
+    IssuerEntry,
+    SigningKey,
+    Status,
+    StatusList,
+    mint,
+    sign_status_list,
+    sign_trust_list,
+)
+from suishenma._base45 import b45decode, b45encode  # noqa: E402
+from suishenma._cose import _sig_structure  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+AT = 1_790_000_000
+ED_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+ED2_SEED = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
+ES_SCALAR = int("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721", 16)
+SUBJECT = bytes.fromhex("0011223344556677")
+
+
+def ed_key(seed: bytes) -> SigningKey:
+    return SigningKey.from_private_key(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def key_json(key: SigningKey) -> dict[str, Any]:
+    raw = (
+        key.private_key.private_bytes_raw()
+        if key.alg.name == "EdDSA"
+        else key.private_key.private_numbers().private_value.to_bytes(32, "big")
+    )  # type: ignore[union-attr]
+    return {"alg": key.alg.name, "private": raw.hex(), "public_spki_der": key.public().der.hex(), "kid": key.kid.hex()}
+
+
+def claims_json(c: Claims) -> dict[str, Any]:
+    return {
+        "iss": c.issuer,
+        "sub": c.subject.hex(),
+        "iat": c.issued_at,
+        "exp": c.expires_at,
+        "status": int(c.status),
+        "code_type": int(c.code_type),
+        "masked_name": c.masked_name,
+        "masked_id": c.masked_id,
+        "status_index": c.status_index,
+    }
+
+
+def vector(
+    name: str, description: str, key: SigningKey, code: str, at: int, expect: dict[str, Any], **extra: Any
+) -> None:
+    body = {
+        "name": name,
+        "description": description,
+        "key": key_json(key),
+        "at": at,
+        "code": code,
+        "expect": expect,
+        **extra,
+    }
+    (OUT / f"{name}.json").write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+
+
+def signed(key: SigningKey, payload: bytes, protected: dict[int, Any], tag: int | None = 18) -> bytes:
+    p = cbor2.dumps(protected)
+    sig = key.cose_key.sign(_sig_structure(p, payload))
+    body = [p, {}, payload, sig]
+    return cbor2.dumps(cbor2.CBORTag(tag, body) if tag else body)
+
+
+def main() -> int:
+    ed, other = ed_key(ED_SEED), ed_key(ED2_SEED)
+    es = SigningKey.from_private_key(ec.derive_private_key(ES_SCALAR, ec.SECP256R1()))
+    dyn = Claims.dynamic(SUBJECT, Status.GREEN, AT)
+    hosp = Claims.dynamic(SUBJECT, Status.YELLOW, AT, name="张小三", id_number="310101199001011234")
+    off = Claims.offline(SUBJECT, Status.GREEN, AT, 1234, ttl=180 * 86400)
+    valid = lambda c: {"valid": True, "claims": claims_json(c)}  # noqa: E731
+    invalid = lambda reason: {"valid": False, "reason": reason}  # noqa: E731
+
+    vector(
+        "dynamic-green",
+        "Dynamic code, no identity fields (QR version 7 at ECC M).",
+        ed,
+        mint(dyn, ed),
+        AT + 30,
+        valid(dyn),
+    )
+    vector("dynamic-hospital", "Dynamic code with masked name and ID.", ed, mint(hosp, ed), AT + 30, valid(hosp))
+    vector("offline", "Offline (paper) code with a status-list index.", ed, mint(off, ed), AT + 86400, valid(off))
+    vector("es256", "ES256 signature: randomized, so only the verdict is fixed.", es, mint(dyn, es), AT, valid(dyn))
+    vector(
+        "expired", "Verified 61 s after issue with 0 s skew.", ed, mint(dyn, ed), AT + 61, invalid("expired"), skew=0
+    )
+    vector(
+        "not-yet-valid", "Verified 11 s before issue (10 s skew).", ed, mint(dyn, ed), AT - 11, invalid("not_yet_valid")
+    )
+    vector(
+        "unknown-kid", "Signed by a key the verifier does not hold.", ed, mint(dyn, other), AT, invalid("unknown_kid")
+    )
+    code = mint(dyn, ed)
+    msg = bytearray(b45decode(code[4:]))
+    msg[-1] ^= 1
+    vector(
+        "bad-signature",
+        "Last signature byte flipped.",
+        ed,
+        "SM1:" + b45encode(bytes(msg)),
+        AT,
+        invalid("bad_signature"),
+    )
+    vector("wrong-prefix", "HC1 prefix on an SM1 body.", ed, "HC1:" + code[4:], AT, invalid("wrong_prefix"))
+    vector("bad-base45", "Group GGW decodes to 65536.", ed, "SM1:GGW", AT, invalid("bad_encoding"))
+    payload = cbor2.dumps(dyn.to_cbor_map())
+    untagged = signed(ed, payload, {1: -8, 4: ed.kid}, tag=None)
+    vector("untagged", "COSE_Sign1 array without tag 18.", ed, "SM1:" + b45encode(untagged), AT, invalid("untagged"))
+    confused = signed(ed, payload, {1: -7, 4: ed.kid})
+    vector(
+        "alg-mismatch",
+        "Header says ES256, kid names an EdDSA key.",
+        ed,
+        "SM1:" + b45encode(confused),
+        AT,
+        invalid("alg_mismatch"),
+    )
+    zipped = "SM1:" + b45encode(zlib.compress(b45decode(code[4:]), 9))
+    vector("zlib", "A valid code sent zlib-compressed (decoders must accept it).", ed, zipped, AT, valid(dyn))
+
+    root = ed_key(bytes(range(32)))
+    entry = IssuerEntry(ed.public(), "SH", AT - 86400, AT + 365 * 86400, status_uri="/v1/status-lists/SH")
+    tl = sign_trust_list([entry], root, version=3, now=AT, ttl=7 * 86400)
+    lst = StatusList(64, 2)
+    lst.set(3, EntryStatus.INVALID)
+    lst.set(5, EntryStatus.SUSPENDED)
+    sl = sign_status_list(lst, ed, uri="/v1/status-lists/SH", issuer="SH", version=9, now=AT, valid_for=86400, ttl=3600)
+    lists = {
+        "name": "lists",
+        "description": "A trust list signed by the root and a 2-bit status list signed by the issuer.",
+        "root": key_json(root),
+        "issuer": key_json(ed),
+        "at": AT,
+        "trust_list": tl.hex(),
+        "trust_list_expect": {"version": 3, "issuers": [{"issuer": "SH", "kid": ed.kid.hex()}]},
+        "status_list": sl.hex(),
+        "status_list_expect": {"version": 9, "bits": 2, "size": 64, "statuses": {"0": 0, "3": 1, "5": 2}},
+    }
+    (OUT / "lists.json").write_text(json.dumps(lists, indent=2) + "\n")
+    print(f"wrote vectors to {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
