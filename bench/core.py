@@ -9,7 +9,6 @@ list of 32 M entries at 1 % revoked <= 450 KB compressed, lookup <= 2 us, build 
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 import time
@@ -17,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cwt import COSE  # noqa: E402
+from cwt import COSE
 
-from bench._common import interleaved  # noqa: E402
-from suishenma import (  # noqa: E402
+from bench._common import interleaved
+from suishenma import (
     Alg,
     Claims,
     EntryStatus,
@@ -33,9 +32,9 @@ from suishenma import (  # noqa: E402
     sign_status_list,
     verify,
 )
-from suishenma._base45 import b45decode  # noqa: E402
-from suishenma._cose import _sig_structure, parse  # noqa: E402
-from suishenma.qr import qr_version  # noqa: E402
+from suishenma._base45 import b45decode
+from suishenma._cose import _sig_structure, parse
+from suishenma.qr import qr_version
 
 NOW = 1_790_000_000
 SUBJECT = bytes.fromhex("0011223344556677")
@@ -79,7 +78,9 @@ def sizes() -> None:
     key = SigningKey.generate()
     kinds = {
         "dynamic": Claims.dynamic(SUBJECT, Status.GREEN, NOW),
-        "dynamic + name + ID": Claims.dynamic(SUBJECT, Status.GREEN, NOW, name="张小三", id_number="310101199001011234"),
+        "dynamic + name + ID": Claims.dynamic(
+            SUBJECT, Status.GREEN, NOW, name="张小三", id_number="310101199001011234"
+        ),
         "offline": Claims.offline(SUBJECT, Status.GREEN, NOW, 31_999_999),
         "offline + name + ID": Claims.offline(
             SUBJECT, Status.GREEN, NOW, 31_999_999, name="张小三", id_number="310101199001011234"
@@ -100,7 +101,9 @@ def status_list(size: int = 32_000_000, revoked: float = 0.01) -> None:
     start = time.perf_counter()
     lst = StatusList(size)
     lst.set_many(indices, EntryStatus.INVALID)
-    token = sign_status_list(lst, key, uri="/v1/status-lists/SH", issuer="SH", version=1, now=NOW, valid_for=86400, ttl=3600)
+    token = sign_status_list(
+        lst, key, uri="/v1/status-lists/SH", issuer="SH", version=1, now=NOW, valid_for=86400, ttl=3600
+    )
     build = time.perf_counter() - start
     start = time.perf_counter()
     parsed = parse_status_list(token, {key.kid: key.public()}, now=NOW)
