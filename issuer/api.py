@@ -1,0 +1,300 @@
+"""API v1 routes. Handlers are ``async`` and call SQLite inline: each write takes tens of microseconds,
+less than a hop to the thread pool would cost on a single worker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from starlette.responses import Response
+
+from suishenma import KeyFileError, UsageError
+from suishenma.masking import mask_id_number, mask_name
+
+from .api_errors import ApiError
+from .audit import verify_chain
+from .auth import MAX_KEY_CHARS
+from .context import Context, Principal
+from .keystore import NoSigningKey
+from .models import (
+    AuditResponse,
+    EnrolRequest,
+    EnrolResponse,
+    ErrorBody,
+    MintRequest,
+    MintResponse,
+    OfflineCodeResponse,
+    OfflineStateResponse,
+    ScanLogBatch,
+    ScanLogResponse,
+    StatusRequest,
+    StatusResponse,
+    SubjectResponse,
+)
+from .publish import NoTrustList
+from .render import png, qr_matrix, svg
+from .service import Conflict, NotFound, StatusExpired
+from .storage import PublishedList, ScanRecord, SubjectRecord
+
+TRUST_LIST_TYPE = "application/suishenma-trustlist+cwt"
+STATUS_LIST_TYPE = "application/statuslist+cwt"
+STATE_NAMES = {0: "valid", 1: "revoked", 2: "suspended"}
+
+SubjectId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="Pseudonymous subject id")]
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+
+async def public(request: Request) -> Context:
+    """Dependency of the public routes: the app's context, no key needed."""
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(public)]
+
+
+def require(scope: str) -> object:
+    """Dependency: the app context and the caller, whose key must hold ``scope`` (``admin`` holds all).
+
+    The header is read here rather than through ``HTTPBearer``: one dependency instead of two on every
+    authenticated request. The OpenAPI schema declares the scheme (see ``app.bearer_openapi``).
+    """
+
+    async def check(request: Request) -> Caller:
+        ctx: Context = request.app.state.ctx
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
+            raise ApiError("unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        record = ctx.lookup_key(key.strip())
+        if record is None or record.revoked:
+            raise ApiError("unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in record.scopes and "admin" not in record.scopes:
+            raise ApiError("forbidden", {"needs": scope, "has": sorted(record.scopes)})
+        wait = ctx.limiter.take(record.id, record.rate_per_s)
+        if wait:
+            raise ApiError("rate_limited", {"retry_after_s": wait}, {"Retry-After": str(wait)})
+        return Caller(ctx, Principal(record.id, record.name, record.scopes))
+
+    return Depends(check)
+
+
+@dataclass(frozen=True)
+class Caller:
+    ctx: Context
+    who: Principal
+
+    @property
+    def actor(self) -> str:
+        return self.who.name
+
+
+def as_json(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status, media_type="application/json")
+
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+@router.post("/subjects", status_code=201, response_model=EnrolResponse, tags=["subjects"])
+async def enrol(body: EnrolRequest, caller: Annotated[Caller, require("enrol")]) -> Response:
+    """Enrol a person; returns a random pseudonymous subject id. Name and ID number are stored here only."""
+    ctx = caller.ctx
+    try:
+        subject = ctx.service.enrol(body.name, body.id_number, ctx.now(), caller.actor)
+    except UsageError as exc:
+        raise ApiError("invalid_input", exc.detail) from None
+    return as_json({"subject": subject}, 201)
+
+
+@router.get("/subjects/{subject}", response_model=SubjectResponse, tags=["subjects"])
+async def get_subject(subject: SubjectId, caller: Annotated[Caller, require("status")]) -> Response:
+    """A person's current status, with masked identity only."""
+    ctx = caller.ctx
+    rec = _subject_or_404(ctx, subject)
+    return as_json(
+        {
+            "subject": rec.subject,
+            "masked_name": mask_name(rec.name),
+            "masked_id": mask_id_number(rec.id_number),
+            "status": rec.status,
+            "reason": rec.status_reason,
+            "valid_until": rec.status_until,
+        }
+    )
+
+
+@router.put("/subjects/{subject}/status", response_model=StatusResponse, tags=["subjects"])
+async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[Caller, require("status")]) -> Response:
+    """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them."""
+    ctx = caller.ctx
+    try:
+        changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
+    except NotFound:
+        raise ApiError("not_found", {"subject": subject}) from None
+    except Conflict as exc:
+        raise ApiError("conflict", str(exc)) from None
+    return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
+
+
+FORMAT_PARAM = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "json, png or svg; overrides the Accept header",
+    "schema": {"type": "string", "enum": ["json", "png", "svg"]},
+}
+
+
+@router.post(
+    "/subjects/{subject}/codes",
+    response_model=MintResponse,
+    tags=["codes"],
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+    openapi_extra={"parameters": [FORMAT_PARAM]},
+)
+async def mint_code(
+    subject: SubjectId, body: MintRequest, request: Request, caller: Annotated[Caller, require("mint")]
+) -> Response:
+    """A fresh dynamic code for the phone: JSON, or the QR as PNG or SVG (``Accept`` or ``?format=``).
+
+    ``format`` and ``Accept`` are read from the request directly: on the busiest route, each declared
+    parameter costs FastAPI more than the lookup itself.
+    """
+    ctx = caller.ctx
+    kind = _kind(request.query_params.get("format"), request.headers.get("accept", "application/json"))
+    try:
+        minted = ctx.service.mint_dynamic(subject, body.scenario, ctx.now(), caller.actor)
+    except NotFound:
+        raise ApiError("not_found", {"subject": subject}) from None
+    except StatusExpired as exc:
+        raise ApiError("status_expired", str(exc)) from None
+    except (NoSigningKey, KeyFileError):
+        raise ApiError("unavailable") from None
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="dynamic"')
+    if kind == "json":
+        return as_json({"code": minted.code, "expires_at": minted.expires_at})
+    headers = {"X-Code-Expires-At": str(minted.expires_at), "Cache-Control": "no-store"}
+    if kind == "png":
+        return Response(png(qr_matrix(minted.code)), media_type="image/png", headers=headers)
+    return Response(svg(qr_matrix(minted.code)), media_type="image/svg+xml", headers=headers)
+
+
+def _kind(fmt: str | None, accept: str) -> str:
+    if fmt is not None:
+        if fmt not in ("json", "png", "svg"):
+            raise ApiError("invalid_input", [{"field": "query.format", "problem": "must be json, png or svg"}])
+        return fmt
+    return _kind_from_accept(accept)
+
+
+def _kind_from_accept(accept: str) -> str:
+    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    for t in types:
+        if t in ("application/json", "*/*", "application/*", ""):
+            return "json"
+        if t in ("image/png", "image/*"):
+            return "png"
+        if t == "image/svg+xml":
+            return "svg"
+    raise ApiError("not_acceptable", {"accept": accept[:200]})
+
+
+@router.post("/subjects/{subject}/offline-codes", status_code=201, response_model=OfflineCodeResponse, tags=["codes"])
+async def issue_offline(subject: SubjectId, caller: Annotated[Caller, require("mint")]) -> Response:
+    """A long-lived printed code for a person without a phone; revocable through its status-list index."""
+    ctx = caller.ctx
+    try:
+        minted = ctx.service.issue_offline(subject, ctx.now(), caller.actor)
+    except NotFound:
+        raise ApiError("not_found", {"subject": subject}) from None
+    except StatusExpired as exc:
+        raise ApiError("status_expired", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError("conflict", str(exc)) from None
+    except (NoSigningKey, KeyFileError):
+        raise ApiError("unavailable") from None
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="offline"')
+    body = {"code": minted.code, "status_index": minted.status_index, "expires_at": minted.expires_at}
+    return as_json(body, 201)
+
+
+@router.post("/offline-codes/{index}/{action}", response_model=OfflineStateResponse, tags=["codes"])
+async def set_offline_state(
+    index: Annotated[int, Path(ge=1, lt=2**32)],
+    action: Literal["revoke", "suspend", "reinstate"],
+    caller: Annotated[Caller, require("revoke")],
+) -> Response:
+    """Revoke (final), suspend or reinstate a paper code. Repeating a request changes nothing."""
+    ctx = caller.ctx
+    try:
+        changed = ctx.service.set_offline(index, action, ctx.now(), caller.actor)
+    except NotFound:
+        raise ApiError("not_found", {"status_index": index}) from None
+    except Conflict as exc:
+        raise ApiError("conflict", str(exc)) from None
+    state = {"revoke": "revoked", "suspend": "suspended", "reinstate": "valid"}[action]
+    return as_json({"status_index": index, "state": state, "changed": changed})
+
+
+@router.get("/trust-list", tags=["lists"], responses={200: {"content": {TRUST_LIST_TYPE: {}}}, 304: {}})
+async def trust_list(ctx: Ctx, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """The root-signed trust list (public; cache with ``If-None-Match``)."""
+    try:
+        lst = ctx.service.publisher.trust_list(ctx.now())
+    except (NoTrustList, KeyFileError):
+        raise ApiError("unavailable") from None
+    return _cached(ctx, lst, TRUST_LIST_TYPE, if_none_match)
+
+
+@router.get("/status-lists/{issuer_id}", tags=["lists"], responses={200: {"content": {STATUS_LIST_TYPE: {}}}, 304: {}})
+async def status_list(
+    issuer_id: Annotated[str, Path(max_length=8)], ctx: Ctx, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    """The issuer's signed Token Status List: 2 bits per paper code (public; cacheable)."""
+    if issuer_id != ctx.service.settings.issuer_id:
+        raise ApiError("not_found", {"issuer_id": issuer_id})
+    try:
+        lst = ctx.service.publisher.status_list(ctx.now())
+    except (NoSigningKey, KeyFileError):
+        raise ApiError("unavailable") from None
+    return _cached(ctx, lst, STATUS_LIST_TYPE, if_none_match)
+
+
+def _cached(ctx: Context, lst: PublishedList, media_type: str, if_none_match: str | None) -> Response:
+    max_age = max(0, min(ctx.service.settings.list_cache_s, lst.expires_at - ctx.now()))
+    headers = {"ETag": lst.etag, "Cache-Control": f"public, max-age={max_age}", "X-List-Version": str(lst.version)}
+    if if_none_match is not None and lst.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(lst.body, media_type=media_type, headers=headers)
+
+
+@router.post("/scan-logs", response_model=ScanLogResponse, tags=["kiosks"])
+async def scan_logs(body: ScanLogBatch, caller: Annotated[Caller, require("kiosk")]) -> Response:
+    """A batch of a kiosk's verdict records; resending a record (same kiosk and seq) is harmless."""
+    ctx = caller.ctx
+    records = [ScanRecord(r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer) for r in body.records]
+    accepted, duplicates = ctx.service.receive_scan_logs(body.kiosk_id, records, ctx.now())
+    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="accepted"', accepted)
+    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="duplicate"', duplicates)
+    return as_json({"accepted": accepted, "duplicates": duplicates})
+
+
+@router.get("/audit", response_model=AuditResponse, tags=["admin"])
+async def audit(caller: Annotated[Caller, require("admin")]) -> Response:
+    """Walk the audit log's hash chain and report its head hash (record it elsewhere to pin it)."""
+    ctx = caller.ctx
+    storage = ctx.service.storage
+    report = verify_chain(storage.audit_rows(), storage.audit_high_water())
+    return as_json({"rows": report.rows, "head": report.head, "ok": report.ok, "problems": list(report.problems)})
+
+
+def _subject_or_404(ctx: Context, subject: str) -> SubjectRecord:
+    try:
+        return ctx.service.subject(subject)
+    except NotFound:
+        raise ApiError("not_found", {"subject": subject}) from None

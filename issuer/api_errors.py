@@ -1,0 +1,38 @@
+"""Every error the API returns: a stable code, an HTTP status, and a message in English and Chinese."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from starlette.responses import Response
+
+CATALOG: dict[str, tuple[int, str, str]] = {
+    "unauthorized": (401, "Missing or unknown API key: send 'Authorization: Bearer <key>'.", "缺少或未知的 API 密钥。"),
+    "forbidden": (403, "This API key lacks the scope this operation needs.", "此 API 密钥没有该操作所需的权限。"),
+    "rate_limited": (429, "Too many requests for this API key: retry later.", "此 API 密钥请求过多，请稍后重试。"),
+    "invalid_input": (422, "The request is invalid: see detail.", "请求无效，详见 detail。"),
+    "not_found": (404, "No such subject, paper code or list.", "没有该对象、纸质码或列表。"),
+    "conflict": (409, "The request contradicts the current state.", "请求与当前状态冲突。"),
+    "status_expired": (409, "The person's status has lapsed: set it again first.", "此人的状态已失效，请先重新设置。"),
+    "body_too_large": (413, "Request body is too large.", "请求体过大。"),
+    "not_acceptable": (406, "Ask for application/json, image/png or image/svg+xml.", "请求的格式不受支持。"),
+    "unavailable": (503, "The issuer cannot sign right now: see its log.", "签发服务暂时无法签名，请查看日志。"),
+    "internal": (500, "Internal error: see the server log.", "内部错误，请查看服务器日志。"),
+}
+
+
+class ApiError(Exception):
+    """Raised by routes; rendered by ``error_response``."""
+
+    def __init__(self, code: str, detail: object = None, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def error_response(code: str, detail: object = None, headers: Mapping[str, str] | None = None) -> Response:
+    status, en, zh = CATALOG[code]
+    body = {"error": code, "message_en": en, "message_zh": zh, "detail": detail}
+    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")

@@ -1,0 +1,92 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
+
+from suishenma import __version__
+
+from . import api, wallet
+from .api_errors import ApiError, error_response
+from .asgi_guard import Guard
+from .context import Context
+from .metrics import Metrics
+from .service import IssuerService
+from .settings import Settings
+from .sqlite_store import SQLiteStorage
+from .storage import Storage
+
+log = logging.getLogger("issuer")
+
+
+def create_app(settings: Settings, storage: Storage | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
+    """Build the app on ``storage`` (default: the SQLite file named in ``settings``)."""
+    store = storage or SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
+    ctx = Context(IssuerService(settings, store), Metrics(), clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        title="Suishenma issuer",
+        version=__version__,
+        description="Enrols people, keeps their status, mints short-lived signed QR codes, and publishes "
+        "the signed trust list and status lists that offline verifiers sync.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.include_router(api.router)
+    if settings.demo_wallet:
+        app.include_router(wallet.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """Liveness: answers without touching the database."""
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        ctx.metrics.counters[("suishenma_scan_records_stored", "")] = float(store.scan_log_count())
+        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
+        ]
+        return error_response("invalid_input", problems)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 413:
+            return error_response("body_too_large")
+        if exc.status_code == 404:
+            return error_response("not_found", {"path": request.url.path})
+        body = {"error": "http_error", "message_en": str(exc.detail), "message_zh": str(exc.detail), "detail": None}
+        return Response(json.dumps(body), exc.status_code, exc.headers, media_type="application/json")
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        # Log the type and place only: exception text could carry request data.
+        log.error("internal error in %s: %s", request.url.path, type(exc).__name__)
+        ctx.metrics.inc("suishenma_internal_errors_total")
+        return error_response("internal")
+
+    app.add_middleware(Guard, metrics=ctx.metrics, max_body=settings.max_body_bytes)
+    return app

@@ -1,0 +1,199 @@
+"""``suishenma-issuer``: init, serve, api-key create, keys rotate, trust-list sign, audit verify, offline-codes.
+
+Thin: parses arguments, calls the service, prints. ``main(argv) -> int`` for in-process tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from suishenma import KeyFileError, SuishenmaError
+
+from .audit import verify_chain
+from .auth import hash_api_key, new_api_key, parse_scopes
+from .keystore import NoSigningKey, create_root_key, create_signing_key, rotate
+from .paper import issue_paper_codes, read_subjects
+from .service import Conflict, IssuerService, NotFound
+from .settings import Settings, load_settings
+from .sqlite_store import SQLiteStorage
+
+CLI_ACTOR = "cli"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suishenma-issuer", description="Suishenma issuer service / 随申码签发服务")
+    p.add_argument("--dir", type=Path, default=None, help="folder holding var/ and keys/ (default: current)")
+    p.add_argument("--config", type=Path, default=None, help="settings TOML file")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create the database, an issuer key, a dev root key, the first lists")
+    init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (one uvicorn worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+
+    key = sub.add_parser("api-key", help="API keys").add_subparsers(dest="action", required=True)
+    create = key.add_parser("create", help="make a key; it is printed once, as the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: enrol,status,mint,revoke,kiosk,admin")
+    create.add_argument("--rate", type=float, default=None, help="requests per second (default from settings)")
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("rotate", help="add a new signing key; the old one stays trusted until its codes expire")
+
+    trust = sub.add_parser("trust-list", help="the root-signed trust list").add_subparsers(dest="action", required=True)
+    trust.add_parser("sign", help="re-sign it now with keys/root.key")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    av = audit.add_parser("verify", help="check the hash chain; exit 1 on any edited or deleted row")
+    av.add_argument("--expect-head", default=None, help="head hash recorded earlier, to catch deleted tails")
+
+    paper = sub.add_parser("offline-codes", help="issue printable paper codes for a list of subjects")
+    paper.add_argument("--subjects", type=Path, required=True, help="file with one subject id per line")
+    paper.add_argument("--out", type=Path, required=True)
+    paper.add_argument("--format", choices=("png", "svg"), default="png")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, base_dir=args.dir, issuer_id=getattr(args, "issuer_id", None))
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (SuishenmaError, NoSigningKey, NotFound, Conflict, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _open(settings: Settings) -> IssuerService:
+    return IssuerService(settings, SQLiteStorage(settings.db_path, settings.sqlite_synchronous))
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    now = int(time.time())
+    service = _open(settings)
+    try:
+        existing = service.storage.signing_keys()
+        if existing:
+            print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
+            return 0
+        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR)
+        root = create_root_key(settings)
+        trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
+        status = service.publisher.status_list(now, actor=CLI_ACTOR)
+        print(f"database      {settings.db_path}")
+        print(f"issuer        {settings.issuer_id}, signing key {kid} in {settings.keys_path}/issuer-{kid}.key")
+        print(f"root key      {root} (development only: keep the production root offline)")
+        print(f"trust list    version {trust.version}; status list version {status.version}")
+        return 0
+    finally:
+        service.storage.close()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
+    return 0
+
+
+def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    scopes = parse_scopes(args.scopes)
+    rate = args.rate if args.rate is not None else settings.rate_per_s
+    if rate <= 0:
+        raise ValueError("--rate must be positive")
+    key = new_api_key()
+    service = _open(settings)
+    try:
+        service.storage.api_key_create(args.name, hash_api_key(key), scopes, rate, int(time.time()), CLI_ACTOR)
+    finally:
+        service.storage.close()
+    print(f"API key {args.name!r} with scopes {','.join(scopes)}, {rate:g} requests/s. Shown once; store it now:")
+    print(key)
+    return 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    now = int(time.time())
+    service = _open(settings)
+    try:
+        old, new = rotate(settings, service.storage, now, CLI_ACTOR)
+        print(f"new signing key {new}; {old} retired, trusted until its last code expires")
+        try:
+            trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
+            print(f"trust list version {trust.version} signed; restart `serve` to sign with the new key")
+        except KeyFileError as exc:
+            print(f"trust list not re-signed ({exc}): sign it with the offline root key", file=sys.stderr)
+        return 0
+    finally:
+        service.storage.close()
+
+
+def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
+    service = _open(settings)
+    try:
+        trust = service.publisher.trust_list(int(time.time()), force=True, actor=CLI_ACTOR)
+        print(f"trust list version {trust.version}, expires at {trust.expires_at}")
+        return 0
+    finally:
+        service.storage.close()
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.db_path.exists():
+        print(f"error: no database at {settings.db_path}", file=sys.stderr)
+        return 2
+    storage = SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
+    try:
+        report = verify_chain(storage.audit_rows(), storage.audit_high_water())
+    finally:
+        storage.close()
+    problems = list(report.problems)
+    if args.expect_head and args.expect_head != report.head and not any(args.expect_head in p for p in problems):
+        problems.append(f"head is {report.head}, expected {args.expect_head}: rows were removed or rewritten")
+    for p in problems:
+        print(f"FAIL {p}")
+    print(f"{'OK' if not problems else 'TAMPERED'}: {report.rows} rows, head {report.head}")
+    return 0 if not problems else 1
+
+
+def cmd_offline_codes(settings: Settings, args: argparse.Namespace) -> int:
+    subjects = read_subjects(args.subjects)
+    service = _open(settings)
+    try:
+        made = issue_paper_codes(service, subjects, args.out, args.format, int(time.time()), "cli:offline-codes")
+    finally:
+        service.storage.close()
+    print(f"{len(made)} paper codes in {args.out} (print {args.out / 'sheet.html'}; indices in manifest.csv)")
+    return 0
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "serve": cmd_serve,
+    "api-key": cmd_api_key,
+    "keys": cmd_keys,
+    "trust-list": cmd_trust_list,
+    "audit": cmd_audit,
+    "offline-codes": cmd_offline_codes,
+}
+
+
+def main_exit() -> None:
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Request and response bodies of API v1 (pydantic lives here, at the HTTP boundary only)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SUBJECT_PATTERN = r"^[0-9a-f]{16}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrolRequest(Strict):
+    name: str = Field(min_length=1, max_length=64, description="Full name; only its masked form enters codes")
+    id_number: str = Field(
+        min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$", description="ID number; masked in codes"
+    )
+
+
+class EnrolResponse(BaseModel):
+    subject: str = Field(description="Random pseudonymous subject id (16 hex digits)")
+
+
+class SubjectResponse(BaseModel):
+    subject: str
+    masked_name: str
+    masked_id: str
+    status: Literal["green", "yellow", "red"]
+    reason: str
+    valid_until: int | None
+
+
+class StatusRequest(Strict):
+    status: Literal["green", "yellow", "red"]
+    reason: str = Field(default="", max_length=200)
+    valid_until: int | None = Field(default=None, ge=0, lt=2**53, description="POSIX time the status lapses")
+
+
+class StatusResponse(BaseModel):
+    subject: str
+    status: str
+    offline_codes_changed: list[int] = Field(description="Paper codes suspended or reinstated with this change")
+
+
+class MintRequest(Strict):
+    scenario: Literal["venue", "hospital", "transit"] = "venue"
+
+
+class MintResponse(BaseModel):
+    code: str
+    expires_at: int
+
+
+class OfflineCodeResponse(BaseModel):
+    code: str
+    status_index: int
+    expires_at: int
+
+
+class OfflineStateResponse(BaseModel):
+    status_index: int
+    state: Literal["valid", "revoked", "suspended"]
+    changed: bool
+
+
+class ScanLogRecord(Strict):
+    seq: int = Field(ge=0, lt=2**63)
+    at: int = Field(ge=0, lt=2**53)
+    scenario: str = Field(min_length=1, max_length=32)
+    decision: Literal["ALLOW", "DENY", "REFER"]
+    reason: str = Field(min_length=1, max_length=64)
+    subject: str | None = Field(default=None, pattern=r"^[0-9a-f]{2,64}$")
+    issuer: str | None = Field(default=None, min_length=1, max_length=8)
+
+
+class ScanLogBatch(Strict):
+    kiosk_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    records: list[ScanLogRecord] = Field(max_length=1000)
+
+
+class ScanLogResponse(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class AuditResponse(BaseModel):
+    rows: int
+    head: str
+    ok: bool
+    problems: list[str]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message_en: str
+    message_zh: str
+    detail: object = None

@@ -1,0 +1,113 @@
+"""Signed lists as the issuer publishes them: re-signed when changed or near expiry, cached with an ETag.
+
+Trust list: signed by the root. When the root key is kept here (development) it is re-signed
+automatically; in production the root stays offline and an operator re-signs with the CLI.
+Status list: 2 bits per paper code (valid / revoked / suspended), signed by the current issuer key,
+rebuilt lazily on the first request after a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+from suishenma import EntryStatus, StatusList, sign_status_list, sign_trust_list
+
+from .keystore import load_active_key, root_signing_key, trust_entries
+from .settings import Settings
+from .storage import PublishedList, Storage
+
+log = logging.getLogger(__name__)
+TRUST_LIST = "trust"
+
+
+def status_list_name(issuer_id: str) -> str:
+    return f"status:{issuer_id}"
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class NoTrustList(RuntimeError):
+    """No trust list is held and no root key is here to sign one."""
+
+
+class Publisher:
+    """Hands out the current signed lists; one lock so concurrent requests sign a new version once."""
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+        self._lock = threading.Lock()
+
+    def trust_list(self, now: int, *, force: bool = False, actor: str = "system") -> PublishedList:
+        """The current trust list, re-signed first when forced, missing or in the last quarter of its life.
+
+        Raises:
+            NoTrustList: none held, and no root key to sign one.
+            KeyFileError: a key file cannot be read.
+        """
+        with self._lock:
+            held = self.storage.list_get(TRUST_LIST)
+            ttl = self.settings.trust_list_ttl
+            if not force and held is not None and held.expires_at - now > ttl // 4:
+                return held
+            root = root_signing_key(self.settings)
+            if root is None:
+                if held is None:
+                    raise NoTrustList("no trust list: sign one with the offline root key")
+                if held.expires_at <= now:
+                    log.error("trust list expired at %d; re-sign it with the offline root key", held.expires_at)
+                return held
+            version = (held.version if held else 0) + 1
+            body = sign_trust_list(
+                trust_entries(self.settings, self.storage, now), root, version=version, now=now, ttl=ttl
+            )
+            lst = PublishedList(TRUST_LIST, version, body, etag_of(body), now, now + ttl, 0)
+            self.storage.list_put(lst, actor)
+            log.info("signed trust list version %d", version)
+            return lst
+
+    def status_list(self, now: int, *, actor: str = "system") -> PublishedList:
+        """This issuer's status list, rebuilt when a paper code changed state or half its validity is gone.
+
+        Raises:
+            NoSigningKey, KeyFileError: no usable signing key.
+        """
+        name = status_list_name(self.settings.issuer_id)
+        with self._lock:
+            held = self.storage.list_get(name)
+            snap = self.storage.status_snapshot(name)
+            size = self._size(snap.max_index)
+            fresh = held is not None and held.expires_at - now > self.settings.status_list_valid_for // 2
+            if fresh and held is not None and snap.pending == 0 and held.size >= size:
+                return held
+            lst = StatusList(size, bits=2)
+            for index, state in snap.nonvalid:
+                lst.set(index, EntryStatus(state))
+            version = (held.version if held else 0) + 1
+            key = load_active_key(self.settings, self.storage).key
+            uri = f"{self.settings.public_url.rstrip('/')}/v1/status-lists/{self.settings.issuer_id}"
+            body = sign_status_list(
+                lst,
+                key,
+                uri=uri,
+                issuer=self.settings.issuer_id,
+                version=version,
+                now=now,
+                valid_for=self.settings.status_list_valid_for,
+                ttl=self.settings.status_list_ttl,
+            )
+            out = PublishedList(
+                name, version, body, etag_of(body), now, now + self.settings.status_list_valid_for, 0, size
+            )
+            self.storage.list_put(out, actor, snap.pending)
+            return out
+
+    def _size(self, max_index: int) -> int:
+        size = self.settings.status_list_capacity
+        while size <= max_index:
+            size *= 2
+        return size

@@ -1,0 +1,149 @@
+"""What the issuer does, independent of HTTP: enrol, set status, mint, paper codes, scan logs.
+
+Routes and the CLI call this; it talks to ``Storage`` and the signing key and never reads the clock
+(every method takes ``now``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from suishenma import Claims, Status, mint
+from suishenma.masking import mask_id_number, mask_name
+
+from .keystore import ActiveKey, load_active_key
+from .publish import Publisher
+from .settings import Settings
+from .storage import REVOKED, SUSPENDED, VALID, Conflict, NotFound, ScanRecord, Storage, SubjectRecord
+
+Scenario = Literal["venue", "hospital", "transit"]
+OfflineAction = Literal["revoke", "suspend", "reinstate"]
+STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate": VALID}
+
+__all__ = ["Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
+
+
+class StatusExpired(Conflict):
+    """The subject's status has passed its validity: it must be set again before codes are minted."""
+
+
+@dataclass(frozen=True)
+class MintedCode:
+    code: str
+    expires_at: int
+    status: str
+    masked_name: str
+    status_index: int | None = None
+
+
+class IssuerService:
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.publisher = Publisher(settings, storage)
+        self._key: ActiveKey | None = None
+
+    @property
+    def key(self) -> ActiveKey:
+        """The current signing key, loaded once (rotation takes effect at the next start).
+
+        Raises:
+            NoSigningKey, KeyFileError.
+        """
+        if self._key is None:
+            self._key = load_active_key(self.settings, self.storage)
+        return self._key
+
+    def enrol(self, name: str, id_number: str, now: int, actor: str) -> str:
+        """Store a person under a fresh random pseudonym and return it (16 hex digits).
+
+        Raises:
+            UsageError: name or ID number cannot be masked (empty, too long, bad characters).
+        """
+        mask_name(name), mask_id_number(id_number)  # validate before storing
+        subject = secrets.token_hex(8)
+        self.storage.subject_create(subject, name.strip(), id_number.strip().upper(), now, actor)
+        return subject
+
+    def subject(self, subject: str) -> SubjectRecord:
+        """Raises: NotFound."""
+        rec = self.storage.subject_get(subject)
+        if rec is None:
+            raise NotFound(f"no subject {subject}")
+        return rec
+
+    def set_status(self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str) -> list[int]:
+        """Raises: NotFound; Conflict when ``until`` is in the past."""
+        if until is not None and until <= now:
+            raise Conflict("valid_until must be in the future")
+        return self.storage.subject_set_status(subject, status, reason, until, now, actor)
+
+    def _current(self, subject: str, now: int) -> SubjectRecord:
+        rec = self.subject(subject)
+        if rec.status_until is not None and rec.status_until <= now:
+            raise StatusExpired(f"the status of {subject} expired at {rec.status_until}; set it again")
+        return rec
+
+    def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
+        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity).
+
+        Hospital codes carry the masked name and ID; venue and transit codes carry neither.
+
+        Raises:
+            NotFound, StatusExpired, NoSigningKey, KeyFileError.
+        """
+        rec = self._current(subject, now)
+        ttl = self.settings.dynamic_ttl
+        if rec.status_until is not None:
+            ttl = min(ttl, rec.status_until - now)
+        identity = scenario == "hospital"
+        claims = Claims.dynamic(
+            bytes.fromhex(subject),
+            Status[rec.status.upper()],
+            now,
+            ttl=ttl,
+            issuer=self.settings.issuer_id,
+            name=rec.name if identity else None,
+            id_number=rec.id_number if identity else None,
+        )
+        active = self.key
+        code = mint(claims, active.key)
+        self.storage.record_mint(subject, active.record.kid, scenario, claims.expires_at, now, actor)
+        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name))
+
+    def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:
+        """A printed code with masked identity and a fresh status-list index.
+
+        Raises:
+            NotFound, Conflict (only green people get paper codes), StatusExpired, NoSigningKey, KeyFileError.
+        """
+        rec = self._current(subject, now)
+        if rec.status != "green":
+            raise Conflict(f"paper codes are issued only for green status; {subject} is {rec.status}")
+        active = self.key
+        expires_at = now + self.settings.offline_ttl
+        index = self.storage.offline_issue(subject, active.record.kid, expires_at, now, actor)
+        claims = Claims.offline(
+            bytes.fromhex(subject),
+            Status.GREEN,
+            now,
+            index,
+            ttl=self.settings.offline_ttl,
+            issuer=self.settings.issuer_id,
+            name=rec.name,
+            id_number=rec.id_number,
+        )
+        return MintedCode(mint(claims, active.key), expires_at, rec.status, mask_name(rec.name), index)
+
+    def set_offline(self, index: int, action: OfflineAction, now: int, actor: str) -> bool:
+        """Revoke, suspend or reinstate a paper code; False when nothing changed (idempotent).
+
+        Raises: NotFound; Conflict for a revoked code.
+        """
+        return self.storage.offline_set_state(index, STATE_OF[action], now, actor)
+
+    def receive_scan_logs(self, kiosk_id: str, records: list[ScanRecord], now: int) -> tuple[int, int]:
+        """Store a kiosk's batch; records already held (same kiosk and seq) count as duplicates."""
+        return self.storage.scan_logs_add(kiosk_id, records, now)

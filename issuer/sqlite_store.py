@@ -1,0 +1,361 @@
+"""SQLite storage (the embedded default): WAL, numbered schema migrations, one transaction per write."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from .audit import GENESIS, AuditRow, canonical, row_hash
+from .storage import (
+    SUSPENDED,
+    VALID,
+    ApiKeyRecord,
+    Conflict,
+    NotFound,
+    OfflineCodeRecord,
+    PublishedList,
+    ScanRecord,
+    SigningKeyRecord,
+    StatusSnapshot,
+    SubjectRecord,
+)
+
+# Append-only: each entry moves the schema one version up (PRAGMA user_version).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, key_hash BLOB NOT NULL UNIQUE,
+        scopes TEXT NOT NULL, rate_per_s REAL NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
+    CREATE TABLE subjects (
+        subject TEXT PRIMARY KEY, name TEXT NOT NULL, id_number TEXT NOT NULL,
+        status TEXT NOT NULL, status_reason TEXT NOT NULL, status_until INTEGER,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+    CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY, alg TEXT NOT NULL, path TEXT NOT NULL, created_at INTEGER NOT NULL,
+        retired_at INTEGER, last_expiry INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE offline_codes (
+        idx INTEGER PRIMARY KEY, subject TEXT NOT NULL REFERENCES subjects(subject), kid TEXT NOT NULL,
+        issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0,
+        auto_suspended INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX offline_codes_subject ON offline_codes(subject);
+    CREATE INDEX offline_codes_nonvalid ON offline_codes(state) WHERE state != 0;
+    CREATE TABLE lists (
+        name TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB NOT NULL, etag TEXT NOT NULL,
+        issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, dirty INTEGER NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE scan_logs (
+        kiosk_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, scenario TEXT NOT NULL,
+        decision TEXT NOT NULL, reason TEXT NOT NULL, subject TEXT, issuer TEXT, received_at INTEGER NOT NULL,
+        PRIMARY KEY (kiosk_id, seq)) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        target TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    """,
+)
+EXPIRY_STEP = 600
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the schema to the newest version, each step in its own transaction; return the version."""
+    conn = db.conn
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema {version} is newer than this software ({len(MIGRATIONS)})")
+    for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {n}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+class SQLiteStorage:
+    """``Storage`` on one SQLite file. Thread-safe through one lock; other processes through SQLite's."""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self.db = sqlite_utils.Database(conn)
+        self.db.enable_wal()
+        conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        self._lock = threading.RLock()
+        self._expiry_marks: dict[str, int] = {}
+        migrate(self.db)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _audit(
+        self, c: sqlite3.Connection, now: int, actor: str, action: str, target: str, detail: dict[str, object]
+    ) -> None:
+        seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+        last = c.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        row_id, prev = (seq[0] if seq else 0) + 1, last[0] if last else GENESIS
+        text = canonical(detail)
+        h = row_hash(prev, row_id, now, actor, action, target, text)
+        c.execute(
+            "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
+            (row_id, now, actor, action, target, text, prev, h),
+        )
+
+    # API keys
+    def api_key_create(
+        self, name: str, key_hash: bytes, scopes: Sequence[str], rate_per_s: float, now: int, actor: str
+    ) -> int:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"an API key named {name!r} exists")
+            cur = c.execute(
+                "INSERT INTO api_keys (name, key_hash, scopes, rate_per_s, created_at) VALUES (?,?,?,?,?)",
+                (name, key_hash, ",".join(sorted(scopes)), rate_per_s, now),
+            )
+            self._audit(c, now, actor, "api_key.create", name, {"scopes": sorted(scopes), "rate_per_s": rate_per_s})
+            return int(cur.lastrowid or 0)
+
+    def api_key_by_hash(self, key_hash: bytes) -> ApiKeyRecord | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT id, name, scopes, rate_per_s, revoked_at FROM api_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ApiKeyRecord(row[0], row[1], frozenset(filter(None, row[2].split(","))), row[3], row[4] is not None)
+
+    # subjects
+    def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO subjects (subject, name, id_number, status, status_reason, status_until, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'green', 'enrolled', NULL, ?, ?)",
+                (subject, name, id_number, now, now),
+            )
+            self._audit(c, now, actor, "subject.enrol", subject, {})
+
+    def subject_get(self, subject: str) -> SubjectRecord | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT subject, name, id_number, status, status_reason, status_until, created_at FROM subjects"
+                " WHERE subject = ?",
+                (subject,),
+            ).fetchone()
+        return SubjectRecord(*row) if row else None
+
+    def subject_set_status(
+        self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str
+    ) -> list[int]:
+        """Set the status; a non-green status suspends the subject's valid paper codes, green reinstates them.
+
+        Returns the offline-code indices whose state changed. Raises: NotFound.
+        """
+        with self._write() as c:
+            row = c.execute("SELECT status FROM subjects WHERE subject = ?", (subject,)).fetchone()
+            if row is None:
+                raise NotFound(f"no subject {subject}")
+            c.execute(
+                "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?",
+                (status, reason, until, now, subject),
+            )
+            if status == "green":
+                changed = c.execute(
+                    "UPDATE offline_codes SET state = 0, auto_suspended = 0"
+                    " WHERE subject = ? AND state = 2 AND auto_suspended = 1 RETURNING idx",
+                    (subject,),
+                ).fetchall()
+            else:
+                changed = c.execute(
+                    "UPDATE offline_codes SET state = 2, auto_suspended = 1"
+                    " WHERE subject = ? AND state = 0 RETURNING idx",
+                    (subject,),
+                ).fetchall()
+            indices = sorted(r[0] for r in changed)
+            if indices:
+                self._status_lists_changed(c)
+            detail: dict[str, object] = {"from": row[0], "to": status, "reason": reason, "until": until}
+            if indices:
+                detail["offline_codes"] = indices
+            self._audit(c, now, actor, "subject.status", subject, detail)
+            return indices
+
+    # minting
+    def record_mint(self, subject: str, kid: str, scenario: str, expires_at: int, now: int, actor: str) -> None:
+        with self._write() as c:
+            self._raise_last_expiry(c, kid, expires_at)
+            self._audit(c, now, actor, "code.mint", subject, {"kid": kid, "scenario": scenario, "exp": expires_at})
+
+    def _raise_last_expiry(self, c: sqlite3.Connection, kid: str, expires_at: int) -> None:
+        # The stored value is an upper bound, raised in steps of EXPIRY_STEP, so that busy minting does not
+        # rewrite the key's row on every code; a retired key stays listed at most that much longer.
+        if expires_at > self._expiry_marks.get(kid, 0):
+            mark = expires_at + EXPIRY_STEP
+            c.execute("UPDATE signing_keys SET last_expiry = MAX(last_expiry, ?) WHERE kid = ?", (mark, kid))
+            self._expiry_marks[kid] = mark
+
+    def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int:
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO offline_codes (subject, kid, issued_at, expires_at) VALUES (?, ?, ?, ?) RETURNING idx",
+                (subject, kid, now, expires_at),
+            )
+            index = int(cur.fetchone()[0])
+            self._raise_last_expiry(c, kid, expires_at)
+            self._audit(c, now, actor, "offline.issue", subject, {"index": index, "kid": kid, "exp": expires_at})
+            return index
+
+    def offline_get(self, index: int) -> OfflineCodeRecord | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT idx, subject, kid, issued_at, expires_at, state FROM offline_codes WHERE idx = ?", (index,)
+            ).fetchone()
+        return OfflineCodeRecord(*row) if row else None
+
+    def offline_set_state(self, index: int, state: int, now: int, actor: str) -> bool:
+        """Move a paper code to ``state``; False when it already was there (idempotent, not audited again).
+
+        Raises: NotFound; Conflict when reinstating or suspending a revoked code (revocation is final).
+        """
+        with self._write() as c:
+            row = c.execute("SELECT state FROM offline_codes WHERE idx = ?", (index,)).fetchone()
+            if row is None:
+                raise NotFound(f"no offline code {index}")
+            if row[0] == state:
+                return False
+            if row[0] not in (VALID, SUSPENDED):
+                raise Conflict(f"offline code {index} is revoked; revocation is final")
+            c.execute("UPDATE offline_codes SET state = ?, auto_suspended = 0 WHERE idx = ?", (state, index))
+            self._status_lists_changed(c)
+            self._audit(c, now, actor, "offline.state", str(index), {"from": row[0], "to": state})
+            return True
+
+    @staticmethod
+    def _status_lists_changed(c: sqlite3.Connection) -> None:
+        # Counts changes not yet published; see status_snapshot and list_put.
+        c.execute("UPDATE lists SET dirty = dirty + 1 WHERE name LIKE 'status:%'")
+
+    def status_snapshot(self, name: str) -> StatusSnapshot:
+        """The non-valid entries, the highest index and the pending-change count, read in one transaction."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                rows = self.conn.execute("SELECT idx, state FROM offline_codes WHERE state != 0").fetchall()
+                top = self.conn.execute("SELECT COALESCE(MAX(idx), 0) FROM offline_codes").fetchone()[0]
+                held = self.conn.execute("SELECT dirty FROM lists WHERE name = ?", (name,)).fetchone()
+            finally:
+                self.conn.execute("COMMIT")
+        return StatusSnapshot([(int(i), int(st)) for i, st in rows], int(top), int(held[0]) if held else 0)
+
+    # signing keys
+    def signing_keys(self) -> list[SigningKeyRecord]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT kid, alg, path, created_at, retired_at, last_expiry FROM signing_keys ORDER BY created_at, kid"
+            ).fetchall()
+        return [SigningKeyRecord(*r) for r in rows]
+
+    def signing_key_add(self, kid: str, alg: str, path: str, now: int, actor: str) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO signing_keys (kid, alg, path, created_at) VALUES (?, ?, ?, ?)", (kid, alg, path, now)
+            )
+            self._audit(c, now, actor, "key.add", kid, {"alg": alg})
+
+    def signing_key_retire(self, kid: str, now: int, actor: str) -> None:
+        with self._write() as c:
+            cur = c.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL", (now, kid))
+            if cur.rowcount:
+                self._audit(c, now, actor, "key.retire", kid, {})
+
+    # published lists
+    def list_get(self, name: str) -> PublishedList | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT name, version, body, etag, issued_at, expires_at, dirty, size FROM lists WHERE name = ?",
+                (name,),
+            ).fetchone()
+        return (
+            PublishedList(row[0], row[1], bytes(row[2]), row[3], row[4], row[5], int(row[6]), int(row[7]))
+            if row
+            else None
+        )
+
+    def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None:
+        """Store a newly signed list; ``changes_seen`` pending changes (from its snapshot) are now published.
+
+        Raises: Conflict when the held version is not lower.
+        """
+        with self._write() as c:
+            held = c.execute("SELECT version FROM lists WHERE name = ?", (lst.name,)).fetchone()
+            if held and held[0] >= lst.version:
+                raise Conflict(f"{lst.name} version {lst.version} is not above {held[0]}")
+            c.execute(
+                "INSERT INTO lists (name, version, body, etag, issued_at, expires_at, dirty, size)"
+                " VALUES (?,?,?,?,?,?,0,?) ON CONFLICT (name) DO UPDATE SET version = excluded.version,"
+                " body = excluded.body, etag = excluded.etag, issued_at = excluded.issued_at,"
+                " expires_at = excluded.expires_at, size = excluded.size, dirty = MAX(0, dirty - ?)",
+                (lst.name, lst.version, lst.body, lst.etag, lst.issued_at, lst.expires_at, lst.size, changes_seen),
+            )
+            self._audit(
+                c, lst.issued_at, actor, "list.publish", lst.name, {"version": lst.version, "exp": lst.expires_at}
+            )
+
+    # kiosk scan logs
+    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> tuple[int, int]:
+        with self._write() as c:
+            before = c.total_changes
+            c.executemany(
+                "INSERT OR IGNORE INTO scan_logs (kiosk_id, seq, at, scenario, decision, reason, subject, issuer,"
+                " received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(kiosk_id, r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer, now) for r in records],
+            )
+            accepted = c.total_changes - before
+        return accepted, len(records) - accepted
+
+    def scan_log_count(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM scan_logs").fetchone()[0])
+
+    # audit
+    def audit_event(self, action: str, target: str, detail: dict[str, object], now: int, actor: str) -> None:
+        with self._write() as c:
+            self._audit(c, now, actor, action, target, detail)
+
+    def audit_rows(self, chunk: int = 10_000) -> Iterator[AuditRow]:
+        """Every audit row in id order, read in chunks so memory stays flat on long logs."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = list(self.db["audit"].rows_where("id > ?", [last], order_by="id", limit=chunk))
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRow(**r)
+            last = rows[-1]["id"]
+
+    def audit_high_water(self) -> int:
+        with self._lock:
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,137 @@
+"""The narrow storage interface the service needs, and the records it returns.
+
+Routes and the service only see ``Storage``; ``SQLiteStorage`` is the embedded default, and a
+PostgreSQL backend implements the same methods. Every mutating method appends its audit row in the
+same transaction, so a write and its audit entry land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .audit import AuditRow
+
+# Offline-code states; the values are the status list's 2-bit entries (valid / revoked / suspended).
+VALID, REVOKED, SUSPENDED = 0, 1, 2
+
+
+class NotFound(LookupError):
+    """The subject, offline code or key does not exist."""
+
+
+class Conflict(Exception):
+    """The request contradicts the stored state (e.g. reinstating a revoked code)."""
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: int
+    name: str
+    scopes: frozenset[str]
+    rate_per_s: float
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    subject: str
+    name: str
+    id_number: str
+    status: str
+    status_reason: str
+    status_until: int | None
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    kid: str
+    alg: str
+    path: str
+    created_at: int
+    retired_at: int | None
+    last_expiry: int
+
+
+@dataclass(frozen=True)
+class OfflineCodeRecord:
+    index: int
+    subject: str
+    kid: str
+    issued_at: int
+    expires_at: int
+    state: int
+
+
+@dataclass(frozen=True)
+class PublishedList:
+    name: str
+    version: int
+    body: bytes
+    etag: str
+    issued_at: int
+    expires_at: int
+    pending: int  # state changes not yet in ``body``
+    size: int = 0  # entries, for status lists
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    nonvalid: list[tuple[int, int]]  # (index, state) of every revoked or suspended paper code
+    max_index: int
+    pending: int  # changes since the held list was signed
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    seq: int
+    at: int
+    scenario: str
+    decision: str
+    reason: str
+    subject: str | None
+    issuer: str | None
+
+
+class Storage(Protocol):
+    def close(self) -> None: ...
+
+    # API keys
+    def api_key_create(
+        self, name: str, key_hash: bytes, scopes: Sequence[str], rate_per_s: float, now: int, actor: str
+    ) -> int: ...
+    def api_key_by_hash(self, key_hash: bytes) -> ApiKeyRecord | None: ...
+
+    # subjects
+    def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None: ...
+    def subject_get(self, subject: str) -> SubjectRecord | None: ...
+    def subject_set_status(
+        self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str
+    ) -> list[int]: ...
+
+    # minting
+    def record_mint(self, subject: str, kid: str, scenario: str, expires_at: int, now: int, actor: str) -> None: ...
+    def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int: ...
+    def offline_get(self, index: int) -> OfflineCodeRecord | None: ...
+    def offline_set_state(self, index: int, state: int, now: int, actor: str) -> bool: ...
+    def status_snapshot(self, name: str) -> StatusSnapshot: ...
+
+    # signing keys
+    def signing_keys(self) -> list[SigningKeyRecord]: ...
+    def signing_key_add(self, kid: str, alg: str, path: str, now: int, actor: str) -> None: ...
+    def signing_key_retire(self, kid: str, now: int, actor: str) -> None: ...
+
+    # published lists
+    def list_get(self, name: str) -> PublishedList | None: ...
+    def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None: ...
+
+    # kiosk scan logs
+    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> tuple[int, int]: ...
+    def scan_log_count(self) -> int: ...
+
+    # audit
+    def audit_event(self, action: str, target: str, detail: dict[str, object], now: int, actor: str) -> None: ...
+    def audit_rows(self) -> Iterator[AuditRow]: ...
+    def audit_high_water(self) -> int: ...
