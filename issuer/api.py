@@ -80,6 +80,7 @@ def require(scope: str) -> object:
             raise ApiError("rate_limited", {"retry_after_s": wait}, {"Retry-After": str(wait)})
         return Caller(ctx, Principal(record.id, record.name, record.scopes))
 
+    check.required_scope = scope  # type: ignore[attr-defined]  # read by app.bearer_openapi
     return Depends(check)
 
 

@@ -7,9 +7,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
@@ -76,6 +79,8 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
     async def on_http(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 413:
             return error_response("body_too_large")
+        if exc.status_code in (400, 422):  # e.g. a body that is not UTF-8 JSON
+            return error_response("invalid_input", str(exc.detail))
         if exc.status_code == 404:
             return error_response("not_found", {"path": request.url.path})
         body = {"error": "http_error", "message_en": str(exc.detail), "message_zh": str(exc.detail), "detail": None}
@@ -88,5 +93,33 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
         ctx.metrics.inc("suishenma_internal_errors_total")
         return error_response("internal")
 
+    bearer_openapi(app, api.router)
     app.add_middleware(Guard, metrics=ctx.metrics, max_body=settings.max_body_bytes)
     return app
+
+
+def bearer_openapi(app: FastAPI, router: APIRouter) -> None:
+    """Declare the bearer scheme, and on each route the scope its key needs, in the OpenAPI schema."""
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "API key from `api-key create`"}
+        }
+        for route in router.routes:  # the router's own list: app.routes nests included routers
+            if not isinstance(route, APIRoute):
+                continue
+            scopes = [getattr(d.call, "required_scope", None) for d in route.dependant.dependencies]
+            scope = next((s for s in scopes if s), None)
+            if scope is None:
+                continue
+            for method in route.methods or ():
+                op = spec["paths"][route.path_format][method.lower()]
+                op["security"] = [{"bearer": []}]
+                op["description"] = (op.get("description", "") + f"\n\nNeeds an API key with scope `{scope}`.").strip()
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = schema  # type: ignore[method-assign]

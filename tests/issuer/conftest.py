@@ -1,0 +1,98 @@
+"""Issuer fixtures: an initialised issuer folder, API keys per scope, an in-process app and a live server."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from issuer import Settings, create_app
+from issuer.auth import SCOPES, hash_api_key, new_api_key
+from issuer.live import LiveIssuer, init_dir
+from issuer.sqlite_store import SQLiteStorage
+from suishenma import TrustList, load_verification_key, parse_trust_list
+
+PERSON = {"name": "张小三", "id_number": "310101199001011234"}
+
+
+class Clock:
+    """The app's clock, moved by tests; it starts at the real time because init signs lists with it."""
+
+    def __init__(self) -> None:
+        self.t = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_dir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def settings(home: Path) -> Settings:
+    return Settings(base_dir=home, demo_wallet=True)
+
+
+@pytest.fixture()
+def keys(settings: Settings) -> dict[str, str]:
+    """One API key per scope (named after it), plus ``all`` holding every scope but admin."""
+    store = SQLiteStorage(settings.db_path)
+    made = {}
+    now = int(time.time())
+    for scope in (*SCOPES, "all"):
+        key = new_api_key()
+        scopes = [s for s in SCOPES if s != "admin"] if scope == "all" else [scope]
+        store.api_key_create(scope, hash_api_key(key), scopes, 1000.0, now, "test")
+        made[scope] = key
+    store.close()
+    return made
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture()
+def app(settings: Settings, clock: Clock, keys: dict[str, str]) -> FastAPI:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture()
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def enrol(client: TestClient, key: str, person: dict[str, str] = PERSON) -> str:
+    r = client.post("/v1/subjects", json=person, headers=bearer(key))
+    assert r.status_code == 201, r.text
+    subject: str = r.json()["subject"]
+    return subject
+
+
+def trust_list(client: TestClient, home: Path, now: int) -> TrustList:
+    r = client.get("/v1/trust-list")
+    assert r.status_code == 200
+    return parse_trust_list(r.content, load_verification_key(home / "keys" / "root.pub"), now=now)
+
+
+@pytest.fixture()
+def live(home: Path, keys: dict[str, str]) -> Iterator[LiveIssuer]:
+    server = LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"})  # schemathesis covers the demo too
+    with server:
+        yield server

@@ -1,0 +1,264 @@
+"""API v1 behaviour: what each endpoint returns, and how it refuses bad input."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zxingcpp
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from suishenma import CodeType, EntryStatus, Status, parse_status_list, verify
+
+from .conftest import PERSON, Clock, bearer, enrol, trust_list
+
+
+def test_enrol_returns_random_pseudonym_and_stores_only_masks_in_codes(
+    client: TestClient, keys: dict[str, str], home: Path, clock: Clock
+) -> None:
+    a, b = enrol(client, keys["enrol"]), enrol(client, keys["enrol"])
+    assert a != b and len(a) == 16 and int(a, 16) >= 0
+    r = client.post(f"/v1/subjects/{a}/codes", json={"scenario": "hospital"}, headers=bearer(keys["mint"]))
+    assert r.status_code == 200
+    code = r.json()["code"]
+    assert PERSON["name"] not in code
+    v = verify(code, trust_list(client, home, int(clock.t)).keyring, now=int(clock.t))
+    assert v.claims.masked_name == "张*三" and v.claims.masked_id == "3101**********1234"
+    assert v.claims.subject.hex() == a and v.claims.status is Status.GREEN
+    assert r.json()["expires_at"] == v.claims.expires_at == int(clock.t) + 60
+
+
+def test_venue_and_transit_codes_carry_no_identity(client: TestClient, keys: dict[str, str], home: Path) -> None:
+    s = enrol(client, keys["enrol"])
+    trust = trust_list(client, home, int(client.app.state.ctx.now()))  # type: ignore[attr-defined]
+    for scenario in ("venue", "transit"):
+        r = client.post(f"/v1/subjects/{s}/codes", json={"scenario": scenario}, headers=bearer(keys["mint"]))
+        claims = verify(r.json()["code"], trust.keyring, now=r.json()["expires_at"] - 30).claims
+        assert claims.masked_name is None and claims.masked_id is None
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "media"),
+    [
+        ("?format=png", "application/json", "image/png"),
+        ("?format=svg", "application/json", "image/svg+xml"),
+        ("", "image/png", "image/png"),
+        ("", "image/svg+xml", "image/svg+xml"),
+        ("", "text/html, image/*;q=0.8", "image/png"),
+    ],
+)
+def test_mint_renders_qr_that_decodes_to_a_valid_code(
+    client: TestClient, keys: dict[str, str], home: Path, clock: Clock, query: str, accept: str, media: str
+) -> None:
+    s = enrol(client, keys["enrol"])
+    r = client.post(f"/v1/subjects/{s}/codes{query}", json={}, headers={**bearer(keys["mint"]), "Accept": accept})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+    assert r.headers["cache-control"] == "no-store"
+    if media == "image/png":
+        pixels = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"))
+        text = zxingcpp.read_barcodes(pixels)[0].text
+        verify(text, trust_list(client, home, int(clock.t)).keyring, now=int(clock.t))
+    else:
+        assert r.text.startswith("<svg") and "<path" in r.text
+
+
+def test_mint_refuses_unsupported_accept_and_format(client: TestClient, keys: dict[str, str]) -> None:
+    s = enrol(client, keys["enrol"])
+    url = f"/v1/subjects/{s}/codes"
+    assert client.post(url, json={}, headers={**bearer(keys["mint"]), "Accept": "text/csv"}).status_code == 406
+    assert client.post(url + "?format=gif", json={}, headers=bearer(keys["mint"])).status_code == 422
+
+
+def test_unknown_subject_is_404_and_malformed_subject_is_422(client: TestClient, keys: dict[str, str]) -> None:
+    r = client.post("/v1/subjects/0123456789abcdef/codes", json={}, headers=bearer(keys["mint"]))
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and r.json()["message_zh"]
+    r = client.post("/v1/subjects/NOT-HEX/codes", json={}, headers=bearer(keys["mint"]))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "path.subject"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "张三"}, "body.id_number"),
+        ({"name": "", "id_number": "1"}, "body.name"),
+        ({"name": 5, "id_number": "1"}, "body.name"),
+        ({"name": "张三", "id_number": "1; DROP TABLE"}, "body.id_number"),
+        ({"name": "张三", "id_number": "1", "admin": True}, "body.admin"),
+        ({"name": "x" * 65, "id_number": "1"}, "body.name"),
+    ],
+)
+def test_enrol_rejects_wrong_types_with_field_named(
+    client: TestClient, keys: dict[str, str], body: dict[str, object], field: str
+) -> None:
+    r = client.post("/v1/subjects", json=body, headers=bearer(keys["enrol"]))
+    assert r.status_code == 422
+    assert field in [p["field"] for p in r.json()["detail"]]
+    assert r.json()["message_en"] and r.json()["message_zh"]
+
+
+def test_malformed_json_is_422_not_500(client: TestClient, keys: dict[str, str]) -> None:
+    for raw in (b"{", b"[]", b"null", b'{"name": "\xff"}', b"\x00" * 10):
+        r = client.post(
+            "/v1/subjects", content=raw, headers={**bearer(keys["enrol"]), "Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, raw
+
+
+def test_huge_body_is_413_and_nothing_is_stored(client: TestClient, keys: dict[str, str], home: Path) -> None:
+    big = b'{"name": "' + b"a" * (2 << 20) + b'", "id_number": "1"}'
+    headers = {**bearer(keys["enrol"]), "Content-Type": "application/json"}
+    r = client.post("/v1/subjects", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+    def chunks() -> object:  # no Content-Length: the cap must hold while streaming
+        for _ in range(40):
+            yield b"a" * 65536
+
+    r = client.post("/v1/subjects", content=chunks(), headers=headers)  # type: ignore[arg-type]
+    assert r.status_code == 413
+    store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 0
+
+
+def test_status_change_suspends_and_reinstates_paper_codes(
+    client: TestClient, keys: dict[str, str], home: Path, clock: Clock
+) -> None:
+    s = enrol(client, keys["enrol"])
+    r = client.post(f"/v1/subjects/{s}/offline-codes", headers=bearer(keys["mint"]))
+    assert r.status_code == 201
+    index, code = r.json()["status_index"], r.json()["code"]
+    trust = trust_list(client, home, int(clock.t))
+    claims = verify(code, trust.keyring, now=int(clock.t)).claims
+    assert claims.code_type is CodeType.OFFLINE and claims.status_index == index
+
+    def listed() -> EntryStatus:
+        body = client.get("/v1/status-lists/SH").content
+        return parse_status_list(body, trust.keys_for("SH"), now=int(clock.t)).status(index)
+
+    assert listed() is EntryStatus.VALID
+    r = client.put(f"/v1/subjects/{s}/status", json={"status": "red", "reason": "test"}, headers=bearer(keys["status"]))
+    assert r.status_code == 200 and r.json()["offline_codes_changed"] == [index]
+    assert listed() is EntryStatus.SUSPENDED
+    r = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"]))
+    assert verify(r.json()["code"], trust.keyring, now=int(clock.t)).claims.status is Status.RED
+    assert client.post(f"/v1/subjects/{s}/offline-codes", headers=bearer(keys["mint"])).status_code == 409
+    client.put(f"/v1/subjects/{s}/status", json={"status": "green"}, headers=bearer(keys["status"]))
+    assert listed() is EntryStatus.VALID
+
+
+def test_revocation_is_idempotent_and_final(client: TestClient, keys: dict[str, str], home: Path, clock: Clock) -> None:
+    s = enrol(client, keys["enrol"])
+    index = client.post(f"/v1/subjects/{s}/offline-codes", headers=bearer(keys["mint"])).json()["status_index"]
+    h = bearer(keys["revoke"])
+    assert client.post(f"/v1/offline-codes/{index}/suspend", headers=h).json()["changed"] is True
+    assert client.post(f"/v1/offline-codes/{index}/reinstate", headers=h).json()["state"] == "valid"
+    first = client.post(f"/v1/offline-codes/{index}/revoke", headers=h)
+    again = client.post(f"/v1/offline-codes/{index}/revoke", headers=h)
+    assert first.json() == {"status_index": index, "state": "revoked", "changed": True}
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert client.post(f"/v1/offline-codes/{index}/reinstate", headers=h).status_code == 409
+    assert client.post("/v1/offline-codes/999999/revoke", headers=h).status_code == 404
+    assert client.post(f"/v1/offline-codes/{index}/destroy", headers=h).status_code == 422
+    trust = trust_list(client, home, int(clock.t))
+    lst = parse_status_list(client.get("/v1/status-lists/SH").content, trust.keys_for("SH"), now=int(clock.t))
+    assert lst.status(index) is EntryStatus.INVALID
+    rows = [r for r in client.app.state.ctx.service.storage.audit_rows() if r.action == "offline.state"]  # type: ignore[attr-defined]
+    assert len(rows) == 3  # suspend, reinstate, revoke: the repeated revoke changed nothing and logged nothing
+
+
+def test_lists_are_cacheable_with_etag_and_304(client: TestClient, keys: dict[str, str]) -> None:
+    for path in ("/v1/trust-list", "/v1/status-lists/SH"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["etag"].startswith('"')
+        assert "max-age=" in r.headers["cache-control"] and "public" in r.headers["cache-control"]
+        again = client.get(path, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == r.headers["etag"]
+        assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+    assert client.get("/v1/trust-list").headers["content-type"] == "application/suishenma-trustlist+cwt"
+    assert client.get("/v1/status-lists/SH").headers["content-type"] == "application/statuslist+cwt"
+    assert client.get("/v1/status-lists/BJ").status_code == 404
+
+
+def test_status_list_version_grows_only_when_something_changed(client: TestClient, keys: dict[str, str]) -> None:
+    v1 = int(client.get("/v1/status-lists/SH").headers["x-list-version"])
+    assert int(client.get("/v1/status-lists/SH").headers["x-list-version"]) == v1
+    s = enrol(client, keys["enrol"])
+    index = client.post(f"/v1/subjects/{s}/offline-codes", headers=bearer(keys["mint"])).json()["status_index"]
+    client.post(f"/v1/offline-codes/{index}/revoke", headers=bearer(keys["revoke"]))
+    assert int(client.get("/v1/status-lists/SH").headers["x-list-version"]) == v1 + 1
+
+
+def test_status_validity_lapses_and_then_minting_is_refused(
+    client: TestClient, keys: dict[str, str], clock: Clock
+) -> None:
+    s = enrol(client, keys["enrol"])
+    until = int(clock.t) + 30
+    r = client.put(
+        f"/v1/subjects/{s}/status", json={"status": "yellow", "valid_until": until}, headers=bearer(keys["status"])
+    )
+    assert r.status_code == 200
+    minted = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()
+    assert minted["expires_at"] == until  # a code never outlives the status it shows
+    clock.t += 31
+    r = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"]))
+    assert r.status_code == 409 and r.json()["error"] == "status_expired"
+    r = client.put(
+        f"/v1/subjects/{s}/status", json={"status": "green", "valid_until": 5}, headers=bearer(keys["status"])
+    )
+    assert r.status_code == 409
+
+
+def test_get_subject_shows_masked_identity_only(client: TestClient, keys: dict[str, str]) -> None:
+    s = enrol(client, keys["enrol"])
+    body = client.get(f"/v1/subjects/{s}", headers=bearer(keys["status"])).json()
+    assert body["masked_name"] == "张*三" and "310101199001011234" not in str(body)
+
+
+def test_scan_logs_are_idempotent_per_kiosk_and_seq(client: TestClient, keys: dict[str, str]) -> None:
+    rec = {"seq": 1, "at": 1_790_000_000, "scenario": "venue", "decision": "ALLOW", "reason": "ok", "subject": "ab"}
+    batch = {"kiosk_id": "gate-1", "records": [rec, {**rec, "seq": 2, "decision": "DENY", "reason": "expired"}]}
+    h = bearer(keys["kiosk"])
+    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {"accepted": 2, "duplicates": 0}
+    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {"accepted": 0, "duplicates": 2}
+    other = {**batch, "kiosk_id": "gate-2"}
+    assert client.post("/v1/scan-logs", json=other, headers=h).json() == {"accepted": 2, "duplicates": 0}
+    too_many = {"kiosk_id": "gate-1", "records": [{**rec, "seq": i} for i in range(1001)]}
+    assert client.post("/v1/scan-logs", json=too_many, headers=h).status_code == 422
+    bad = {"kiosk_id": "gate 1; rm", "records": []}
+    assert client.post("/v1/scan-logs", json=bad, headers=h).status_code == 422
+    assert "suishenma_scan_records_received_total" in client.get("/metrics").text
+
+
+def test_rate_limit_answers_429_with_retry_after(client: TestClient, keys: dict[str, str], home: Path) -> None:
+    from issuer.auth import hash_api_key, new_api_key
+
+    key = new_api_key()
+    client.app.state.ctx.service.storage.api_key_create("slow", hash_api_key(key), ["status"], 1.0, 0, "t")  # type: ignore[attr-defined]
+    codes = [client.get("/v1/subjects/0123456789abcdef", headers=bearer(key)).status_code for _ in range(5)]
+    assert codes[:2] == [404, 404] and codes[-1] == 429
+    r = client.get("/v1/subjects/0123456789abcdef", headers=bearer(key))
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and r.json()["message_zh"]
+
+
+def test_metrics_count_mints_errors_and_latency(client: TestClient, keys: dict[str, str]) -> None:
+    s = enrol(client, keys["enrol"])
+    client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"]))
+    client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["enrol"]))
+    text = client.get("/metrics").text
+    assert 'suishenma_codes_minted_total{type="dynamic"} 1' in text
+    assert 'suishenma_http_responses_total{endpoint="mint_code",code="403"} 1' in text
+    assert 'suishenma_http_request_seconds_bucket{endpoint="mint_code",le="+Inf"} 2' in text
+    assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_openapi_documents_every_route_and_bearer_auth(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/subjects", "/v1/subjects/{subject}/codes", "/v1/trust-list", "/v1/scan-logs"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    mint = spec["paths"]["/v1/subjects/{subject}/codes"]["post"]
+    assert mint["security"] == [{"bearer": []}]
+    assert any(p["name"] == "format" for p in mint["parameters"])
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,180 @@
+"""``suishenma-issuer`` in-process: init, api-key create, keys rotate, audit verify, offline-codes."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zxingcpp
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from issuer import Settings, create_app
+from issuer.auth import hash_api_key
+from issuer.cli import main
+from issuer.sqlite_store import SQLiteStorage
+from suishenma import load_verification_key, parse_trust_list, verify
+
+from .conftest import bearer, enrol, trust_list
+
+
+def test_init_makes_keys_database_and_first_lists_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dir", str(tmp_path), "init", "--issuer-id", "BJ"]) == 0
+    out = capsys.readouterr().out
+    assert "BJ" in out and "PRIVATE" not in out
+    keys = sorted(p.name for p in (tmp_path / "keys").iterdir())
+    assert keys[-2:] == ["root.key", "root.pub"] and keys[0].startswith("issuer-") and keys[0].endswith(".key")
+    for p in (tmp_path / "keys").glob("*.key"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert (tmp_path / "var" / "issuer.db").exists()
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    assert "already initialised" in capsys.readouterr().out
+    assert len(list((tmp_path / "keys").glob("issuer-*.key"))) == 1
+
+
+def test_init_encrypts_keys_with_passphrase_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "correct horse")
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    for p in (tmp_path / "keys").glob("*.key"):
+        assert b"ENCRYPTED" in p.read_bytes()
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "wrong")
+    assert main(["--dir", str(tmp_path), "trust-list", "sign"]) == 1
+
+
+def test_api_key_is_printed_once_as_last_line_and_stored_hashed(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dir", str(home), "api-key", "create", "--name", "app", "--scopes", "mint,enrol"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("ssk_") and len(key) > 40
+    raw = b"".join(p.read_bytes() for p in (home / "var").glob("issuer.db*"))
+    assert key.encode() not in raw
+    record = SQLiteStorage(home / "var" / "issuer.db").api_key_by_hash(hash_api_key(key))
+    assert record is not None and record.scopes == {"mint", "enrol"}
+    assert main(["--dir", str(home), "api-key", "create", "--name", "app", "--scopes", "mint"]) == 1  # name taken
+    assert main(["--dir", str(home), "api-key", "create", "--name", "x", "--scopes", "root"]) == 1
+
+
+def test_rotation_keeps_old_key_trusted_until_its_codes_expire(
+    home: Path, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(base_dir=home)
+    with TestClient(create_app(settings)) as client:
+        s = enrol(client, keys["enrol"])
+        old_code = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()["code"]
+    assert main(["--dir", str(home), "keys", "rotate"]) == 0
+    assert "retired" in capsys.readouterr().out
+    now = int(time.time())
+    with TestClient(create_app(settings)) as client:
+        trust = trust_list(client, home, now)
+        assert len(trust.issuers) == 2  # the old key signed a code that is still valid
+        new_code = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()["code"]
+        old_kid = verify(old_code, trust.keyring, now=now).kid
+        assert verify(new_code, trust.keyring, now=now).kid != old_kid
+    # once the old key's last code has expired, re-signing drops it
+    store = SQLiteStorage(home / "var" / "issuer.db")
+    store.conn.execute("UPDATE signing_keys SET last_expiry = ? WHERE kid = ?", (now - 1, old_kid.hex()))
+    store.close()
+    assert main(["--dir", str(home), "trust-list", "sign"]) == 0
+    with TestClient(create_app(settings)) as client:
+        assert [e.key.kid for e in trust_list(client, home, now).issuers] != [old_kid]
+        assert len(trust_list(client, home, now).issuers) == 1
+
+
+def _audit(home: Path, *extra: str) -> int:
+    return main(["--dir", str(home), "audit", "verify", *extra])
+
+
+def test_audit_verify_detects_edited_inserted_and_deleted_rows(
+    home: Path, client: TestClient, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        enrol(client, keys["enrol"])
+    assert _audit(home) == 0
+    head = capsys.readouterr().out.split("head ")[-1].strip()
+    db = home / "var" / "issuer.db"
+
+    def tamper(sql: str) -> int:
+        copy = home / "tampered"
+        copy.mkdir(exist_ok=True)
+        (copy / "var").mkdir(exist_ok=True)
+        conn = sqlite3.connect(db)
+        conn.execute("VACUUM INTO ?", (str(copy / "var" / "issuer.db.new"),))
+        conn.close()
+        (copy / "var" / "issuer.db.new").replace(copy / "var" / "issuer.db")
+        t = sqlite3.connect(copy / "var" / "issuer.db")
+        t.executescript(sql)
+        t.commit()
+        t.close()
+        return _audit(copy, "--expect-head", head)
+
+    assert tamper("UPDATE audit SET actor = 'someone else' WHERE id = 3") == 1
+    assert "row 3: content was edited" in capsys.readouterr().out
+    assert tamper("DELETE FROM audit WHERE id = 2") == 1
+    assert "row 2 missing" in capsys.readouterr().out
+    last = sqlite3.connect(db).execute("SELECT MAX(id) FROM audit").fetchone()[0]
+    assert tamper(f"DELETE FROM audit WHERE id = {last}") == 1
+    assert "deleted from the end" in capsys.readouterr().out
+    forged = "INSERT INTO audit (at, actor, action, target, detail, prev_hash, hash) SELECT at, 'x', action, target,"
+    assert tamper(f"{forged} detail, hash, hash FROM audit WHERE id = {last}") == 1
+    assert f"row {last + 1}: content was edited" in capsys.readouterr().out
+    # a forger who also resets the AUTOINCREMENT mark is still caught by the recorded head
+    assert (
+        tamper(f"UPDATE sqlite_sequence SET seq = {last - 1} WHERE name = 'audit'; DELETE FROM audit WHERE id = {last}")
+        == 1
+    )
+
+
+def test_offline_codes_bulk_renders_images_sheet_and_manifest(
+    home: Path, client: TestClient, keys: dict[str, str], tmp_path: Path
+) -> None:
+    subjects = [enrol(client, keys["enrol"]) for _ in range(3)]
+    listing = tmp_path / "people.txt"
+    listing.write_text("# paper codes for the community centre\n" + "\n".join(subjects) + "\n\n")
+    out = tmp_path / "print"
+    assert main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(out)]) == 0
+    manifest = (out / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == 4 and manifest[0] == "subject,status_index,expires_at,file"
+    sheet = (out / "sheet.html").read_text()
+    assert sheet.count("<svg") == 3 and "张*三" in sheet and "张小三" not in sheet
+    now = int(time.time())
+    trust = parse_trust_list(
+        client.get("/v1/trust-list").content, load_verification_key(home / "keys/root.pub"), now=now
+    )
+    for line in manifest[1:]:
+        subject, index, _, name = line.split(",")
+        pixels = np.asarray(Image.open(out / name).convert("L"))
+        claims = verify(zxingcpp.read_barcodes(pixels)[0].text, trust.keyring, now=now).claims
+        assert claims.subject.hex() == subject and claims.status_index == int(index)
+    assert (
+        main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(out), "--format", "svg"])
+        == 0
+    )
+    assert len(list(out.glob("*.svg"))) == 3
+
+
+def test_offline_codes_with_an_unknown_subject_issues_nothing(
+    home: Path, client: TestClient, keys: dict[str, str], tmp_path: Path
+) -> None:
+    listing = tmp_path / "people.txt"
+    listing.write_text(enrol(client, keys["enrol"]) + "\nffffffffffffffff\n")
+    assert main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(tmp_path / "o")]) == 1
+    store = SQLiteStorage(home / "var" / "issuer.db")
+    assert store.conn.execute("SELECT COUNT(*) FROM offline_codes").fetchone()[0] == 0
+    listing.write_text("not-a-subject\n")
+    assert main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_settings_come_from_toml_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuer.settings import load_settings
+
+    cfg = tmp_path / "issuer.toml"
+    cfg.write_text('issuer_id = "GZ"\ndynamic_ttl = 90\n')
+    monkeypatch.setenv("SUISHENMA_ISSUER_DYNAMIC_TTL", "120")
+    s = load_settings(cfg, base_dir=tmp_path)
+    assert s.issuer_id == "GZ" and s.dynamic_ttl == 120 and s.base_dir == tmp_path
+    cfg.write_text("dynamic_ttl = 1\n")
+    monkeypatch.delenv("SUISHENMA_ISSUER_DYNAMIC_TTL")
+    assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2

@@ -1,0 +1,107 @@
+"""The demo wallet page in headless Chromium: it renders, its QR verifies, and it renews before expiry."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import zxingcpp
+from PIL import Image
+
+from issuer.live import LiveIssuer
+from suishenma import load_verification_key, parse_trust_list, verify
+
+from .conftest import PERSON
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("chromium and chromium-driver are not installed (scripts/system-deps installs them)")
+    return browser, driver
+
+
+@pytest.fixture()
+def browser() -> Iterator[object]:
+    binary, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=500,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _qr_from_screenshot(driver: object) -> str:
+    png = driver.find_element(By.ID, "qr").screenshot_as_png  # type: ignore[attr-defined]
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    found = zxingcpp.read_barcodes(pixels)
+    assert found, "no QR code in the screenshot"
+    return found[0].text
+
+
+def _wait_for(driver: object, condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"page did not reach the expected state in {timeout} s")
+
+
+def test_wallet_page_shows_a_code_that_verifies_and_renews(home: Path, keys: dict[str, str], browser: object) -> None:
+    env = {"SUISHENMA_ISSUER_DEMO_WALLET": "1", "SUISHENMA_ISSUER_DYNAMIC_TTL": "10"}
+    with LiveIssuer(home, env=env) as server:
+        auth = {"Authorization": f"Bearer {keys['enrol']}"}
+        subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
+        root = load_verification_key(home / "keys" / "root.pub")
+        trust = parse_trust_list(httpx.get(server.url + "/v1/trust-list").content, root, now=int(time.time()))
+
+        browser.get(f"{server.url}/demo/wallet/{subject}")  # type: ignore[attr-defined]
+        card = browser.find_element(By.ID, "card")  # type: ignore[attr-defined]
+        _wait_for(browser, lambda: card.get_attribute("data-code"), 10)
+        first = card.get_attribute("data-code")
+        assert _qr_from_screenshot(browser) == first
+        claims = verify(first, trust.keyring, now=int(time.time())).claims
+        assert claims.subject.hex() == subject
+        assert browser.find_element(By.ID, "name").text == "张*三"  # type: ignore[attr-defined]
+        assert "绿码" in browser.find_element(By.ID, "status").text  # type: ignore[attr-defined]
+        assert "card" not in (card.get_attribute("class") or "") and card.get_attribute("class") == "green"
+        shot = np.asarray(Image.open(io.BytesIO(card.screenshot_as_png)).convert("RGB"))
+        r, g, b = (int(v) for v in shot[4, shot.shape[1] // 2])
+        assert g > 120 and r < 80 and b < 100, (r, g, b)  # the green status bar at the card's top
+        assert "秒" in browser.find_element(By.ID, "countdown").text  # type: ignore[attr-defined]
+
+        # a 10 s code is replaced 5 s before it expires, without a reload
+        _wait_for(browser, lambda: card.get_attribute("data-code") != first, 12)
+        second = card.get_attribute("data-code")
+        assert int(card.get_attribute("data-expires-at")) > claims.expires_at
+        _wait_for(browser, lambda: _qr_from_screenshot(browser) == second, 3)
+        verify(second, trust.keyring, now=int(time.time()))
+
+
+def test_wallet_is_off_unless_enabled(home: Path, keys: dict[str, str]) -> None:
+    with LiveIssuer(home) as server:
+        auth = {"Authorization": f"Bearer {keys['enrol']}"}
+        subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
+        assert httpx.get(f"{server.url}/demo/wallet/{subject}").status_code == 404
+        assert httpx.get(f"{server.url}/demo/wallet/{subject}/code").status_code == 404
+
+
+def test_wallet_unknown_subject_is_404(home: Path) -> None:
+    with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
+        assert httpx.get(server.url + "/demo/wallet/0123456789abcdef").status_code == 404
+        assert httpx.get(server.url + "/demo/wallet/0123456789abcdef/code").status_code == 404
