@@ -58,11 +58,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = os.environ.get(CONFIG_ENV)
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
-        return tuple(sources)
+        # Arguments first, then the environment, then the TOML file named in model_config (if any).
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
@@ -72,8 +69,15 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         pydantic.ValidationError: an invalid value, with the field named.
         FileNotFoundError: ``config`` does not exist.
     """
-    if config is not None:
-        if not config.is_file():
-            raise FileNotFoundError(f"config file not found: {config}")
-        os.environ[CONFIG_ENV] = str(config)
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if config is None and os.environ.get(CONFIG_ENV):
+        config = Path(os.environ[CONFIG_ENV])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config is None:
+        return Settings(**given)
+    if not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(env_prefix="SUISHENMA_ISSUER_", extra="forbid", toml_file=config)
+
+    return FromFile(**given)

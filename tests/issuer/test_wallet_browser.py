@@ -83,7 +83,8 @@ def test_wallet_page_shows_a_code_that_verifies_and_renews(home: Path, keys: dic
         shot = np.asarray(Image.open(io.BytesIO(card.screenshot_as_png)).convert("RGB"))
         r, g, b = (int(v) for v in shot[4, shot.shape[1] // 2])
         assert g > 120 and r < 80 and b < 100, (r, g, b)  # the green status bar at the card's top
-        assert "秒" in browser.find_element(By.ID, "countdown").text  # type: ignore[attr-defined]
+        countdown = browser.find_element(By.ID, "countdown")  # type: ignore[attr-defined]
+        _wait_for(browser, lambda: "秒" in countdown.text and "s" in countdown.text, 2)
 
         # a 10 s code is replaced 5 s before it expires, without a reload
         _wait_for(browser, lambda: card.get_attribute("data-code") != first, 12)
