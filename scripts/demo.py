@@ -1,19 +1,28 @@
 """The main job on the embedded defaults (README "Quick start").
 
-Makes development keys under keys/ (once), signs a trust list, mints a code for a demo person,
-renders its QR to out/demo-code.png and verifies it offline, printing the verdict.
+1. Core: makes development keys under keys/ (once), signs a trust list, mints a code for a demo
+   person, renders its QR to out/demo-code.png and verifies it offline, printing the verdict.
+2. Issuer: initialises the issuer here (var/issuer.db, keys/issuer-*.key, keys/root.key) once,
+   starts it on the embedded SQLite default, enrols a demo person and prints the wallet page's URL.
+   With a terminal attached it keeps serving until Ctrl-C; otherwise (or with --no-wait) it stops.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
 import os
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from issuer.live import LiveIssuer, create_api_key, init_dir  # noqa: E402
 from suishenma import (  # noqa: E402
     Claims,
     IssuerEntry,
@@ -43,7 +52,7 @@ def dev_key(name: str) -> SigningKey:
     return load_signing_key(path)
 
 
-def main() -> int:
+def step_core() -> int:
     OUT.mkdir(exist_ok=True)
     now = int(time.time())
     root, issuer = dev_key("dev-root"), dev_key("dev-issuer")
@@ -65,6 +74,52 @@ def main() -> int:
         return 1
     c = v.claims
     print(f"ALLOW {c.status.name.lower()} {c.masked_name} {c.masked_id} issuer={c.issuer} kid={v.kid.hex()}")
+    return 0
+
+
+def _post(url: str, key: str, body: dict[str, object]) -> dict[str, object]:
+    data = json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(url, data, headers)) as r:
+        result: dict[str, object] = json.loads(r.read())
+        return result
+
+
+def step_issuer(port: int) -> tuple[LiveIssuer, str, str]:
+    """Start the issuer here; enrol a demo person. Returns the server, the subject and a venue code."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_dir(ROOT)
+    key = create_api_key(ROOT, f"demo-{int(time.time())}", "enrol,status,mint,revoke,kiosk")
+    try:
+        server = LiveIssuer(ROOT, port, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}).start()
+    except RuntimeError:  # the port is taken: any free one will do
+        server = LiveIssuer(ROOT, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}).start()
+    person = {"name": "李明", "id_number": "310104198512120012"}
+    subject = str(_post(server.url + "/v1/subjects", key, person)["subject"])
+    code = str(_post(f"{server.url}/v1/subjects/{subject}/codes", key, {"scenario": "venue"})["code"])
+    print(f"\nissuer running at {server.url} (API docs {server.url}/docs), database {ROOT / 'var' / 'issuer.db'}")
+    print(f"demo person enrolled as subject {subject}")
+    print(f"wallet page: {server.url}/demo/wallet/{subject}")
+    return server, subject, code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Suishenma demo on the embedded defaults")
+    ap.add_argument("--port", type=int, default=8000, help="issuer port (a free one if taken)")
+    ap.add_argument("--no-wait", action="store_true", help="stop the issuer at the end instead of serving")
+    args = ap.parse_args(argv)
+    if step_core() != 0:
+        return 1
+    server, _subject, _code = step_issuer(args.port)
+    try:
+        if not args.no_wait and sys.stdin.isatty():
+            print("serving; press Ctrl-C to stop")
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
