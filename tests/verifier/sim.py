@@ -1,0 +1,179 @@
+"""An issuer simulator: a real HTTP server on 127.0.0.1 publishing list versions made with the core.
+
+Tests script it to misbehave: serve an old version, an expired list, a list signed by the wrong key,
+tampered bytes, endless data, errors, or nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from suishenma import (
+    Claims,
+    IssuerEntry,
+    SigningKey,
+    Status,
+    StatusList,
+    mint,
+    sign_status_list,
+    sign_trust_list,
+)
+from suishenma.labels import EntryStatus
+
+DAY = 86400
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    mode: str = "ok"  # ok | error | endless | hang-up
+    hits: int = 0
+
+
+@dataclass
+class IssuerSim:
+    now: int
+    root: SigningKey = field(default_factory=SigningKey.generate)
+    keys: dict[str, SigningKey] = field(default_factory=lambda: {"SH": SigningKey.generate()})
+    routes: dict[str, Route] = field(default_factory=dict)
+    scan_batches: list[dict[str, object]] = field(default_factory=list)
+    api_key: str = "kiosk-secret"
+
+    def __post_init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # publishing
+    def entries(self, issuers: Iterable[str] | None = None) -> list[IssuerEntry]:
+        return [
+            IssuerEntry(self.keys[i].public(), i, self.now - DAY, self.now + 365 * DAY, status_uri=f"/status/{i}")
+            for i in (issuers or self.keys)
+        ]
+
+    def publish_trust(
+        self,
+        version: int,
+        *,
+        at: int | None = None,
+        ttl: int = 30 * DAY,
+        issuers: Iterable[str] | None = None,
+        signer: SigningKey | None = None,
+    ) -> bytes:
+        body = sign_trust_list(self.entries(issuers), signer or self.root, version=version, now=at or self.now, ttl=ttl)
+        self.routes["/v1/trust-list"] = Route(body)
+        return body
+
+    def publish_status(
+        self,
+        issuer: str,
+        version: int,
+        *,
+        revoked: Iterable[int] = (),
+        suspended: Iterable[int] = (),
+        at: int | None = None,
+        valid_for: int = 7 * DAY,
+        size: int = 1024,
+        signer: SigningKey | None = None,
+    ) -> bytes:
+        lst = StatusList(size, bits=2)
+        lst.set_many(revoked, EntryStatus.INVALID)
+        lst.set_many(suspended, EntryStatus.SUSPENDED)
+        body = sign_status_list(
+            lst,
+            signer or self.keys[issuer],
+            uri=f"/status/{issuer}",
+            issuer=issuer,
+            version=version,
+            now=at or self.now,
+            valid_for=valid_for,
+            ttl=300,
+        )
+        self.routes[f"/status/{issuer}"] = Route(body)
+        return body
+
+    def code(
+        self,
+        status: Status = Status.GREEN,
+        *,
+        issuer: str = "SH",
+        at: int | None = None,
+        identity: bool = False,
+        index: int | None = None,
+        subject: bytes = b"\x01\x02\x03\x04\x05\x06\x07\x08",
+    ) -> str:
+        now = at or self.now
+        ident = {"name": "张小三", "id_number": "310101199001011234"} if identity else {}
+        if index is None:
+            claims = Claims.dynamic(subject, status, now, issuer=issuer, **ident)
+        else:
+            claims = Claims.offline(subject, status, now, index, issuer=issuer, **ident)
+        return mint(claims, self.keys[issuer])
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        sim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                route = sim.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                route.hits += 1
+                if route.mode == "error":
+                    self.send_error(503)
+                    return
+                if route.mode == "hang-up":
+                    self.connection.close()
+                    return
+                etag = '"' + str(hash(route.body)) + '"'
+                if route.mode == "ok" and self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("ETag", etag)
+                if route.mode == "endless":  # no Content-Length, never ends
+                    self.end_headers()
+                    try:
+                        while True:
+                            self.wfile.write(b"\0" * 65536)
+                    except OSError:
+                        return
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                self.wfile.write(route.body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                if self.path != "/v1/scan-logs" or self.headers.get("Authorization") != f"Bearer {sim.api_key}":
+                    self.send_error(401 if self.path == "/v1/scan-logs" else 404)
+                    return
+                if sim.routes.get("/v1/scan-logs", Route()).mode == "error":
+                    self.send_error(503)
+                    return
+                sim.scan_batches.append(body)
+                data = json.dumps({"accepted": len(body["records"]), "duplicates": 0}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

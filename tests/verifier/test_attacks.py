@@ -1,0 +1,183 @@
+"""Sync and verification under attack (DESIGN §3, after TUF's threat model); each test names what it stops."""
+
+from __future__ import annotations
+
+import time
+
+from suishenma import SigningKey, Status
+from verifier import Decision, VerdictReason
+
+from .conftest import MakeVerifier
+from .sim import DAY, IssuerSim
+
+
+def test_rollback_to_older_trust_list_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.publish_trust(5)
+    assert v.sync(now=sim.now).trust_list_version == 5
+    sim.publish_trust(4)
+    report = v.sync(now=sim.now)
+    assert not report.ok and "list_rollback" in report.errors[0]
+    assert v.health(now=sim.now).trust_list_version == 5
+
+
+def test_rollback_to_older_status_list_rejected_even_after_restart(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.publish_status("SH", 3, revoked=[7])
+    v.sync(now=sim.now)
+    sim.publish_status("SH", 2)  # an attacker replays the list from before the revocation
+    state = v.state_dir
+    v.close()
+    v = type(v).open(state, fetcher=v._fetcher)
+    report = v.sync(now=sim.now)
+    assert "list_rollback" in " ".join(report.errors)
+    assert v.verify(sim.code(index=7), now=sim.now).reason is VerdictReason.REVOKED
+    v.close()
+
+
+def test_freeze_expired_list_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.publish_trust(2, at=sim.now - 40 * DAY, ttl=30 * DAY)  # newer version, but already expired
+    report = v.sync(now=sim.now)
+    assert not report.ok and "list_expired" in report.errors[0]
+    assert v.health(now=sim.now).trust_list_version == 1
+
+
+def test_freeze_network_blocked_makes_lists_stale_per_policy(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier("venue")
+    code_later = sim.code(at=sim.now + 2 * DAY)
+    assert v.verify(code_later, now=sim.now + 2 * DAY).decision is Decision.ALLOW
+    sim.routes["/v1/trust-list"].mode = "error"
+    later = sim.now + 4 * DAY  # venue lists go stale after 3 days without confirmation
+    assert not v.sync(now=later).ok
+    verdict = v.verify(sim.code(at=later), now=later)
+    assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.STALE_LISTS
+    assert v.health(now=later).stale and v.health(now=later).offline
+
+
+def test_mix_and_match_status_list_signed_by_unlisted_key_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    rogue = SigningKey.generate()
+    sim.publish_status("SH", 9, signer=rogue)  # would un-revoke everything
+    report = v.sync(now=sim.now)
+    assert "list_wrong_signer" in " ".join(report.errors)
+    assert v.health(now=sim.now).status_lists["SH"].version == 1
+
+
+def test_mix_and_match_other_issuers_key_cannot_sign_my_status_list(
+    sim: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    sim.keys["BJ"] = SigningKey.generate()
+    sim.publish_trust(2)
+    sim.publish_status("BJ", 1)
+    v = make_verifier()
+    sim.publish_status("SH", 2, signer=sim.keys["BJ"])
+    assert "list_wrong_signer" in " ".join(v.sync(now=sim.now).errors)
+
+
+def test_wrong_root_trust_list_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.publish_trust(2, signer=SigningKey.generate())
+    report = v.sync(now=sim.now)
+    assert "list_wrong_signer" in report.errors[0]
+    assert v.health(now=sim.now).trust_list_version == 1
+
+
+def test_tampered_list_bytes_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    body = bytearray(sim.publish_status("SH", 2))
+    body[len(body) // 2] ^= 0x01
+    sim.routes["/status/SH"].body = bytes(body)
+    report = v.sync(now=sim.now)
+    assert not report.ok and v.health(now=sim.now).status_lists["SH"].version == 1
+
+
+def test_endless_data_download_stops_at_the_cap(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.routes["/status/SH"].mode = "endless"
+    start = time.monotonic()
+    report = v.sync(now=sim.now)
+    assert time.monotonic() - start < 20
+    assert "too_large" in " ".join(report.errors)
+    assert v.health(now=sim.now).status_lists["SH"].version == 1
+
+
+def test_replayed_transit_code_opens_one_gate_once(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier("transit")
+    code = sim.code()
+    first = v.verify(code, now=sim.now + 1)
+    again = v.verify(code, now=sim.now + 2)
+    assert first.decision is Decision.ALLOW
+    assert again.decision is Decision.DENY and again.reason is VerdictReason.REPLAYED
+    assert v.verify(sim.code(at=sim.now + 3), now=sim.now + 3).decision is Decision.ALLOW  # a fresh code passes
+    reopened = type(v).open(v.state_dir)
+    assert reopened.verify(code, now=sim.now + 4).reason is VerdictReason.REPLAYED  # survives a restart
+    reopened.close()
+
+
+def test_code_from_issuer_removed_from_trust_list_denied(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    sim.keys["BJ"] = SigningKey.generate()
+    sim.publish_trust(2)
+    sim.publish_status("BJ", 1)
+    v = make_verifier()
+    bj_code = sim.code(issuer="BJ")
+    assert v.verify(bj_code, now=sim.now).decision is Decision.ALLOW
+    sim.publish_trust(3, issuers=["SH"])
+    assert v.sync(now=sim.now).ok
+    verdict = v.verify(bj_code, now=sim.now)
+    assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.UNKNOWN_KEY
+    assert "BJ" not in v.health(now=sim.now).status_lists
+
+
+def test_forged_code_denied(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.keys["SH"] = SigningKey.generate()  # an attacker's key claiming to be SH
+    verdict = v.verify(sim.code(), now=sim.now)
+    assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.UNKNOWN_KEY
+
+
+def test_all_issuers_down_verification_goes_on_and_reports_offline(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.close()
+    report = v.sync(now=sim.now + 3600)
+    assert not report.ok and report.errors
+    assert v.verify(sim.code(at=sim.now + 3600), now=sim.now + 3600).decision is Decision.ALLOW
+    h = v.health(now=sim.now + 3600)
+    assert h.offline and not h.stale and h.trust_list_age_s == 3600
+
+
+def test_mirror_serves_when_first_issuer_is_down(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier(url=f"http://127.0.0.1:9,{sim.url}")  # port 9 (discard) refuses connections
+    assert v.health(now=sim.now).trust_list_version == 1
+    assert v.verify(sim.code(), now=sim.now).decision is Decision.ALLOW
+
+
+def test_cached_list_tampered_on_disk_is_not_used_after_restart(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    state = v.state_dir
+    v.close()
+    import sqlite3
+
+    conn = sqlite3.connect(state / "verifier.db")
+    body = bytearray(conn.execute("SELECT body FROM lists WHERE name = 'trust'").fetchone()[0])
+    body[-5] ^= 0xFF
+    conn.execute("UPDATE lists SET body = ? WHERE name = 'trust'", (bytes(body),))
+    conn.commit()
+    conn.close()
+    v = type(v).open(state)
+    assert v.load_problems and "trust list" in v.load_problems[0]
+    assert v.verify(sim.code(), now=sim.now).reason is VerdictReason.NO_TRUST_LIST
+    v.close()
+
+
+def test_yellow_code_denied_at_venue_referred_at_hospital(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    venue, hospital = make_verifier("venue", name="v"), make_verifier("hospital", name="h")
+    yellow = sim.code(Status.YELLOW, identity=True)
+    red = sim.code(Status.RED, identity=True)
+    assert venue.verify(yellow, now=sim.now).decision is Decision.DENY
+    assert venue.verify(red, now=sim.now).reason is VerdictReason.STATUS_RED
+    for code in (yellow, red, "SM1:garbage", "not a code at all", sim.code()):
+        assert hospital.verify(code, now=sim.now).decision is Decision.REFER  # never a bare denial
+    ok = hospital.verify(sim.code(identity=True), now=sim.now)
+    assert ok.decision is Decision.ALLOW and ok.display["masked_name"] == "张*三"
+    assert hospital.verify(sim.code(), now=sim.now).reason is VerdictReason.MISSING_FIELDS

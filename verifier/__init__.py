@@ -1,0 +1,29 @@
+"""Suishenma offline verifier: scenario policies, verdicts, signed-list sync, replay protection, scan log.
+
+from verifier import Verifier
+v = Verifier.open("var/gate-1")
+verdict = v.verify(scanned_text)   # never raises for a bad code
+"""
+
+from ._verifier import KIOSK_KEY_ENV, Health, ListHealth, Verifier
+from .fetch import Fetcher, FetchResult, HttpxFetcher
+from .policy import BUILTIN, Policy, policy_from_toml
+from .sync import SyncReport
+from .verdict import Decision, Verdict, VerdictReason
+
+__all__ = [
+    "BUILTIN",
+    "KIOSK_KEY_ENV",
+    "Decision",
+    "FetchResult",
+    "Fetcher",
+    "Health",
+    "HttpxFetcher",
+    "ListHealth",
+    "Policy",
+    "SyncReport",
+    "Verdict",
+    "VerdictReason",
+    "Verifier",
+    "policy_from_toml",
+]

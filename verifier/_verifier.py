@@ -1,0 +1,253 @@
+"""The embedding API: open a state folder for a scenario, verify scanned text, sync, report health."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, verify
+
+from .fetch import Fetcher, HttpxFetcher, Poster
+from .policy import Policy, resolve_policy
+from .store import Store
+from .sync import SyncReport, sync_lists, upload_scans
+from .trust_state import TRUST, TrustState, status_name
+from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
+
+KIOSK_KEY_ENV = "SUISHENMA_KIOSK_API_KEY"
+
+
+@dataclass(frozen=True)
+class ListHealth:
+    version: int
+    age_s: int  # since an issuer last confirmed it
+    expires_in_s: int
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Health:
+    scenario: str
+    trust_list_version: int | None
+    trust_list_age_s: int | None
+    stale: bool  # a list this scenario relies on is stale, expired or missing
+    offline: bool  # the last sync failed (or never ran)
+    last_sync_at: int | None
+    status_lists: Mapping[str, ListHealth] = field(default_factory=dict)
+    scans_today: int = 0
+    pending_uploads: int = 0
+
+
+class Verifier:
+    """Thread-safe: a frame loop may call ``verify`` while a background thread calls ``sync``."""
+
+    def __init__(self, state_dir: Path, store: Store, fetcher: Fetcher | None = None) -> None:
+        cfg = store.config()
+        if "root_key" not in cfg:
+            store.close()
+            raise UsageError(f"{state_dir} is not an initialised verifier state folder: run init first")
+        self.state_dir = state_dir
+        self.store = store
+        self.policy: Policy = resolve_policy(cfg["scenario"])
+        self.issuer_urls = [u for u in cfg["issuer_urls"].split(",") if u]
+        self.kiosk_id = cfg["kiosk_id"]
+        self._api_key = cfg.get("kiosk_api_key")
+        self._fetcher = fetcher
+        self._own_fetcher = fetcher is None  # a fetcher passed in belongs to the caller
+        self._sync_lock = threading.Lock()
+        self.state = TrustState(VerificationKey.from_pem(cfg["root_key"].encode()))
+        held, versions = store.lists()
+        self.load_problems = self.state.load(held, versions, int(time.time()))
+        self.last_sync_at = int(cfg["last_sync_at"]) if cfg.get("last_sync_at") else None
+        self.last_sync_ok = cfg.get("last_sync_ok") == "1"
+
+    @classmethod
+    def init(
+        cls,
+        state_dir: Path | str,
+        issuer_url: str,
+        root_key: VerificationKey,
+        scenario: str | Path = "venue",
+        kiosk_id: str = "kiosk",
+        *,
+        fetcher: Fetcher | None = None,
+    ) -> Verifier:
+        """Create a state folder pinned to ``root_key``. ``scenario``: venue, hospital, transit or a TOML file.
+
+        ``issuer_url`` may list mirrors separated by commas. The scan-log upload key is read from
+        ``$SUISHENMA_KIOSK_API_KEY`` (never from arguments) and stored in the state folder.
+
+        Raises:
+            UsageError: the folder is already initialised, or the policy is invalid.
+        """
+        state_dir = Path(state_dir)
+        policy_text = Path(scenario).read_text("utf-8") if isinstance(scenario, Path) else scenario
+        resolve_policy(policy_text)  # fail before writing anything
+        store = Store(state_dir)
+        if "root_key" in store.config():
+            store.close()
+            raise UsageError(f"{state_dir} is already initialised; use a new folder or Verifier.open")
+        values = {
+            "issuer_urls": ",".join(u.strip().rstrip("/") for u in issuer_url.split(",") if u.strip()),
+            "root_key": root_key.pem().decode(),
+            "scenario": policy_text,
+            "kiosk_id": kiosk_id,
+        }
+        if os.environ.get(KIOSK_KEY_ENV):
+            values["kiosk_api_key"] = os.environ[KIOSK_KEY_ENV]
+        store.set_config(values)
+        return cls(state_dir, store, fetcher)
+
+    @classmethod
+    def open(cls, state_dir: Path | str, *, fetcher: Fetcher | None = None) -> Verifier:
+        """Reopen a state folder; cached lists are re-verified (unusable ones are set aside).
+
+        Raises:
+            UsageError: the folder was never initialised.
+        """
+        state_dir = Path(state_dir)
+        if not (state_dir / "verifier.db").exists():
+            raise UsageError(f"no verifier state in {state_dir}: run init first")
+        return cls(state_dir, Store(state_dir), fetcher)
+
+    def close(self) -> None:
+        if self._own_fetcher and isinstance(self._fetcher, HttpxFetcher):
+            self._fetcher.close()
+        self.store.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # verification
+    def verify(self, text: str, now: float | None = None) -> Verdict:
+        """Decide on scanned text. Never raises for a bad code; the verdict is logged durably before return."""
+        start = time.perf_counter()
+        at = int(time.time() if now is None else now)
+        p = self.policy
+        with self.store.lock:  # a consistent snapshot: never half a sync
+            trust = self.state.trust
+            trust_held = self.state.held.get(TRUST)
+            status = dict(self.state.status)
+            held = dict(self.state.held)
+        if trust is None or trust_held is None:
+            return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
+        if trust.expires_at <= at or at - trust_held.checked_at > p.max_list_age_s:
+            return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
+        try:
+            claims = verify(text, trust.keyring, now=at, skew=p.skew_s).claims
+        except CodeError as exc:
+            return self._done(start, at, p.on_invalid, CORE_REASONS.get(exc.reason, VerdictReason.MALFORMED))
+        subject, issuer = claims.subject.hex(), claims.issuer
+        display = {"status": claims.status.name.lower(), "issuer": issuer, "code_type": claims.code_type.name.lower()}
+        if claims.masked_name:
+            display["masked_name"] = claims.masked_name
+        if claims.masked_id:
+            display["masked_id"] = claims.masked_id
+
+        def done(decision: Decision, reason: VerdictReason, replay: tuple[bytes, int] | None = None) -> Verdict:
+            return self._done(start, at, decision, reason, display, subject, issuer, replay)
+
+        if any(getattr(claims, f) is None for f in p.required_claims):
+            return done(p.on_invalid, VerdictReason.MISSING_FIELDS)
+        if p.max_code_age_s is not None and at - claims.issued_at > p.max_code_age_s:
+            return done(p.on_invalid, VerdictReason.TOO_OLD)
+        if claims.code_type is CodeType.OFFLINE or p.status_list == "always":
+            lst, lst_held = status.get(issuer), held.get(status_name(issuer))
+            if lst is None or lst_held is None:
+                return done(p.on_stale, VerdictReason.NO_STATUS_LIST)
+            if lst.expires_at <= at or at - lst_held.checked_at > p.max_list_age_s:
+                return done(p.on_stale, VerdictReason.STALE_LISTS)
+            if claims.status_index is not None:
+                entry = lst.status(claims.status_index)
+                if entry is EntryStatus.INVALID:
+                    return done(p.on_invalid, VerdictReason.REVOKED)
+                if entry is EntryStatus.SUSPENDED:
+                    return done(p.on_invalid, VerdictReason.SUSPENDED)
+        colour = claims.status.name.lower()
+        decision = p.statuses[colour]
+        reason = {"green": VerdictReason.OK, "yellow": VerdictReason.STATUS_YELLOW, "red": VerdictReason.STATUS_RED}[
+            colour
+        ]
+        if decision is Decision.ALLOW and p.replay == "once":
+            key = hashlib.sha256(text.encode("utf-8", "replace")).digest()[:16]
+            return done(decision, reason, (key, claims.expires_at + p.skew_s))
+        return done(decision, reason)
+
+    def _done(
+        self,
+        start: float,
+        at: int,
+        decision: Decision,
+        reason: VerdictReason,
+        display: Mapping[str, str] | None = None,
+        subject: str | None = None,
+        issuer: str | None = None,
+        replay: tuple[bytes, int] | None = None,
+    ) -> Verdict:
+        scenario = self.policy.name
+        if not self.store.record(at, self.kiosk_id, scenario, decision, reason, subject, issuer, replay):
+            decision, reason = self.policy.on_invalid, VerdictReason.REPLAYED
+            self.store.record(at, self.kiosk_id, scenario, decision, reason, subject, issuer)
+        zh, en = self.policy.message(reason)
+        elapsed = (time.perf_counter() - start) * 1000
+        return Verdict(decision, reason, zh, en, dict(display or {}), subject, issuer, elapsed)
+
+    # sync and health
+    def sync(self, now: float | None = None) -> SyncReport:
+        """Download lists and upload scan logs. Never raises for network trouble: see ``SyncReport``."""
+        at = int(time.time() if now is None else now)
+        report = SyncReport()
+        with self._sync_lock:  # one sync at a time; verify is not blocked by the network
+            if self._fetcher is None:
+                self._fetcher = HttpxFetcher()
+            base = sync_lists(self.state, self.store, self._fetcher, self.issuer_urls, at, report)
+            api_key = os.environ.get(KIOSK_KEY_ENV) or self._api_key
+            if isinstance(self._fetcher, Poster):
+                upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
+            self.store.prune_replay(at - 3600)
+            self.last_sync_at, self.last_sync_ok = at, report.ok
+            self.store.set_config({"last_sync_at": str(at), "last_sync_ok": "1" if report.ok else "0"})
+        trust = self.state.trust
+        report.trust_list_version = trust.version if trust else None
+        report.status_lists = {i: s.version for i, s in self.state.status.items()}
+        return report
+
+    def health(self, now: float | None = None) -> Health:
+        at = int(time.time() if now is None else now)
+        p = self.policy
+        with self.store.lock:
+            trust, held, status = self.state.trust, dict(self.state.held), dict(self.state.status)
+        trust_held = held.get(TRUST)
+        stale = trust is None or trust_held is None or trust.expires_at <= at
+        stale = stale or (trust_held is not None and at - trust_held.checked_at > p.max_list_age_s)
+        lists = {}
+        for issuer, lst in status.items():
+            h = held[status_name(issuer)]
+            lst_stale = lst.expires_at <= at or at - h.checked_at > p.max_list_age_s
+            lists[issuer] = ListHealth(lst.version, at - h.checked_at, lst.expires_at - at, lst_stale)
+            stale = stale or (lst_stale and p.status_list == "always")
+        if p.status_list == "always" and trust is not None:
+            stale = stale or any(i not in status for i in trust.issuer_ids())
+        local = time.localtime(at)
+        midnight = int(time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)))
+        today, pending = self.store.counts(midnight)
+        return Health(
+            scenario=p.name,
+            trust_list_version=trust.version if trust else None,
+            trust_list_age_s=at - trust_held.checked_at if trust_held else None,
+            stale=stale,
+            offline=not self.last_sync_ok,
+            last_sync_at=self.last_sync_at,
+            status_lists=lists,
+            scans_today=today,
+            pending_uploads=pending,
+        )

@@ -1,0 +1,140 @@
+"""``suishenma-verifier``: init, sync, verify, status, log export. ``main(argv) -> int``, tested in-process.
+
+verify exits 0 ALLOW, 1 DENY, 3 REFER, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from suishenma import SuishenmaError, load_verification_key
+
+from ._verifier import Verifier
+from .store import ScanRow
+from .verdict import Decision
+
+EXIT = {Decision.ALLOW: 0, Decision.DENY: 1, Decision.REFER: 3}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suishenma-verifier", description="Suishenma offline verifier / 随申码离线核验")
+    sub = p.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="create a state folder pinned to a root key")
+    init.add_argument("--issuer", required=True, help="issuer base URL (mirrors separated by commas)")
+    init.add_argument("--root", type=Path, required=True, help="root public key (PEM) to pin")
+    init.add_argument("--scenario", required=True, help="venue, hospital, transit, or a policy TOML file")
+    init.add_argument("--state", type=Path, required=True)
+    init.add_argument("--kiosk-id", default="kiosk")
+    s = sub.add_parser("sync", help="download lists, upload scan logs")
+    s.add_argument("--state", type=Path, required=True)
+    v = sub.add_parser("verify", help="decide on a code (exit 0 ALLOW, 1 DENY, 3 REFER)")
+    v.add_argument("--state", type=Path, required=True)
+    v.add_argument("code")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--at", default=None, help="ISO 8601 instant instead of now (testing)")
+    st = sub.add_parser("status", help="list versions, ages and staleness")
+    st.add_argument("--state", type=Path, required=True)
+    st.add_argument("--json", action="store_true")
+    log = sub.add_parser("log", help="the scan log").add_subparsers(dest="action", required=True)
+    ex = log.add_parser("export", help="write every scan record")
+    ex.add_argument("--state", type=Path, required=True)
+    ex.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    ex.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            return _init(args)
+        with Verifier.open(args.state) as v:
+            if args.command == "sync":
+                return _sync(v)
+            if args.command == "verify":
+                return _verify(v, args)
+            if args.command == "status":
+                return _status(v, args)
+            return _export(v, args)
+    except (SuishenmaError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _init(args: argparse.Namespace) -> int:
+    scenario: str | Path = Path(args.scenario) if args.scenario.endswith(".toml") else args.scenario
+    root = load_verification_key(args.root)
+    with Verifier.init(args.state, args.issuer, root, scenario, args.kiosk_id) as v:
+        print(
+            f"verifier state in {args.state}: scenario {v.policy.name}, root key {root.kid.hex()}, kiosk {v.kiosk_id}"
+        )
+    return 0
+
+
+def _sync(v: Verifier) -> int:
+    report = v.sync()
+    print(
+        f"trust list version {report.trust_list_version}; status lists {report.status_lists}; "
+        f"updated {report.updated or 'nothing'}; uploaded {report.uploaded} scan records"
+    )
+    for e in report.errors:
+        print(f"warning: {e}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _verify(v: Verifier, args: argparse.Namespace) -> int:
+    now = datetime.fromisoformat(args.at.replace("Z", "+00:00")).timestamp() if args.at else None
+    verdict = v.verify(args.code, now=now)
+    if args.json:
+        print(json.dumps(verdict.as_dict(), ensure_ascii=False))
+    else:
+        shown = " ".join(f"{k}={val}" for k, val in verdict.display.items())
+        print(f"{verdict.decision.value} {verdict.reason.value}: {verdict.message_zh} / {verdict.message_en} {shown}")
+    return EXIT[verdict.decision]
+
+
+def _status(v: Verifier, args: argparse.Namespace) -> int:
+    h = v.health()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(h), ensure_ascii=False))
+        return 0
+    print(f"scenario {h.scenario}; trust list version {h.trust_list_version}, confirmed {h.trust_list_age_s} s ago")
+    for issuer, lst in h.status_lists.items():
+        print(
+            f"status list {issuer}: version {lst.version}, confirmed {lst.age_s} s ago{' STALE' if lst.stale else ''}"
+        )
+    print(
+        f"{'STALE' if h.stale else 'fresh'}; {'offline (last sync failed)' if h.offline else 'online'}; "
+        f"{h.scans_today} scans today, {h.pending_uploads} waiting to upload"
+    )
+    return 0
+
+
+def _export(v: Verifier, args: argparse.Namespace) -> int:
+    out: TextIO = args.out.open("w", encoding="utf-8", newline="") if args.out else sys.stdout
+    try:
+        names = [f.name for f in dataclasses.fields(ScanRow)]
+        writer = csv.writer(out) if args.format == "csv" else None
+        if writer:
+            writer.writerow(names)
+        for row in v.store.scans():
+            values = dataclasses.asdict(row)
+            if writer:
+                writer.writerow([values[n] for n in names])
+            else:
+                out.write(json.dumps(values, ensure_ascii=False) + "\n")
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+def main_exit() -> None:
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Scenario policies: every rule a gate applies after the signature checks out, as data (DESIGN §4).
+
+Built in: ``venue``, ``hospital``, ``transit``. Custom policies come from TOML and may ``extends`` one
+of them; the table in README.md ("Scenario policies") lists the defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from suishenma import UsageError
+
+from .verdict import MESSAGES, Decision, VerdictReason
+
+HOUR, DAY = 3600, 86400
+IDENTITY_FIELDS = ("masked_name", "masked_id")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    statuses: Mapping[str, Decision]  # the decision for each status colour
+    on_invalid: Decision = Decision.DENY  # bad, expired, unknown or revoked codes
+    required_claims: tuple[str, ...] = ()  # among IDENTITY_FIELDS
+    max_code_age_s: int | None = None  # refuse codes issued longer ago than this, even if unexpired
+    skew_s: int = 10  # clock-skew allowance for iat/exp
+    replay: str = "off"  # "once": a code opens one gate once (remembered until it expires)
+    status_list: str = "offline"  # whose issuer's status list must be held: "offline" codes only, or "always"
+    max_list_age_s: int = 3 * DAY  # a list not confirmed with its issuer for longer than this is stale
+    on_stale: Decision = Decision.DENY  # decision when a list the code needs is stale or missing
+    messages: Mapping[VerdictReason, tuple[str, str]] = field(default_factory=dict)
+
+    def message(self, reason: VerdictReason) -> tuple[str, str]:
+        return self.messages.get(reason) or MESSAGES[reason]
+
+
+BUILTIN: dict[str, Policy] = {
+    "venue": Policy(
+        "venue",
+        {"green": Decision.ALLOW, "yellow": Decision.DENY, "red": Decision.DENY},
+        max_list_age_s=3 * DAY,
+        on_stale=Decision.DENY,
+    ),
+    "hospital": Policy(
+        "hospital",
+        {"green": Decision.ALLOW, "yellow": Decision.REFER, "red": Decision.REFER},
+        on_invalid=Decision.REFER,
+        required_claims=IDENTITY_FIELDS,
+        max_list_age_s=7 * DAY,
+        on_stale=Decision.REFER,
+    ),
+    "transit": Policy(
+        "transit",
+        {"green": Decision.ALLOW, "yellow": Decision.DENY, "red": Decision.DENY},
+        max_code_age_s=120,
+        skew_s=5,
+        replay="once",
+        status_list="always",
+        max_list_age_s=6 * HOUR,
+        on_stale=Decision.DENY,
+    ),
+}
+
+
+def policy_from_toml(text: str) -> Policy:
+    """A policy from TOML text: ``extends`` a built-in one (default venue) and overrides fields.
+
+    Raises:
+        UsageError: invalid TOML, an unknown key, or a value of the wrong kind.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"policy TOML: {exc}") from None
+    base_name = data.pop("extends", "venue")
+    if base_name not in BUILTIN:
+        raise UsageError(f"policy extends unknown scenario {base_name!r}; use one of {', '.join(BUILTIN)}")
+    known = {f.name for f in fields(Policy)}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+    try:
+        return replace(BUILTIN[base_name], **_convert(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"policy value: {exc}") from None
+
+
+def _convert(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "statuses":
+            out[key] = {str(k): Decision(str(v).upper()) for k, v in dict(value).items()}
+            if set(out[key]) != {"green", "yellow", "red"}:
+                raise ValueError("statuses must give a decision for green, yellow and red")
+        elif key in ("on_invalid", "on_stale"):
+            out[key] = Decision(str(value).upper())
+        elif key == "required_claims":
+            claims = tuple(str(v) for v in value)
+            if not set(claims) <= set(IDENTITY_FIELDS):
+                raise ValueError(f"required_claims must be among {', '.join(IDENTITY_FIELDS)}")
+            out[key] = claims
+        elif key == "messages":
+            out[key] = {VerdictReason(k): (str(v[0]), str(v[1])) for k, v in dict(value).items()}
+        elif key in ("max_code_age_s", "skew_s", "max_list_age_s"):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer")
+            out[key] = value
+        elif key == "replay":
+            if value not in ("off", "once"):
+                raise ValueError("replay must be 'off' or 'once'")
+            out[key] = value
+        elif key == "status_list":
+            if value not in ("offline", "always"):
+                raise ValueError("status_list must be 'offline' or 'always'")
+            out[key] = value
+        elif key == "name":
+            out[key] = str(value)
+    return out
+
+
+def resolve_policy(scenario: str) -> Policy:
+    """A built-in scenario by name, else TOML text.
+
+    Raises:
+        UsageError: neither.
+    """
+    if scenario in BUILTIN:
+        return BUILTIN[scenario]
+    return policy_from_toml(scenario)

@@ -1,0 +1,183 @@
+"""The verifier's state folder: one SQLite file (WAL, synchronous=FULL) holding configuration, the signed
+lists, the replay cache and the scan log. Every write is one transaction: a list is the old or the new
+version, and a scan record the API returned for survives a crash or power cut.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .trust_state import HeldList
+
+DB_NAME = "verifier.db"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS lists (name TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB,"
+    " etag TEXT, checked_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS scans (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,"
+    " kiosk_id TEXT NOT NULL, scenario TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,"
+    " subject TEXT, issuer TEXT, uploaded INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS scans_pending ON scans(seq) WHERE uploaded = 0",
+    "CREATE INDEX IF NOT EXISTS scans_at ON scans(at)",
+    "CREATE TABLE IF NOT EXISTS replay (key BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID",
+)
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    seq: int
+    at: int
+    kiosk_id: str
+    scenario: str
+    decision: str
+    reason: str
+    subject: str | None
+    issuer: str | None
+    uploaded: bool
+
+
+class Store:
+    """Thread-safe through one lock: the frame loop verifies while a background thread syncs."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, check_same_thread=False, timeout=10)
+        self.db = sqlite_utils.Database(conn)
+        self.db.enable_wal()
+        conn.execute("PRAGMA synchronous = FULL")  # an acknowledged scan survives power loss
+        self.conn = conn
+        self.lock = threading.RLock()
+        with self.tx() as c:
+            for statement in SCHEMA:
+                c.execute(statement)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # configuration
+    def config(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.conn.execute("SELECT key, value FROM config").fetchall())
+
+    def set_config(self, values: dict[str, str]) -> None:
+        with self.tx() as c:
+            c.executemany("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", values.items())
+
+    # lists
+    def lists(self) -> tuple[list[HeldList], dict[str, int]]:
+        """Held lists with a body, and the highest version seen of every list."""
+        with self.lock:
+            rows = self.conn.execute("SELECT name, version, body, etag, checked_at, expires_at FROM lists").fetchall()
+        held = [HeldList(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows if r[2] is not None]
+        return held, {r[0]: r[1] for r in rows}
+
+    def save_lists(self, lists: list[HeldList], confirmed: dict[str, int]) -> None:
+        """Store new lists and mark unchanged ones (304) as confirmed at the given time, in one transaction."""
+        with self.tx() as c:
+            for h in lists:
+                c.execute(
+                    "INSERT OR REPLACE INTO lists (name, version, body, etag, checked_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (h.name, h.version, h.body, h.etag, h.checked_at, h.expires_at),
+                )
+            for name, at in confirmed.items():
+                c.execute("UPDATE lists SET checked_at = MAX(checked_at, ?) WHERE name = ?", (at, name))
+
+    def drop_list_body(self, name: str) -> None:
+        """Forget a list's bytes but keep its version (rollback protection)."""
+        with self.tx() as c:
+            c.execute("UPDATE lists SET body = NULL, etag = NULL WHERE name = ?", (name,))
+
+    # verdicts
+    def record(
+        self,
+        at: int,
+        kiosk_id: str,
+        scenario: str,
+        decision: str,
+        reason: str,
+        subject: str | None,
+        issuer: str | None,
+        replay: tuple[bytes, int] | None = None,
+    ) -> bool:
+        """Log a verdict durably; with ``replay`` (key, expiry), also claim the code's single use.
+
+        Returns False, logging nothing, when the replay key is already held (the caller then logs a
+        replay denial instead).
+        """
+        with self.tx() as c:
+            if replay is not None:
+                key, expires_at = replay
+                if c.execute("SELECT 1 FROM replay WHERE key = ? AND expires_at >= ?", (key, at)).fetchone():
+                    return False
+                c.execute("INSERT OR REPLACE INTO replay (key, expires_at) VALUES (?, ?)", (key, expires_at))
+            c.execute(
+                "INSERT INTO scans (at, kiosk_id, scenario, decision, reason, subject, issuer)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (at, kiosk_id, scenario, decision, reason, subject, issuer),
+            )
+        return True
+
+    def prune_replay(self, now: int) -> int:
+        with self.tx() as c:
+            return c.execute("DELETE FROM replay WHERE expires_at < ?", (now,)).rowcount
+
+    def pending(self, limit: int) -> list[ScanRow]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT seq, at, kiosk_id, scenario, decision, reason, subject, issuer, uploaded FROM scans"
+                " WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def mark_uploaded(self, last_seq: int, first_seq: int) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE scans SET uploaded = 1 WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
+
+    def counts(self, since: int) -> tuple[int, int]:
+        """(scans since ``since``, records not yet uploaded)."""
+        with self.lock:
+            today = self.conn.execute("SELECT COUNT(*) FROM scans WHERE at >= ?", (since,)).fetchone()[0]
+            pending = self.conn.execute("SELECT COUNT(*) FROM scans WHERE uploaded = 0").fetchone()[0]
+        return int(today), int(pending)
+
+    def scans(self, since_seq: int = 0) -> Iterator[ScanRow]:
+        """Every record after ``since_seq``, in order, read in chunks."""
+        last = since_seq
+        while True:
+            with self.lock:
+                rows = self.conn.execute(
+                    "SELECT seq, at, kiosk_id, scenario, decision, reason, subject, issuer, uploaded FROM scans"
+                    " WHERE seq > ? ORDER BY seq LIMIT 5000",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield _row(r)
+            last = rows[-1][0]
+
+
+def _row(r: tuple[Any, ...]) -> ScanRow:
+    return ScanRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))

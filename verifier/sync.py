@@ -1,0 +1,138 @@
+"""Sync: fetch the trust list and every issuer's status list, check them, store them, upload scan logs.
+
+IO lives here; the decisions are TrustState's. Nothing here raises for network trouble: the outcome
+is a SyncReport, and the verifier keeps working on what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError
+
+from .fetch import Fetcher, Poster
+from .store import Store
+from .trust_state import TRUST, HeldList, TrustState, status_name
+
+log = logging.getLogger(__name__)
+MAX_TRUST_BYTES = 1 << 20
+MAX_STATUS_BYTES = 16 << 20  # a 2-bit list of 32 million entries is well under 2 MB compressed
+UPLOAD_BATCH = 500
+
+
+@dataclass
+class SyncReport:
+    ok: bool = True
+    errors: list[str] = field(default_factory=list)
+    trust_list_version: int | None = None
+    status_lists: dict[str, int] = field(default_factory=dict)  # issuer -> version held after sync
+    updated: list[str] = field(default_factory=list)  # lists replaced by newer versions
+    uploaded: int = 0
+    warnings: list[str] = field(default_factory=list)  # e.g. a mirror that did not answer
+
+    def fail(self, message: str) -> None:
+        self.ok = False
+        self.errors.append(message)
+        log.warning("sync: %s", message)
+
+
+def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str], now: int, report: SyncReport) -> str:
+    """Fetch and install the lists; return the base URL that answered (for uploads)."""
+    base, trust, held_new, confirmed = "", None, [], {}
+    for url in urls:  # mirrors in order: the first that answers serves the trust list
+        held = state.held.get(TRUST) if state.trust is not None else None
+        try:
+            trust_url = urljoin(url.rstrip("/") + "/", "v1/trust-list")
+            result = fetcher.fetch(trust_url, held.etag if held else None, MAX_TRUST_BYTES)
+        except NetworkError as exc:
+            report.warnings.append(f"trust list from {url}: {exc.detail}")
+            continue
+        base = url
+        if result.status == 304 and held is not None:
+            confirmed[TRUST] = now
+            trust = state.trust
+        else:
+            try:
+                trust = state.check_trust_list(result.body, now)
+            except ListError as exc:
+                report.fail(f"trust list from {url} rejected: {exc.reason.value}: {exc.detail}")
+                trust = None
+                continue
+            if state.trust is None or trust.version != state.trust.version:
+                report.updated.append(TRUST)
+            held_new.append(HeldList(TRUST, trust.version, result.body, result.etag, now, trust.expires_at))
+            confirmed[TRUST] = now
+        break
+    if not base:
+        report.fail("no issuer answered: " + "; ".join(report.warnings))
+    if trust is None:
+        trust = state.trust  # keep working on what we hold
+        if trust is None:
+            return base
+    fresh_trust = trust if held_new else None
+    statuses: dict[str, SignedStatusList] = {}
+    for issuer in trust.issuer_ids():
+        uri = next((e.status_uri for e in trust.issuers if e.issuer == issuer and e.status_uri), None)
+        if uri is None or not base:
+            continue
+        name = status_name(issuer)
+        held = state.held.get(name) if issuer in state.status else None
+        url = urljoin(base.rstrip("/") + "/", uri)  # an absolute status_uri is used as is
+        try:
+            result = fetcher.fetch(url, held.etag if held else None, MAX_STATUS_BYTES)
+            if result.status == 304 and held is not None:
+                confirmed[name] = now
+                continue
+            lst = state.check_status_list(issuer, result.body, trust, now)
+        except SuishenmaError as exc:
+            report.fail(f"status list of {issuer} rejected: {exc.reason.value}: {exc.detail}")
+            continue
+        statuses[issuer] = lst
+        if issuer not in state.status or state.status[issuer].version != lst.version:
+            report.updated.append(name)
+        held_new.append(HeldList(name, lst.version, result.body, result.etag, now, lst.expires_at))
+        confirmed[name] = now
+    with store.lock:  # stored and installed together: verify never sees half a sync
+        store.save_lists(held_new, confirmed)
+        state.adopt(fresh_trust, statuses, held_new)
+        for name, at in confirmed.items():
+            h = state.held.get(name)
+            if h is not None and h.checked_at < at:
+                state.held[name] = HeldList(h.name, h.version, h.body, h.etag, at, h.expires_at)
+    return base
+
+
+def upload_scans(
+    store: Store, poster: Poster, base: str, kiosk_id: str, api_key: str | None, report: SyncReport
+) -> None:
+    """Send pending records in batches; mark them uploaded only once the issuer has acknowledged them."""
+    if not base or not api_key:
+        return
+    while True:
+        rows = store.pending(UPLOAD_BATCH)
+        if not rows:
+            return
+        body = {
+            "kiosk_id": kiosk_id,
+            "records": [
+                {
+                    "seq": r.seq,
+                    "at": r.at,
+                    "scenario": r.scenario[:32],
+                    "decision": r.decision,
+                    "reason": r.reason,
+                    "subject": r.subject,
+                    "issuer": r.issuer,
+                }
+                for r in rows
+            ],
+        }
+        try:
+            poster.post_json(urljoin(base.rstrip("/") + "/", "v1/scan-logs"), body, api_key)
+        except NetworkError as exc:
+            report.fail(f"scan-log upload: {exc.detail}")
+            return
+        store.mark_uploaded(rows[-1].seq, rows[0].seq)
+        report.uploaded += len(rows)

@@ -1,0 +1,94 @@
+"""The verifier's trust state machine: bytes in, verified lists out, or a ListError (DESIGN §3, §7.1).
+
+No IO: sync fetches, the store persists; this decides. A list is accepted only if it chains to the
+pinned root (trust list) or to a key the trust list gives its issuer (status list), its version is
+not lower than the one held, and it has not expired. Held versions outlive unusable bodies, so an
+expired list can never be replaced by an older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suishenma import (
+    SignedStatusList,
+    TrustList,
+    VerificationKey,
+    parse_status_list,
+    parse_trust_list,
+)
+
+TRUST = "trust"
+
+
+def status_name(issuer: str) -> str:
+    return f"status:{issuer}"
+
+
+@dataclass(frozen=True)
+class HeldList:
+    """A stored list: its bytes and what we know about its freshness."""
+
+    name: str
+    version: int
+    body: bytes
+    etag: str | None
+    checked_at: int  # last time an issuer confirmed it (200 or 304)
+    expires_at: int
+
+
+class TrustState:
+    """The lists a verifier holds, already verified."""
+
+    def __init__(self, root: VerificationKey) -> None:
+        self.root = root
+        self.trust: TrustList | None = None
+        self.status: dict[str, SignedStatusList] = {}
+        self.held: dict[str, HeldList] = {}
+        self.versions: dict[str, int] = {}  # highest version ever accepted, per list
+
+    def load(self, lists: list[HeldList], versions: dict[str, int], now: int) -> list[str]:
+        """Re-verify cached lists; drop what no longer verifies. Returns the problems found."""
+        self.versions = dict(versions)
+        problems = []
+        trust = next((h for h in lists if h.name == TRUST), None)
+        if trust is not None:
+            try:
+                self.trust = parse_trust_list(trust.body, self.root, now=now)
+                self.held[TRUST] = trust
+            except Exception as exc:
+                problems.append(f"cached trust list unusable: {exc}")
+        for h in lists:
+            if h.name == TRUST or self.trust is None:
+                continue
+            issuer = h.name.removeprefix("status:")
+            try:
+                self.status[issuer] = parse_status_list(h.body, self.trust.keys_for(issuer), now=now)
+                self.held[h.name] = h
+            except Exception as exc:
+                problems.append(f"cached status list of {issuer} unusable: {exc}")
+        return problems
+
+    def check_trust_list(self, body: bytes, now: int) -> TrustList:
+        """Raises: ListError (TOO_LARGE, LIST_MALFORMED, LIST_WRONG_SIGNER, LIST_EXPIRED, LIST_ROLLBACK)."""
+        trust = parse_trust_list(body, self.root, now=now)
+        trust.check_newer(self.versions.get(TRUST))
+        return trust
+
+    def check_status_list(self, issuer: str, body: bytes, trust: TrustList, now: int) -> SignedStatusList:
+        """Raises: ListError (LIST_WRONG_SIGNER when signed by a key the trust list does not give ``issuer``,
+        LIST_MALFORMED, LIST_EXPIRED, LIST_ROLLBACK, TOO_LARGE)."""
+        lst = parse_status_list(body, trust.keys_for(issuer), now=now)
+        lst.check_newer(self.versions.get(status_name(issuer)))
+        return lst
+
+    def adopt(self, trust: TrustList | None, status: dict[str, SignedStatusList], held: list[HeldList]) -> None:
+        """Install lists that passed the checks above (and were stored)."""
+        if trust is not None:
+            self.trust = trust
+            # an issuer dropped from the trust list loses its status list too
+            self.status = {i: s for i, s in self.status.items() if i in trust.issuer_ids()}
+        self.status.update(status)
+        for h in held:
+            self.held[h.name] = h
+            self.versions[h.name] = max(self.versions.get(h.name, 0), h.version)

@@ -1,0 +1,105 @@
+"""Verdicts: a decision, a reason code, a message in Chinese and English, and the fields to show (DESIGN §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from suishenma import Reason
+
+
+class Decision(StrEnum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+    REFER = "REFER"  # send the person to staff (e.g. the fever clinic): never a bare denial
+
+
+class VerdictReason(StrEnum):
+    OK = "ok"
+    STATUS_YELLOW = "status_yellow"
+    STATUS_RED = "status_red"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    REPLAYED = "replayed"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    TOO_OLD = "too_old"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_NOT_ALLOWED = "key_not_allowed"
+    MALFORMED = "malformed"
+    NOT_A_CODE = "not_a_code"
+    MISSING_FIELDS = "missing_fields"
+    NO_TRUST_LIST = "no_trust_list"
+    STALE_LISTS = "stale_lists"
+    NO_STATUS_LIST = "no_status_list"
+
+
+MESSAGES: dict[VerdictReason, tuple[str, str]] = {
+    VerdictReason.OK: ("通过", "Pass"),
+    VerdictReason.STATUS_YELLOW: ("黄码：不予通行", "Yellow code: entry restricted"),
+    VerdictReason.STATUS_RED: ("红码：不予通行", "Red code: no entry"),
+    VerdictReason.REVOKED: ("此码已被撤销", "This code has been revoked"),
+    VerdictReason.SUSPENDED: ("此码已暂停使用", "This code is suspended"),
+    VerdictReason.REPLAYED: ("此码已使用过，请刷新", "Code already used: refresh it in the app"),
+    VerdictReason.EXPIRED: ("码已过期，请刷新", "Code expired: refresh it in the app"),
+    VerdictReason.NOT_YET_VALID: ("码尚未生效，请检查时间", "Code not valid yet: check the clock"),
+    VerdictReason.TOO_OLD: ("码太旧，请刷新", "Code too old for this gate: refresh it"),
+    VerdictReason.BAD_SIGNATURE: ("签名无效：码被伪造或篡改", "Invalid signature: forged or altered code"),
+    VerdictReason.UNKNOWN_KEY: ("签发密钥未知，请同步", "Unknown signing key: sync the lists"),
+    VerdictReason.KEY_NOT_ALLOWED: ("签发方无权签发此码", "The issuer may not issue this code"),
+    VerdictReason.MALFORMED: ("码已损坏，请重新出示", "Damaged code: show it again"),
+    VerdictReason.NOT_A_CODE: ("不是随申码", "Not a Suishenma code"),
+    VerdictReason.MISSING_FIELDS: ("缺少身份信息，请出示就医码", "Identity missing: show the hospital code"),
+    VerdictReason.NO_TRUST_LIST: ("未同步信任列表，请联系工作人员", "No trust list yet: call staff"),
+    VerdictReason.STALE_LISTS: ("名单已过时，请联系工作人员", "Lists out of date: call staff"),
+    VerdictReason.NO_STATUS_LIST: ("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
+}
+
+# The core's typed rejections, as verdict reasons.
+CORE_REASONS: dict[Reason, VerdictReason] = {
+    Reason.TOO_LARGE: VerdictReason.NOT_A_CODE,
+    Reason.WRONG_PREFIX: VerdictReason.NOT_A_CODE,
+    Reason.BAD_ENCODING: VerdictReason.MALFORMED,
+    Reason.BAD_COMPRESSION: VerdictReason.MALFORMED,
+    Reason.MALFORMED: VerdictReason.MALFORMED,
+    Reason.UNTAGGED: VerdictReason.MALFORMED,
+    Reason.PAYLOAD_NOT_MAP: VerdictReason.MALFORMED,
+    Reason.MISSING_CLAIM: VerdictReason.MALFORMED,
+    Reason.BAD_CLAIM: VerdictReason.MALFORMED,
+    Reason.UNKNOWN_KID: VerdictReason.UNKNOWN_KEY,
+    Reason.ALG_MISMATCH: VerdictReason.BAD_SIGNATURE,
+    Reason.BAD_SIGNATURE: VerdictReason.BAD_SIGNATURE,
+    Reason.EXPIRED: VerdictReason.EXPIRED,
+    Reason.NOT_YET_VALID: VerdictReason.NOT_YET_VALID,
+    Reason.ISSUER_MISMATCH: VerdictReason.KEY_NOT_ALLOWED,
+    Reason.TYPE_NOT_ALLOWED: VerdictReason.KEY_NOT_ALLOWED,
+    Reason.KEY_NOT_VALID: VerdictReason.KEY_NOT_ALLOWED,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gate shows and does. ``display`` keys: masked_name, masked_id, status, issuer, code_type."""
+
+    decision: Decision
+    reason: VerdictReason
+    message_zh: str
+    message_en: str
+    display: Mapping[str, str] = field(default_factory=dict)
+    subject: str | None = None
+    issuer: str | None = None
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "decision": self.decision.value,
+            "reason": self.reason.value,
+            "message_zh": self.message_zh,
+            "message_en": self.message_en,
+            "display": dict(self.display),
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+        }
