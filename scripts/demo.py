@@ -103,6 +103,37 @@ def step_issuer(port: int) -> tuple[LiveIssuer, str, str]:
     return server, subject, code
 
 
+def step_verifier(issuer_url: str, code: str) -> int:
+    """An offline verifier for a venue: state under var/, synced from the issuer, then the verdict."""
+    from suishenma import load_verification_key
+    from verifier import Verifier
+
+    state = ROOT / "var" / "demo-venue"
+    root = load_verification_key(ROOT / "keys" / "root.pub")
+    try:
+        v = Verifier.open(state)
+        if v.issuer_urls != [issuer_url]:  # the issuer moved to another port: start afresh
+            v.close()
+            raise FileNotFoundError
+    except (FileNotFoundError, SuishenmaError):
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
+        v = Verifier.init(state, issuer_url, root, "venue", "demo-gate")
+    with v:
+        report = v.sync()
+        print(
+            f"verifier ({state}): trust list version {report.trust_list_version}, status lists {report.status_lists}"
+        )
+        verdict = v.verify(code)
+        shown = " ".join(f"{k}={val}" for k, val in verdict.display.items())
+        print(
+            f"verdict: {verdict.decision.value} {verdict.message_zh} / {verdict.message_en} {shown}"
+            f" ({verdict.elapsed_ms:.2f} ms)"
+        )
+    return 0 if verdict.decision.value == "ALLOW" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Suishenma demo on the embedded defaults")
     ap.add_argument("--port", type=int, default=8000, help="issuer port (a free one if taken)")
@@ -110,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if step_core() != 0:
         return 1
-    server, _subject, _code = step_issuer(args.port)
+    server, _subject, code = step_issuer(args.port)
     try:
+        step_verifier(server.url, code)
         if not args.no_wait and sys.stdin.isatty():
             print("serving; press Ctrl-C to stop")
             while server.proc is not None and server.proc.poll() is None:
