@@ -1,0 +1,128 @@
+"""``suishenma-scanner``: the kiosk app. ``main(argv) -> int``.
+
+suishenma-scanner --state DIR [--camera 0 | --video FILE | --images DIR | --url RTSP]
+                  [--fullscreen | --headless] [--config FILE.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .config import ScannerConfig, load_config
+from .cues import GateHook, Sound
+from .decode import Decoder
+from .dedup import Dedup
+from .loop import Scanner, SyncThread
+from .sources import CaptureSource, FrameSource, ImageFolderSource, VideoFileSource
+
+log = logging.getLogger("scanner")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suishenma-scanner", description="Suishenma kiosk scanner / 随申码扫码终端")
+    p.add_argument("--state", help="verifier state folder (suishenma-verifier init)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, help="webcam index (default 0)")
+    src.add_argument("--video", help="video file")
+    src.add_argument("--images", help="folder of images")
+    src.add_argument("--url", help="RTSP or HTTP stream URL")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fullscreen", action="store_true")
+    mode.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict on stdout")
+    p.add_argument("--config", type=Path, help="TOML file (see docs/scanner.example.toml)")
+    p.add_argument("--hook-command", help="run on ALLOW, verdict JSON on stdin")
+    p.add_argument("--hook-url", help="POST the verdict JSON here on ALLOW (local turnstile controller)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (testing)")
+    p.add_argument("--no-sync", action="store_true", help="do not sync in the background")
+    return p
+
+
+def make_source(cfg: ScannerConfig) -> FrameSource:
+    """Raises: FileNotFoundError for a missing video file or image folder."""
+    if cfg.video:
+        return VideoFileSource(Path(cfg.video))
+    if cfg.images:
+        return ImageFolderSource(Path(cfg.images), repeat=cfg.image_repeat)
+    if cfg.url:
+        return CaptureSource(cfg.url)
+    return CaptureSource(cfg.camera if cfg.camera is not None else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(
+            args.config,
+            state=args.state,
+            camera=args.camera,
+            video=args.video,
+            images=args.images,
+            url=args.url,
+            fullscreen=args.fullscreen,
+            headless=args.headless,
+            hook_command=args.hook_command,
+            hook_url=args.hook_url,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not cfg.state:
+        print("error: --state (or state in the config) is required", file=sys.stderr)
+        return 2
+    from suishenma import SuishenmaError
+    from verifier import Verifier
+
+    try:
+        verifier = Verifier.open(cfg.state)
+        source = make_source(cfg)
+    except (SuishenmaError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    display = None
+    if not cfg.headless:
+        from .window import Window
+
+        display = Window(cfg.fullscreen)
+    scanner = Scanner(
+        source,
+        verifier,
+        decoder=Decoder(cfg.retry, cfg.retry_every, cfg.max_side),
+        dedup=Dedup(cfg.forget_s),
+        out=sys.stdout if cfg.headless else None,
+        display=display,
+        sound=Sound(cfg.sound and not cfg.headless),
+        hook=GateHook(cfg.hook_command, cfg.hook_url, cfg.hook_timeout_s),
+        verdict_hold_s=cfg.verdict_hold_s,
+        max_fps=cfg.max_fps if isinstance(source, (ImageFolderSource,)) or not cfg.headless else 0.0,
+    )
+    sync = None if args.no_sync else SyncThread(verifier, cfg.sync_interval_s)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if sync:
+        sync.start()
+    try:
+        stats = scanner.run(args.max_frames, stop)
+    except KeyboardInterrupt:
+        stats = scanner.stats
+    finally:
+        if sync:
+            sync.stop()
+            sync.join(timeout=15)
+        getattr(source, "close", lambda: None)()
+        if display is not None:
+            display.close()
+        verifier.close()
+    log.info("%d frames, %d codes read, %d verdicts", stats.frames, stats.decoded, stats.verdicts)
+    return 0
+
+
+def main_exit() -> None:
+    sys.exit(main())

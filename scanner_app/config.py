@@ -1,0 +1,61 @@
+"""Scanner settings from a TOML file (every option is documented in docs/scanner.example.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ScannerConfig:
+    state: str = ""  # verifier state folder (made with `suishenma-verifier init`)
+    camera: int | None = None
+    video: str | None = None
+    images: str | None = None
+    url: str | None = None
+    fullscreen: bool = False
+    headless: bool = False
+    sync_interval_s: float = 120.0
+    verdict_hold_s: float = 3.0
+    forget_s: float = 3.0
+    retry: str = "auto"
+    retry_every: int = 4
+    max_side: int = 1920
+    sound: bool = True
+    hook_command: str | None = None
+    hook_url: str | None = None
+    hook_timeout_s: float = 2.0
+    image_repeat: int = 3
+    max_fps: float = 30.0
+    log_level: str = "INFO"
+
+
+def load_config(path: Path | None, **overrides: Any) -> ScannerConfig:
+    """TOML values, then command-line overrides (None means not given).
+
+    Raises:
+        ValueError: invalid TOML, an unknown option, or a value of the wrong type.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    known = {f.name: f for f in fields(ScannerConfig)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown scanner options: {', '.join(sorted(unknown))}")
+    data.update({k: v for k, v in overrides.items() if v is not None and v is not False})
+    for name, value in data.items():
+        default = getattr(ScannerConfig, name)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number")
+    cfg = ScannerConfig(**data)
+    if cfg.retry not in ("auto", "always", "never"):
+        raise ValueError("retry must be auto, always or never")
+    return cfg

@@ -1,0 +1,147 @@
+"""Frame sources behind one method, ``read()``: a frame, None when none is ready, EndOfStream when done.
+
+A camera (or RTSP stream) that fails is released and reopened with backoff, forever: a kiosk's camera
+may be unplugged and plugged back in. A frame that cannot be used is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+Frame = npt.NDArray[np.uint8]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class EndOfStream(Exception):
+    """A finite source (file, folder) has no more frames."""
+
+
+class FrameSource(Protocol):
+    def read(self) -> Frame | None: ...
+
+
+def usable(frame: object) -> bool:
+    """A real image: 2 or 3 dimensions, uint8, not empty."""
+    return (
+        isinstance(frame, np.ndarray)
+        and frame.dtype == np.uint8
+        and frame.ndim in (2, 3)
+        and frame.shape[0] >= 16
+        and frame.shape[1] >= 16
+    )
+
+
+class CaptureSource:
+    """A webcam index or an RTSP/HTTP URL through ``cv2.VideoCapture``, reconnecting with backoff."""
+
+    def __init__(
+        self,
+        target: int | str,
+        *,
+        opener: Callable[[int | str], object] = cv2.VideoCapture,
+        clock: Callable[[], float] = time.monotonic,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.target = target
+        self._open = opener
+        self._clock = clock
+        self._cap: object | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.5
+        self._max_backoff = max_backoff
+        self.reconnects = 0
+        self.connected = False
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            if self._clock() < self._retry_at:
+                return None
+            cap = self._open(self.target)
+            if not getattr(cap, "isOpened", lambda: False)():
+                self._fail("cannot open")
+                return None
+            self._cap, self.connected = cap, True
+            if self.reconnects:
+                log.info("camera %s reconnected", self.target)
+        ok, frame = self._cap.read()  # type: ignore[attr-defined]
+        if not ok:
+            self._fail("stopped delivering frames")
+            return None
+        self._backoff = 0.5
+        return frame if usable(frame) else None
+
+    def _fail(self, why: str) -> None:
+        if self._cap is not None:
+            release = getattr(self._cap, "release", None)
+            if release:
+                release()
+            self._cap = None
+        if self.connected:
+            log.warning("camera %s %s; reconnecting", self.target, why)
+        self.connected = False
+        self.reconnects += 1
+        self._retry_at = self._clock() + self._backoff
+        self._backoff = min(self._max_backoff, self._backoff * 2)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            getattr(self._cap, "release", lambda: None)()
+            self._cap = None
+
+
+class VideoFileSource:
+    """A video file, once through (``loop`` to repeat); an unreadable file raises at once."""
+
+    def __init__(self, path: Path, loop: bool = False) -> None:
+        self.path = path
+        self.loop = loop
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise FileNotFoundError(f"cannot open video {path}")
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 15.0
+
+    def read(self) -> Frame | None:
+        ok, frame = self._cap.read()
+        if not ok:
+            if not self.loop:
+                raise EndOfStream
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            return None
+        return frame if usable(frame) else None  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageFolderSource:
+    """Every image in a folder, in name order; files that are not images are skipped."""
+
+    def __init__(self, folder: Path, repeat: int = 1) -> None:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no image folder {folder}")
+        self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.repeat = max(1, repeat)  # each image shown for several frames, like a held phone
+        self._i = 0
+
+    def read(self) -> Frame | None:
+        if self._i >= len(self.files) * self.repeat:
+            raise EndOfStream
+        path = self.files[self._i // self.repeat]
+        self._i += 1
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if not usable(frame):
+            log.warning("skipping unreadable image %s", path.name)
+            return None
+        return frame  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,131 @@
+"""The kiosk screen, drawn offscreen into a BGR image: live preview above, a verdict banner below.
+
+Large, high-contrast text readable from two metres, in Chinese and English (a CJK font through
+Pillow; OpenCV's own fonts have no Chinese). Green ALLOW, red DENY, amber REFER, grey for idle,
+unreadable or stale lists.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageFont
+
+Frame = npt.NDArray[np.uint8]
+W, H = 1280, 720
+STATUS_H, BANNER_H = 56, 300
+# RGB; amber carries black text, the others white (contrast ratio above 4.5 each)
+COLOURS = {"ALLOW": (0, 135, 60), "DENY": (200, 30, 30), "REFER": (255, 176, 0), "GREY": (85, 85, 85)}
+TEXT_ON = {"ALLOW": (255, 255, 255), "DENY": (255, 255, 255), "REFER": (0, 0, 0), "GREY": (255, 255, 255)}
+HEADLINE = {"ALLOW": "通过  PASS", "DENY": "禁止通行  STOP", "REFER": "请找工作人员  SEE STAFF"}
+FONT_PATHS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-{w}.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-{w}.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJKsc-{w}.otf",
+)
+GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "not_a_code", "malformed"}
+
+
+class FontMissing(RuntimeError):
+    """No CJK font: install fonts-noto-cjk (scripts/system-deps does)."""
+
+
+@functools.cache
+def font_file(bold: bool = True) -> str:
+    """Raises: FontMissing."""
+    weight = "Bold" if bold else "Regular"
+    if shutil.which("fc-match"):
+        found = subprocess.run(
+            ["fc-match", "-f", "%{file}", f"Noto Sans CJK SC:{weight.lower()}"], capture_output=True, text=True
+        ).stdout.strip()
+        if found and "CJK" in found and Path(found).exists():
+            return found
+    for pattern in FONT_PATHS:
+        path = pattern.format(w=weight)
+        if Path(path).exists():
+            return path
+    raise FontMissing("no CJK font found: install fonts-noto-cjk (scripts/system-deps installs it)")
+
+
+@functools.cache
+def font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(font_file(bold), size)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What to show. ``decision`` None means idle (waiting for a code)."""
+
+    decision: str | None = None
+    reason: str = ""
+    message_zh: str = "请出示随申码"
+    message_en: str = "Show your Suishenma code"
+    masked_name: str = ""
+    sync_age_s: int | None = None
+    offline: bool = False
+    stale: bool = False
+    scans_today: int = 0
+    scenario: str = ""
+
+    @property
+    def colour_key(self) -> str:
+        if self.decision is None or self.reason in GREY_REASONS:
+            return "GREY"
+        return self.decision
+
+
+def _age(seconds: int | None) -> tuple[str, str]:
+    if seconds is None:
+        return "未同步", "never synced"
+    if seconds < 120:
+        return f"{seconds} 秒前同步", f"synced {seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} 分钟前同步", f"synced {seconds // 60} min ago"
+    return f"{seconds // 3600} 小时前同步", f"synced {seconds // 3600} h ago"
+
+
+def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)) -> Frame:
+    """The whole screen as a BGR image of ``size`` (width, height)."""
+    w, h = size
+    canvas = np.zeros((h, w, 3), np.uint8)
+    top, bottom = STATUS_H, h - BANNER_H
+    if preview is not None and preview.size:
+        ph, pw = preview.shape[:2]
+        scale = min(w / pw, (bottom - top) / ph)
+        shown = cv2.resize(preview, (max(1, int(pw * scale)), max(1, int(ph * scale))))
+        if shown.ndim == 2:
+            shown = cv2.cvtColor(shown, cv2.COLOR_GRAY2BGR)
+        y, x = top + ((bottom - top) - shown.shape[0]) // 2, (w - shown.shape[1]) // 2
+        canvas[y : y + shown.shape[0], x : x + shown.shape[1]] = shown
+    image = Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+    draw = ImageDraw.Draw(image)
+    key = screen.colour_key
+    draw.rectangle([0, bottom, w, h], fill=COLOURS[key])
+    ink = TEXT_ON[key]
+    headline = "请扫码  SCAN" if screen.decision is None else HEADLINE[screen.decision]
+    draw.text((40, bottom + 18), headline, font=font(92), fill=ink)
+    if screen.masked_name:
+        draw.text((w - 40, bottom + 30), screen.masked_name, font=font(72), fill=ink, anchor="ra")
+    draw.text((40, bottom + 140), screen.message_zh, font=font(56), fill=ink)
+    draw.text((40, bottom + 218), screen.message_en, font=font(46, bold=False), fill=ink)
+
+    draw.rectangle([0, 0, w, STATUS_H], fill=(20, 20, 20))
+    zh, en = _age(screen.sync_age_s)
+    parts = [f"{zh} · {en}"]
+    if screen.offline:
+        parts.append("离线 OFFLINE")
+    if screen.stale:
+        parts.append("名单过期 LISTS STALE")
+    parts.append(f"今日 {screen.scans_today} 次 · {screen.scans_today} scans today")
+    status_ink = (255, 210, 0) if screen.offline or screen.stale else (235, 235, 235)
+    draw.text((20, 10), "   |   ".join(parts), font=font(30, bold=False), fill=status_ink)
+    if screen.scenario:
+        draw.text((w - 20, 10), screen.scenario, font=font(30, bold=False), fill=(235, 235, 235), anchor="ra")
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)  # type: ignore[return-value]
