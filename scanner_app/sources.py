@@ -56,8 +56,9 @@ class CaptureSource:
         self._clock = clock
         self._cap: object | None = None
         self._retry_at = 0.0
-        self._backoff = 0.5
         self._max_backoff = max_backoff
+        self._first_backoff = min(0.5, max_backoff)
+        self._backoff = self._first_backoff
         self.reconnects = 0
         self.connected = False
 
@@ -76,7 +77,7 @@ class CaptureSource:
         if not ok:
             self._fail("stopped delivering frames")
             return None
-        self._backoff = 0.5
+        self._backoff = self._first_backoff
         return frame if usable(frame) else None
 
     def _fail(self, why: str) -> None:

@@ -107,7 +107,7 @@ def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)
     image = Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
     draw = ImageDraw.Draw(image)
     key = screen.colour_key
-    draw.rectangle([0, bottom, w, h], fill=COLOURS[key])
+    draw.rectangle([0, bottom, w - 1, h - 1], fill=COLOURS[key])
     ink = TEXT_ON[key]
     headline = "请扫码  SCAN" if screen.decision is None else HEADLINE[screen.decision]
     draw.text((40, bottom + 18), headline, font=font(92), fill=ink)
@@ -116,7 +116,7 @@ def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)
     draw.text((40, bottom + 140), screen.message_zh, font=font(56), fill=ink)
     draw.text((40, bottom + 218), screen.message_en, font=font(46, bold=False), fill=ink)
 
-    draw.rectangle([0, 0, w, STATUS_H], fill=(20, 20, 20))
+    draw.rectangle([0, 0, w - 1, STATUS_H - 1], fill=(20, 20, 20))
     zh, en = _age(screen.sync_age_s)
     parts = [f"{zh} · {en}"]
     if screen.offline:

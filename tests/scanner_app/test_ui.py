@@ -1,0 +1,141 @@
+"""The verdict screen offscreen (colours, text placement, CJK glyphs) and a real window under Xvfb."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from scanner_app import Screen, render, synthetic
+from scanner_app.ui import BANNER_H, COLOURS, STATUS_H
+
+from ..verifier.sim import IssuerSim
+
+W, H = 1280, 720
+
+
+def _rgb_at(img: np.ndarray, x: int, y: int) -> tuple[int, int, int]:
+    b, g, r = img[y, x]
+    return int(r), int(g), int(b)
+
+
+@pytest.mark.parametrize(
+    ("decision", "reason", "key"),
+    [
+        ("ALLOW", "ok", "ALLOW"),
+        ("DENY", "status_red", "DENY"),
+        ("REFER", "status_yellow", "REFER"),
+        ("DENY", "stale_lists", "GREY"),
+        (None, "", "GREY"),
+    ],
+)
+def test_banner_colour_follows_the_decision(decision: str | None, reason: str, key: str) -> None:
+    img = render(synthetic.empty_frame(1), Screen(decision, reason, "通过", "Pass", "张*三"))
+    assert img.shape == (H, W, 3)
+    assert _rgb_at(img, 5, H - 5) == COLOURS[key]
+    assert _rgb_at(img, W - 5, H - BANNER_H + 5) == COLOURS[key]
+
+
+def test_text_sits_inside_the_banner_and_status_bar() -> None:
+    screen = Screen("ALLOW", "ok", "通过，欢迎光临", "Pass, welcome", "张*三", sync_age_s=90, scans_today=12)
+    img = render(None, screen)
+    banner = img[H - BANNER_H :, :]
+    text_pixels = np.any(banner != np.array(COLOURS["ALLOW"][::-1], np.uint8), axis=2)
+    rows = np.flatnonzero(text_pixels.any(axis=1))
+    assert rows.size and rows.min() > 5 and rows.max() < BANNER_H - 5  # text well inside the banner
+    cols = np.flatnonzero(text_pixels[:120].any(axis=0))
+    assert cols.min() >= 30 and cols.max() > W - 300  # headline at the left, masked name at the right
+    status = img[:STATUS_H, :]
+    assert np.count_nonzero(np.any(status > 200, axis=2)) > 500  # the status line is drawn
+    assert np.count_nonzero(img[STATUS_H : H - BANNER_H]) == 0  # no preview: black
+
+
+def test_chinese_is_drawn_with_real_glyphs() -> None:
+    a = render(None, Screen("DENY", "status_red", "红码：不予通行", "Red code"))
+    b = render(None, Screen("DENY", "status_red", "黄码：限制通行", "Red code"))
+    zone = slice(H - BANNER_H + 130, H - BANNER_H + 210)
+    assert np.count_nonzero(a[zone] != b[zone]) > 1000  # different characters draw differently: not tofu boxes
+
+
+def test_stale_and_offline_are_shown_on_the_status_line() -> None:
+    calm = render(None, Screen(sync_age_s=30))
+    alarm = render(None, Screen(sync_age_s=30, offline=True, stale=True))
+    yellow = np.array([0, 210, 255], np.uint8)  # BGR of the warning ink
+    assert not np.any(np.all(calm[:STATUS_H] == yellow, axis=2))
+    assert np.any(np.all(alarm[:STATUS_H] == yellow, axis=2))
+
+
+def _xwd_to_bgr(data: bytes) -> np.ndarray:
+    """A 24/32-bit TrueColor XWD dump (what ``xwd`` writes for Xvfb) as a BGR image."""
+    header = struct.unpack(">25I", data[:100])
+    header_size, width, height = header[0], header[4], header[5]
+    byte_order, bits_per_pixel, bytes_per_line, ncolors = header[7], header[11], header[12], header[19]
+    size = bits_per_pixel // 8
+    assert size in (3, 4), bits_per_pixel
+    start = header_size + ncolors * 12
+    pixels = np.frombuffer(data[start : start + bytes_per_line * height], np.uint8).reshape(height, bytes_per_line)
+    pixels = pixels[:, : width * size].reshape(height, width, size)
+    return pixels[:, :, :3] if byte_order == 0 else pixels[:, :, size - 1 : size - 4 : -1]
+
+
+@pytest.mark.skipif(not shutil.which("Xvfb") or not shutil.which("xwd"), reason="xvfb and x11-apps not installed")
+def test_real_window_under_xvfb_shows_the_green_banner(sim: IssuerSim, state: Path, tmp_path: Path) -> None:
+    display = f":{50 + os.getpid() % 200}"
+    xvfb = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1600x900x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1.0)
+        frames = tmp_path / "frames"
+        frames.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(frames / f"{i}.png"), synthetic.frame(sim.code(), i, hard=False))
+        env = {**os.environ, "DISPLAY": display}
+        config = tmp_path / "kiosk.toml"
+        config.write_text("image_repeat = 300\nsound = false\n")  # about ten seconds of frames at 30 fps
+        app = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scanner_app",
+                "--state",
+                str(state),
+                "--images",
+                str(frames),
+                "--no-sync",
+                "--config",
+                str(config),
+            ],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        shot = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and app.poll() is None:
+            time.sleep(0.3)
+            dump = subprocess.run(["xwd", "-root", "-silent", "-display", display], capture_output=True).stdout
+            if len(dump) > 100:
+                img = _xwd_to_bgr(dump)
+                green = np.all(img == np.array(COLOURS["ALLOW"][::-1], np.uint8), axis=2)
+                if np.count_nonzero(green) > 100_000:
+                    shot = img
+                    break
+        app.terminate()
+        _, err = app.communicate(timeout=20)
+        assert shot is not None, f"no green verdict banner on screen; app log:\n{err[-2000:]}"
+        cv2.imwrite(str(tmp_path / "screen.png"), shot)
+        ys, xs = np.nonzero(np.all(shot == np.array(COLOURS["ALLOW"][::-1], np.uint8), axis=2))
+        assert xs.max() - xs.min() > 1000 and ys.max() - ys.min() > 200  # the wide banner, not a speck
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
