@@ -91,6 +91,14 @@ def _age(seconds: int | None) -> tuple[str, str]:
     return f"{seconds // 3600} 小时前同步", f"synced {seconds // 3600} h ago"
 
 
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    """The largest font up to ``size`` that fits ``text`` into ``width`` (never below 60 % of ``size``)."""
+    floor = int(size * 0.6)
+    while size > floor and draw.textlength(text, font=font(size, bold)) > width:
+        size = max(floor, int(size * 0.92))
+    return font(size, bold)
+
+
 def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)) -> Frame:
     """The whole screen as a BGR image of ``size`` (width, height)."""
     w, h = size
@@ -110,11 +118,12 @@ def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)
     draw.rectangle([0, bottom, w - 1, h - 1], fill=COLOURS[key])
     ink = TEXT_ON[key]
     headline = "请扫码  SCAN" if screen.decision is None else HEADLINE[screen.decision]
-    draw.text((40, bottom + 18), headline, font=font(92), fill=ink)
+    name_w = draw.textlength(screen.masked_name, font=font(72)) + 60 if screen.masked_name else 0
+    draw.text((40, bottom + 18), headline, font=_fit(draw, headline, w - 80 - name_w, 92), fill=ink)
     if screen.masked_name:
         draw.text((w - 40, bottom + 30), screen.masked_name, font=font(72), fill=ink, anchor="ra")
-    draw.text((40, bottom + 140), screen.message_zh, font=font(56), fill=ink)
-    draw.text((40, bottom + 218), screen.message_en, font=font(46, bold=False), fill=ink)
+    draw.text((40, bottom + 140), screen.message_zh, font=_fit(draw, screen.message_zh, w - 80, 56), fill=ink)
+    draw.text((40, bottom + 218), screen.message_en, font=_fit(draw, screen.message_en, w - 80, 46, False), fill=ink)
 
     draw.rectangle([0, 0, w - 1, STATUS_H - 1], fill=(20, 20, 20))
     zh, en = _age(screen.sync_age_s)
