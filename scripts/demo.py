@@ -4,6 +4,9 @@
    person, renders its QR to out/demo-code.png and verifies it offline, printing the verdict.
 2. Issuer: initialises the issuer here (var/issuer.db, keys/issuer-*.key, keys/root.key) once,
    starts it on the embedded SQLite default, enrols a demo person and prints the wallet page's URL.
+3. Verifier: a venue verifier under var/demo-venue syncs from the issuer and verifies the code.
+4. Scanner: a short generated video of the person's phone runs through the kiosk scanner headless,
+   which prints one JSON line per verdict.
    With a terminal attached it keeps serving until Ctrl-C; otherwise (or with --no-wait) it stops.
 """
 
@@ -122,9 +125,7 @@ def step_verifier(issuer_url: str, code: str) -> int:
         v = Verifier.init(state, issuer_url, root, "venue", "demo-gate")
     with v:
         report = v.sync()
-        print(
-            f"verifier ({state}): trust list version {report.trust_list_version}, status lists {report.status_lists}"
-        )
+        print(f"verifier ({state}): trust list version {report.trust_list_version}, status lists {report.status_lists}")
         verdict = v.verify(code)
         shown = " ".join(f"{k}={val}" for k, val in verdict.display.items())
         print(
@@ -132,6 +133,23 @@ def step_verifier(issuer_url: str, code: str) -> int:
             f" ({verdict.elapsed_ms:.2f} ms)"
         )
     return 0 if verdict.decision.value == "ALLOW" else 1
+
+
+def step_scanner(code: str) -> int:
+    """A short video of the person holding up their phone, run through the kiosk scanner headless."""
+    import random
+
+    from scanner_app import synthetic
+    from scanner_app.cli import main as scanner
+
+    video = OUT / "demo-door.avi"
+    rng = random.Random(1)
+    frames = [synthetic.empty_frame(rng.randrange(1 << 30)) for _ in range(5)]
+    frames += [synthetic.frame(code, rng.randrange(1 << 30), hard=True) for _ in range(25)]
+    synthetic.write_video(video, frames)
+    print(f"\nscanner (headless) on {video}, {len(frames)} frames at 720p; one JSON line per verdict:")
+    sys.stdout.flush()
+    return scanner(["--state", str(ROOT / "var" / "demo-venue"), "--video", str(video), "--headless", "--no-sync"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     server, _subject, code = step_issuer(args.port)
     try:
         step_verifier(server.url, code)
+        step_scanner(code)
         if not args.no_wait and sys.stdin.isatty():
             print("serving; press Ctrl-C to stop")
             while server.proc is not None and server.proc.poll() is None:
