@@ -1,0 +1,103 @@
+"""The frame loop's side effects: the turnstile POST on ALLOW, and a slow sync that never stalls frames."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from scanner_app import Scanner, SyncThread, synthetic
+from scanner_app.cues import GateHook, wav_bytes
+from scanner_app.sources import EndOfStream
+
+CODE_A = "SM1:" + "A" * 60
+CODE_B = "SM1:" + "B" * 60
+
+
+class Verdict:
+    def __init__(self, decision: str) -> None:
+        self.decision, self.reason = decision, "ok" if decision == "ALLOW" else "status_red"
+        self.message_zh, self.message_en = "通过", "Pass"
+        self.display = {"masked_name": "张*三"}
+        self.subject, self.elapsed_ms = "01" * 8, 0.2
+
+
+class FakeVerifier:
+    def __init__(self, sync_seconds: float = 0.0) -> None:
+        self.sync_seconds = sync_seconds
+        self.syncs = 0
+        self.decisions = {CODE_A: "ALLOW", CODE_B: "DENY"}
+
+    def verify(self, text: str, now: float | None = None) -> Any:
+        return Verdict(self.decisions.get(text, "DENY"))
+
+    def sync(self, now: float | None = None) -> Any:
+        self.syncs += 1
+        time.sleep(self.sync_seconds)  # a network that hangs
+        return type("R", (), {"ok": False, "errors": ["timeout"], "updated": []})()
+
+    def health(self, now: float | None = None) -> Any:
+        return type("H", (), {"offline": True, "stale": False, "scans_today": 0, "last_sync_at": None})()
+
+
+class Frames:
+    def __init__(self, frames: list[Any], delay: float = 0.0) -> None:
+        self.frames, self.delay, self.i = frames, delay, 0
+
+    def read(self) -> Any:
+        if self.i >= len(self.frames):
+            raise EndOfStream
+        time.sleep(self.delay)
+        self.i += 1
+        return self.frames[self.i - 1]
+
+
+def test_allow_posts_the_verdict_to_the_turnstile_controller() -> None:
+    received: list[dict[str, Any]] = []
+
+    class Turnstile(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Turnstile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/open"
+        frames = [synthetic.frame(CODE_B, 1, hard=False)] * 3 + [synthetic.frame(CODE_A, 2, hard=False)] * 3
+        out = io.StringIO()
+        Scanner(Frames(frames), FakeVerifier(), out=out, hook=GateHook(url=url)).run()
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [json.loads(line)["decision"] for line in out.getvalue().splitlines()] == ["DENY", "ALLOW"]
+        assert len(received) == 1 and received[0]["decision"] == "ALLOW" and received[0]["display"]["masked_name"]
+    finally:
+        server.shutdown()
+
+
+def test_a_hanging_sync_never_stalls_the_frame_loop() -> None:
+    verifier = FakeVerifier(sync_seconds=3.0)
+    sync = SyncThread(verifier, interval=0.1)
+    sync.start()
+    try:
+        frames = [synthetic.empty_frame(i) for i in range(30)]
+        start = time.monotonic()
+        stats = Scanner(Frames(frames, delay=1 / 30), verifier).run()
+        elapsed = time.monotonic() - start
+    finally:
+        sync.stop()
+    assert stats.frames == 30 and elapsed < 2.5  # 30 frames at 30 fps while sync hangs for 3 s
+    assert verifier.syncs == 1
+
+
+def test_sound_cues_are_distinct_wav_files() -> None:
+    allow, deny = wav_bytes([(1320, 0.15)]), wav_bytes([(330, 0.18), (0, 0.08), (330, 0.18)])
+    assert allow[:4] == b"RIFF" and deny[:4] == b"RIFF" and len(deny) > len(allow)
