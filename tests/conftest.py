@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from suishenma import Alg, Claims, KeyRing, SigningKey, Status
+
+from .verifier.sim import IssuerSim
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -40,3 +44,13 @@ def ring(ed_key: SigningKey, es_key: SigningKey) -> KeyRing:
 @pytest.fixture()
 def green_claims() -> Claims:
     return Claims.dynamic(SUBJECT, Status.GREEN, NOW)
+
+
+@pytest.fixture()
+def sim() -> Iterator[IssuerSim]:
+    """The issuer simulator of tests/verifier/sim.py with trust and status list versions 1 published."""
+    s = IssuerSim(now=int(time.time()))
+    s.publish_trust(1)
+    s.publish_status("SH", 1)
+    yield s
+    s.close()

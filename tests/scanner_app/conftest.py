@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,15 +9,6 @@ import pytest
 from verifier import HttpxFetcher, Verifier
 
 from ..verifier.sim import IssuerSim
-
-
-@pytest.fixture()
-def sim() -> Iterator[IssuerSim]:
-    s = IssuerSim(now=int(time.time()))
-    s.publish_trust(1)
-    s.publish_status("SH", 1)
-    yield s
-    s.close()
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,15 +11,6 @@ import pytest
 from verifier import HttpxFetcher, Verifier
 
 from .sim import IssuerSim
-
-
-@pytest.fixture()
-def sim() -> Iterator[IssuerSim]:
-    s = IssuerSim(now=int(time.time()))
-    s.publish_trust(1)
-    s.publish_status("SH", 1)
-    yield s
-    s.close()
 
 
 def quick_fetcher() -> HttpxFetcher:
