@@ -7,13 +7,14 @@ Routes and the CLI call this; it talks to ``Storage`` and the signing key and ne
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Literal
 
 from suishenma import Claims, Status, mint
 from suishenma.masking import mask_id_number, mask_name
 
-from .keystore import ActiveKey, load_active_key
+from .keystore import ActiveKey, active_record, load_active_key
 from .publish import Publisher
 from .settings import Settings
 from .storage import REVOKED, SUSPENDED, VALID, Conflict, NotFound, ScanRecord, Storage, SubjectRecord
@@ -21,6 +22,8 @@ from .storage import REVOKED, SUSPENDED, VALID, Conflict, NotFound, ScanRecord, 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
 STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate": VALID}
+
+KEY_RECHECK_S = 2.0
 
 __all__ = ["Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
 
@@ -44,16 +47,21 @@ class IssuerService:
         self.storage = storage
         self.publisher = Publisher(settings, storage)
         self._key: ActiveKey | None = None
+        self._key_checked = 0.0
 
     @property
     def key(self) -> ActiveKey:
-        """The current signing key, loaded once (rotation takes effect at the next start).
+        """The current signing key. A rotation (``keys rotate``, another process) is picked up within
+        ``KEY_RECHECK_S`` seconds; the retired key stays valid that long and more (keystore.SKEW).
 
         Raises:
             NoSigningKey, KeyFileError.
         """
-        if self._key is None:
-            self._key = load_active_key(self.settings, self.storage)
+        mono = time.monotonic()
+        if self._key is None or mono - self._key_checked > KEY_RECHECK_S:
+            self._key_checked = mono
+            if self._key is None or active_record(self.storage).kid != self._key.record.kid:
+                self._key = load_active_key(self.settings, self.storage)
         return self._key
 
     def enrol(self, name: str, id_number: str, now: int, actor: str) -> str:

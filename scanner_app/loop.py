@@ -124,6 +124,7 @@ class Scanner:
                 frame = None
             if frame is None:
                 self.stats.bad_frames += 1
+                self._camera_state()
                 if not self._show(None):
                     break
                 time.sleep(0.01)
@@ -195,6 +196,15 @@ class Scanner:
         )
         self._set_screen(shown, now)
 
+    def _camera_state(self) -> None:
+        """Say so on screen while the camera is away (the source keeps reconnecting)."""
+        if getattr(self.source, "connected", True):
+            return
+        if self._screen.reason != "camera":
+            zh, en = "摄像头未连接，正在重连", "Camera disconnected: reconnecting"
+            self._set_screen(replace(self._screen, decision=None, reason="camera", message_zh=zh, message_en=en), 0.0)
+        self._shown_at = self.clock()  # keep the message up while the camera is away
+
     def _set_screen(self, screen: Screen, now: float) -> None:
         self._screen, self._shown_at = screen, now
         self._health_at = -1.0  # refresh the status line (today's count) at once
@@ -205,7 +215,7 @@ class Scanner:
         now = self.clock()
         if now - self._health_at >= 1.0:
             self._refresh_health(now)
-        if self._screen.decision is not None and now - self._shown_at > self.hold:
+        if (self._screen.decision is not None or self._screen.reason) and now - self._shown_at > self.hold:
             idle = Screen()
             self._screen = replace(
                 self._screen,

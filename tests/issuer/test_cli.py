@@ -64,15 +64,19 @@ def test_rotation_keeps_old_key_trusted_until_its_codes_expire(
     with TestClient(create_app(settings)) as client:
         s = enrol(client, keys["enrol"])
         old_code = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()["code"]
+    running = TestClient(create_app(settings))  # a server that keeps running through the rotation
     assert main(["--dir", str(home), "keys", "rotate"]) == 0
     assert "retired" in capsys.readouterr().out
     now = int(time.time())
+    running.app.state.ctx.service._key_checked = 0.0  # type: ignore[attr-defined]  # as if 2 s had passed
+    after = running.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()["code"]
     with TestClient(create_app(settings)) as client:
         trust = trust_list(client, home, now)
         assert len(trust.issuers) == 2  # the old key signed a code that is still valid
         new_code = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"])).json()["code"]
         old_kid = verify(old_code, trust.keyring, now=now).kid
         assert verify(new_code, trust.keyring, now=now).kid != old_kid
+        assert verify(after, trust.keyring, now=now).kid == verify(new_code, trust.keyring, now=now).kid
     # once the old key's last code has expired, re-signing drops it
     store = SQLiteStorage(home / "var" / "issuer.db")
     store.conn.execute("UPDATE signing_keys SET last_expiry = ? WHERE kid = ?", (now - 1, old_kid.hex()))

@@ -101,3 +101,37 @@ def test_a_hanging_sync_never_stalls_the_frame_loop() -> None:
 def test_sound_cues_are_distinct_wav_files() -> None:
     allow, deny = wav_bytes([(1320, 0.15)]), wav_bytes([(330, 0.18), (0, 0.08), (330, 0.18)])
     assert allow[:4] == b"RIFF" and deny[:4] == b"RIFF" and len(deny) > len(allow)
+
+
+def test_screen_says_camera_disconnected_and_returns_to_idle() -> None:
+    from scanner_app.ui import Screen
+
+    shown: list[Screen] = []
+
+    class Display:
+        def show(self, frame: Any, screen: Screen) -> bool:
+            shown.append(screen)
+            return True
+
+    class Camera:
+        connected = True
+        n = 0
+
+        def read(self) -> Any:
+            Camera.n += 1
+            if Camera.n > 40:
+                raise EndOfStream
+            Camera.connected = not 5 <= Camera.n < 15
+            return synthetic.empty_frame(1) if Camera.connected else None
+
+    clock = {"t": 0.0}
+
+    def tick() -> float:
+        clock["t"] += 0.2
+        return clock["t"]
+
+    Scanner(Camera(), FakeVerifier(), display=Display(), clock=tick, verdict_hold_s=1.0).run()
+    reasons = [s.reason for s in shown]
+    assert "camera" in reasons
+    assert any("摄像头未连接" in s.message_zh for s in shown)
+    assert reasons[-1] == "" and shown[-1].message_zh == "请出示随申码"  # back to idle once frames return
