@@ -101,47 +101,7 @@ def as_json(body: object, status: int = 200) -> Response:
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
-@router.post("/subjects", status_code=201, response_model=EnrolResponse, tags=["subjects"])
-async def enrol(body: EnrolRequest, caller: Annotated[Caller, require("enrol")]) -> Response:
-    """Enrol a person; returns a random pseudonymous subject id. Name and ID number are stored here only."""
-    ctx = caller.ctx
-    try:
-        subject = ctx.service.enrol(body.name, body.id_number, ctx.now(), caller.actor)
-    except UsageError as exc:
-        raise ApiError("invalid_input", exc.detail) from None
-    return as_json({"subject": subject}, 201)
-
-
-@router.get("/subjects/{subject}", response_model=SubjectResponse, tags=["subjects"])
-async def get_subject(subject: SubjectId, caller: Annotated[Caller, require("status")]) -> Response:
-    """A person's current status, with masked identity only."""
-    ctx = caller.ctx
-    rec = _subject_or_404(ctx, subject)
-    return as_json(
-        {
-            "subject": rec.subject,
-            "masked_name": mask_name(rec.name),
-            "masked_id": mask_id_number(rec.id_number),
-            "status": rec.status,
-            "reason": rec.status_reason,
-            "valid_until": rec.status_until,
-        }
-    )
-
-
-@router.put("/subjects/{subject}/status", response_model=StatusResponse, tags=["subjects"])
-async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[Caller, require("status")]) -> Response:
-    """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them."""
-    ctx = caller.ctx
-    try:
-        changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
-    except NotFound:
-        raise ApiError("not_found", {"subject": subject}) from None
-    except Conflict as exc:
-        raise ApiError("conflict", str(exc)) from None
-    return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
-
-
+# The busiest route first: routes are matched in order.
 FORMAT_PARAM = {
     "name": "format",
     "in": "query",
@@ -191,6 +151,47 @@ def _kind(fmt: str | None, accept: str) -> str:
             raise ApiError("invalid_input", [{"field": "query.format", "problem": "must be json, png or svg"}])
         return fmt
     return _kind_from_accept(accept)
+
+
+@router.post("/subjects", status_code=201, response_model=EnrolResponse, tags=["subjects"])
+async def enrol(body: EnrolRequest, caller: Annotated[Caller, require("enrol")]) -> Response:
+    """Enrol a person; returns a random pseudonymous subject id. Name and ID number are stored here only."""
+    ctx = caller.ctx
+    try:
+        subject = ctx.service.enrol(body.name, body.id_number, ctx.now(), caller.actor)
+    except UsageError as exc:
+        raise ApiError("invalid_input", exc.detail) from None
+    return as_json({"subject": subject}, 201)
+
+
+@router.get("/subjects/{subject}", response_model=SubjectResponse, tags=["subjects"])
+async def get_subject(subject: SubjectId, caller: Annotated[Caller, require("status")]) -> Response:
+    """A person's current status, with masked identity only."""
+    ctx = caller.ctx
+    rec = _subject_or_404(ctx, subject)
+    return as_json(
+        {
+            "subject": rec.subject,
+            "masked_name": mask_name(rec.name),
+            "masked_id": mask_id_number(rec.id_number),
+            "status": rec.status,
+            "reason": rec.status_reason,
+            "valid_until": rec.status_until,
+        }
+    )
+
+
+@router.put("/subjects/{subject}/status", response_model=StatusResponse, tags=["subjects"])
+async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[Caller, require("status")]) -> Response:
+    """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them."""
+    ctx = caller.ctx
+    try:
+        changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
+    except NotFound:
+        raise ApiError("not_found", {"subject": subject}) from None
+    except Conflict as exc:
+        raise ApiError("conflict", str(exc)) from None
+    return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
 
 
 def _kind_from_accept(accept: str) -> str:

@@ -49,9 +49,6 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.include_router(api.router)
-    if settings.demo_wallet:
-        app.include_router(wallet.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -63,6 +60,10 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
         """Prometheus text format."""
         ctx.metrics.counters[("suishenma_scan_records_stored", "")] = float(store.scan_log_count())
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(api.router)
+    if settings.demo_wallet:
+        app.include_router(wallet.router)
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> Response:
