@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .render import png, qr_matrix, svg
-from .service import IssuerService, MintedCode, NotFound
+from .service import Conflict, IssuerService, MintedCode
 
 MAX_SUBJECTS = 100_000
 
@@ -50,12 +50,12 @@ def issue_paper_codes(
     Every subject is checked before the first code is issued, so an unknown id changes nothing.
 
     Raises:
-        NotFound: an unknown subject. Conflict, StatusExpired: a subject cannot get a paper code.
+        NotFound: an unknown subject. Conflict: a subject without a current green status.
     """
     records = [service.subject(s) for s in subjects]
     for rec in records:
         if rec.status != "green" or (rec.status_until is not None and rec.status_until <= now):
-            raise NotFound(f"{rec.subject} has no current green status; paper codes are for green people")
+            raise Conflict(f"{rec.subject} has no current green status; paper codes are for green people")
     out.mkdir(parents=True, exist_ok=True)
     made = []
     for s in subjects:

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         sound=Sound(cfg.sound and not cfg.headless),
         hook=GateHook(cfg.hook_command, cfg.hook_url, cfg.hook_timeout_s),
         verdict_hold_s=cfg.verdict_hold_s,
-        max_fps=cfg.max_fps if isinstance(source, (ImageFolderSource,)) or not cfg.headless else 0.0,
+        # a live camera paces itself; files run as fast as they decode unless shown in a window or from a folder
+        max_fps=cfg.max_fps if isinstance(source, ImageFolderSource) or not cfg.headless else 0.0,
     )
     sync = None if args.no_sync else SyncThread(verifier, cfg.sync_interval_s)
     stop = threading.Event()

@@ -86,16 +86,22 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
                 confirmed[name] = now
                 continue
             lst = state.check_status_list(issuer, result.body, trust, now)
-        except SuishenmaError as exc:
-            report.fail(f"status list of {issuer} rejected: {exc.reason.value}: {exc.detail}")
+        except SuishenmaError as exc:  # a network failure or a list that failed the checks
+            report.fail(f"status list of {issuer}: {exc.reason.value}: {exc.detail}")
             continue
         statuses[issuer] = lst
         if issuer not in state.status or state.status[issuer].version != lst.version:
             report.updated.append(name)
         held_new.append(HeldList(name, lst.version, result.body, result.etag, now, lst.expires_at))
         confirmed[name] = now
+    dropped = []
+    if fresh_trust is not None:  # issuers no longer trusted: forget their lists (their versions are kept)
+        dropped = [n for n in state.held if n != TRUST and n.removeprefix("status:") not in fresh_trust.issuer_ids()]
     with store.lock:  # stored and installed together: verify never sees half a sync
         store.save_lists(held_new, confirmed)
+        for name in dropped:
+            store.drop_list_body(name)
+            state.held.pop(name, None)
         state.adopt(fresh_trust, statuses, held_new)
         for name, at in confirmed.items():
             h = state.held.get(name)

@@ -127,6 +127,9 @@ def test_code_from_issuer_removed_from_trust_list_denied(sim: IssuerSim, make_ve
     verdict = v.verify(bj_code, now=sim.now)
     assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.UNKNOWN_KEY
     assert "BJ" not in v.health(now=sim.now).status_lists
+    reopened = type(v).open(v.state_dir)
+    assert reopened.load_problems == [] and "BJ" not in reopened.health(now=sim.now).status_lists
+    reopened.close()
 
 
 def test_forged_code_denied(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
