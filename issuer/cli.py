@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", required=True, help="comma-separated: enrol,status,mint,revoke,kiosk,admin")
     create.add_argument("--rate", type=float, default=None, help="requests per second (default from settings)")
 
+    revoke = key.add_parser("revoke", help="stop a key from working (within seconds on a running server)")
+    revoke.add_argument("--name", required=True)
+    key.add_parser("list", help="names, scopes and state of every key (never the keys themselves)")
+
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
     keys.add_parser("rotate", help="add a new signing key; the old one stays trusted until its codes expire")
 
@@ -114,6 +118,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "revoke":
+        return _revoke_key(settings, args.name)
+    if args.action == "list":
+        return _list_keys(settings)
     scopes = parse_scopes(args.scopes)
     rate = args.rate if args.rate is not None else settings.rate_per_s
     if rate <= 0:
@@ -126,6 +134,27 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
         service.storage.close()
     print(f"API key {args.name!r} with scopes {','.join(scopes)}, {rate:g} requests/s. Shown once; store it now:")
     print(key)
+    return 0
+
+
+def _revoke_key(settings: Settings, name: str) -> int:
+    service = _open(settings)
+    try:
+        changed = service.storage.api_key_revoke(name, int(time.time()), CLI_ACTOR)
+    finally:
+        service.storage.close()
+    print(f"API key {name!r} {'revoked' if changed else 'was already revoked'}")
+    return 0
+
+
+def _list_keys(settings: Settings) -> int:
+    service = _open(settings)
+    try:
+        for k in service.storage.api_keys():
+            state = "revoked" if k.revoked else "active"
+            print(f"{k.name:<24} {state:<8} {','.join(sorted(k.scopes)):<40} {k.rate_per_s:g}/s")
+    finally:
+        service.storage.close()
     return 0
 
 

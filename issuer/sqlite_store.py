@@ -146,6 +146,27 @@ class SQLiteStorage:
             return None
         return ApiKeyRecord(row[0], row[1], frozenset(filter(None, row[2].split(","))), row[3], row[4] is not None)
 
+    def api_key_revoke(self, name: str, now: int, actor: str) -> bool:
+        """Revoke a key by name; False when it was already revoked. Raises: NotFound."""
+        with self._write() as c:
+            row = c.execute("SELECT revoked_at FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no API key named {name!r}")
+            if row[0] is not None:
+                return False
+            c.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ?", (now, name))
+            self._audit(c, now, actor, "api_key.revoke", name, {})
+            return True
+
+    def api_keys(self) -> list[ApiKeyRecord]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT id, name, scopes, rate_per_s, revoked_at FROM api_keys ORDER BY id"
+            ).fetchall()
+        return [
+            ApiKeyRecord(r[0], r[1], frozenset(filter(None, r[2].split(","))), r[3], r[4] is not None) for r in rows
+        ]
+
     # subjects
     def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None:
         with self._write() as c:

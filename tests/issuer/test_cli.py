@@ -57,6 +57,25 @@ def test_api_key_is_printed_once_as_last_line_and_stored_hashed(home: Path, caps
     assert main(["--dir", str(home), "api-key", "create", "--name", "x", "--scopes", "root"]) == 1
 
 
+def test_revoked_api_key_stops_working_on_a_running_server(
+    home: Path, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from issuer.context import KEY_CACHE_S
+
+    with TestClient(create_app(Settings(base_dir=home))) as client:
+        assert client.get("/v1/subjects/0123456789abcdef", headers=bearer(keys["status"])).status_code == 404
+        assert main(["--dir", str(home), "api-key", "revoke", "--name", "status"]) == 0
+        assert main(["--dir", str(home), "api-key", "revoke", "--name", "status"]) == 0
+        assert "already revoked" in capsys.readouterr().out
+        client.app.state.ctx._keys.clear()  # type: ignore[attr-defined]  # as if KEY_CACHE_S had passed
+        assert KEY_CACHE_S <= 5
+        assert client.get("/v1/subjects/0123456789abcdef", headers=bearer(keys["status"])).status_code == 401
+    assert main(["--dir", str(home), "api-key", "revoke", "--name", "nobody"]) == 1
+    assert main(["--dir", str(home), "api-key", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "status" in listing and "revoked" in listing and keys["mint"] not in listing
+
+
 def test_rotation_keeps_old_key_trusted_until_its_codes_expire(
     home: Path, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
