@@ -6,6 +6,7 @@ Thin: parses arguments, calls the service, prints. ``main(argv) -> int`` for in-
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -13,11 +14,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from suishenma import KeyFileError, SuishenmaError
+from suishenma import KeyFileError, SuishenmaError, load_signing_key, passphrase_from_env
 
 from .audit import verify_chain
 from .auth import hash_api_key, new_api_key, parse_scopes
 from .keystore import NoSigningKey, create_root_key, create_signing_key, rotate
+from .offline_root import import_signed, make_request, sign_request
 from .paper import issue_paper_codes, read_subjects
 from .service import Conflict, IssuerService, NotFound
 from .settings import Settings, load_settings
@@ -54,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="add a new signing key; the old one stays trusted until its codes expire")
 
     trust = sub.add_parser("trust-list", help="the root-signed trust list").add_subparsers(dest="action", required=True)
-    trust.add_parser("sign", help="re-sign it now with keys/root.key")
+    ts = trust.add_parser("sign", help="re-sign it now with keys/root.key, or sign a request offline")
+    ts.add_argument("--request", type=Path, help="offline: a request from `trust-list request` (no database used)")
+    ts.add_argument("--root-key", type=Path, help="offline: the root private key")
+    ts.add_argument("--out", type=Path, help="offline: where to write the signed list")
+    tr = trust.add_parser("request", help="write what the next list must hold, for an offline root")
+    tr.add_argument("--out", type=Path, required=True)
+    ti = trust.add_parser("import", help="publish a list signed offline (checked against keys/root.pub)")
+    ti.add_argument("file", type=Path)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     av = audit.add_parser("verify", help="check the hash chain; exit 1 on any edited or deleted row")
@@ -175,10 +184,27 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
+    now = int(time.time())
+    if args.action == "sign" and args.request:
+        if not args.root_key or not args.out:
+            print("error: --request needs --root-key and --out", file=sys.stderr)
+            return 2
+        body = sign_request(args.request, load_signing_key(args.root_key, passphrase_from_env()), now)
+        args.out.write_bytes(body)
+        print(f"signed {args.out} ({len(body)} bytes); import it on the issuer with `trust-list import`")
+        return 0
     service = _open(settings)
     try:
-        trust = service.publisher.trust_list(int(time.time()), force=True, actor=CLI_ACTOR)
-        print(f"trust list version {trust.version}, expires at {trust.expires_at}")
+        if args.action == "request":
+            request = make_request(settings, service.storage, now)
+            args.out.write_text(json.dumps(request, indent=2) + "\n", "utf-8")
+            print(f"request for trust list version {request['version']} written to {args.out}")
+            return 0
+        if args.action == "import":
+            lst = import_signed(settings, service.storage, args.file.read_bytes(), now, CLI_ACTOR)
+        else:
+            lst = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
+        print(f"trust list version {lst.version} published, expires at {lst.expires_at}")
         return 0
     finally:
         service.storage.close()

@@ -201,3 +201,30 @@ def test_settings_come_from_toml_and_environment(tmp_path: Path, monkeypatch: py
     cfg.write_text("dynamic_ttl = 1\n")
     monkeypatch.delenv("SUISHENMA_ISSUER_DYNAMIC_TTL")
     assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2
+
+
+def test_trust_list_signed_by_an_offline_root(
+    home: Path, tmp_path: Path, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (home / "keys" / "root.key").rename(offline / "root.key")  # the root leaves the issuer host
+    request = tmp_path / "request.json"
+    assert main(["--dir", str(home), "trust-list", "request", "--out", str(request)]) == 0
+    signed = tmp_path / "trust.cwt"
+    args = ["trust-list", "sign", "--request", str(request), "--root-key", str(offline / "root.key")]
+    assert main([*args, "--out", str(signed)]) == 0
+    assert main(["--dir", str(home), "trust-list", "import", str(signed)]) == 0
+    assert "version 2 published" in capsys.readouterr().out
+    r = client.get("/v1/trust-list")
+    assert r.content == signed.read_bytes() and r.headers["x-list-version"] == "2"
+    assert main(["--dir", str(home), "trust-list", "import", str(signed)]) == 1  # not newer: refused
+    assert "not above the published 2" in capsys.readouterr().err
+    forged = bytearray(signed.read_bytes())
+    forged[-3] ^= 1
+    signed.write_bytes(bytes(forged))
+    assert main(["--dir", str(home), "trust-list", "import", str(signed)]) == 1
+    assert "error:" in capsys.readouterr().err
+    assert client.get("/v1/trust-list").headers["x-list-version"] == "2"
+    request.write_text(request.read_text().replace('"kid": "', '"kid": "ff'))
+    assert main([*args, "--out", str(signed)]) == 1  # a key that does not match its kid is not signed
