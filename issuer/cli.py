@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from suishenma import KeyFileError, SuishenmaError, load_signing_key, passphrase_from_env
+from suishenma import SuishenmaError, load_signing_key, passphrase_from_env
 
 from .audit import verify_chain
 from .auth import hash_api_key, new_api_key, parse_scopes
-from .keystore import NoSigningKey, create_root_key, create_signing_key, rotate
+from .keystore import NoSigningKey, create_root_key, create_signing_key, root_signing_key, rotate
 from .offline_root import import_signed, make_request, sign_request
 from .paper import issue_paper_codes, read_subjects
 from .service import Conflict, IssuerService, NotFound
@@ -173,11 +173,11 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     try:
         old, new = rotate(settings, service.storage, now, CLI_ACTOR)
         print(f"new signing key {new}; {old} retired, trusted until its last code expires")
-        try:
+        if root_signing_key(settings) is None:
+            print("the root key is offline: sign the new trust list with `trust-list request`, `sign`, `import`")
+        else:
             trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
-            print(f"trust list version {trust.version} signed; restart `serve` to sign with the new key")
-        except KeyFileError as exc:
-            print(f"trust list not re-signed ({exc}): sign it with the offline root key", file=sys.stderr)
+            print(f"trust list version {trust.version} signed; a running server switches keys within seconds")
         return 0
     finally:
         service.storage.close()
@@ -202,6 +202,11 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.action == "import":
             lst = import_signed(settings, service.storage, args.file.read_bytes(), now, CLI_ACTOR)
+        elif root_signing_key(settings) is None:
+            print(
+                "error: no keys/root.key here: use `trust-list request`, sign offline, then `import`", file=sys.stderr
+            )
+            return 1
         else:
             lst = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
         print(f"trust list version {lst.version} published, expires at {lst.expires_at}")

@@ -209,6 +209,9 @@ def test_trust_list_signed_by_an_offline_root(
     offline = tmp_path / "offline"
     offline.mkdir()
     (home / "keys" / "root.key").rename(offline / "root.key")  # the root leaves the issuer host
+    assert main(["--dir", str(home), "trust-list", "sign"]) == 1
+    assert main(["--dir", str(home), "keys", "rotate"]) == 0
+    assert "root key is offline" in capsys.readouterr().out
     request = tmp_path / "request.json"
     assert main(["--dir", str(home), "trust-list", "request", "--out", str(request)]) == 0
     signed = tmp_path / "trust.cwt"
