@@ -16,17 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
-import numpy.typing as npt
 import zxingcpp
+
+from ._types import Frame
 
 try:
     from pyzbar import pyzbar
 except ImportError:  # libzbar0 missing: scripts/system-deps installs it; zxing-cpp still works alone
     pyzbar = None
 
-Image = npt.NDArray[np.uint8]
-QR = zxingcpp.BarcodeFormat.QRCode
+Image = Frame
+QR = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class Decoded:
     seen: bool  # a symbol was detected, even if not decoded
 
 
-def to_gray(frame: npt.NDArray[np.uint8]) -> Image:
+def to_gray(frame: Frame) -> Image:
     if frame.ndim == 3:
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # type: ignore[return-value]
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     return frame
 
 
@@ -70,12 +70,12 @@ class Decoder:
         self.max_side = max_side
         self._empty = 0
 
-    def decode(self, frame: npt.NDArray[np.uint8]) -> Decoded:
+    def decode(self, frame: Frame) -> Decoded:
         start = time.perf_counter()
         gray = to_gray(frame)
         if max(gray.shape[:2]) > self.max_side:  # huge frames: the code is big enough after a downscale
             f = self.max_side / max(gray.shape[:2])
-            gray = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)  # type: ignore[assignment]
+            gray = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         text, seen = zxing(gray)
         if text is not None:
             self._empty = 0

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
-import numpy as np
-import numpy.typing as npt
-
+from ._types import Frame
 from .cues import GateHook, Sound
 from .decode import Decoder
 from .dedup import Dedup
@@ -24,7 +22,6 @@ from .sources import EndOfStream, FrameSource
 from .ui import Screen
 
 log = logging.getLogger(__name__)
-Frame = npt.NDArray[np.uint8]
 UNREADABLE_FRAMES = 8  # a symbol seen but not decoded this many frames in a row: ask to adjust the phone
 
 

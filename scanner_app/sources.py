@@ -10,14 +10,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import numpy.typing as npt
+
+from ._types import Frame
 
 log = logging.getLogger(__name__)
-Frame = npt.NDArray[np.uint8]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -47,14 +47,14 @@ class CaptureSource:
         self,
         target: int | str,
         *,
-        opener: Callable[[int | str], object] = cv2.VideoCapture,
+        opener: Callable[[int | str], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_backoff: float = 5.0,
     ) -> None:
         self.target = target
-        self._open = opener
+        self._open = opener or _open_capture
         self._clock = clock
-        self._cap: object | None = None
+        self._cap: Any = None
         self._retry_at = 0.0
         self._max_backoff = max_backoff
         self._first_backoff = min(0.5, max_backoff)
@@ -73,7 +73,7 @@ class CaptureSource:
             self._cap, self.connected = cap, True
             if self.reconnects:
                 log.info("camera %s reconnected", self.target)
-        ok, frame = self._cap.read()  # type: ignore[attr-defined]
+        ok, frame = self._cap.read()
         if not ok:
             self._fail("stopped delivering frames")
             return None
@@ -99,6 +99,11 @@ class CaptureSource:
             self._cap = None
 
 
+def _open_capture(target: int | str) -> Any:
+    # two calls so the type checker can pick cv2's int overload or its str overload
+    return cv2.VideoCapture(target) if isinstance(target, int) else cv2.VideoCapture(target)  # noqa: RUF034
+
+
 class VideoFileSource:
     """A video file, once through (``loop`` to repeat); an unreadable file raises at once."""
 
@@ -117,7 +122,7 @@ class VideoFileSource:
                 raise EndOfStream
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             return None
-        return frame if usable(frame) else None  # type: ignore[return-value]
+        return frame if usable(frame) else None
 
     def close(self) -> None:
         self._cap.release()
@@ -142,7 +147,7 @@ class ImageFolderSource:
         if not usable(frame):
             log.warning("skipping unreadable image %s", path.name)
             return None
-        return frame  # type: ignore[no-any-return]
+        return frame
 
     def close(self) -> None:
         pass

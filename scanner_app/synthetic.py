@@ -10,11 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from suishenma.qr import make_qr
 
-Frame = npt.NDArray[np.uint8]
+from ._types import Frame
+
 W, H = 1280, 720
 DEGRADATIONS = ("perspective", "blur", "motion", "glare", "noise", "jpeg", "dim", "phone")
 
@@ -23,7 +23,7 @@ def code_image(text: str, module_px: int = 8) -> Frame:
     """The code as a grey image, black on white with a 4-module quiet zone."""
     matrix = np.array(make_qr(text).matrix, dtype=np.uint8)
     img = np.where(np.pad(matrix, 4) > 0, 0, 255).astype(np.uint8)
-    return cv2.resize(img, None, fx=module_px, fy=module_px, interpolation=cv2.INTER_NEAREST)  # type: ignore[return-value]
+    return cv2.resize(img, None, fx=module_px, fy=module_px, interpolation=cv2.INTER_NEAREST)
 
 
 def _background(rng: random.Random) -> Frame:
@@ -33,7 +33,7 @@ def _background(rng: random.Random) -> Frame:
         np.random.default_rng(rng.randint(0, 2**31)).normal(0, 25, (H, W)).astype(np.float32), (0, 0), 9
     )
     bg = np.clip(grad + noise, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)  # type: ignore[return-value]
+    return np.asarray(cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR))
 
 
 def _place(frame: Frame, code: Frame, rng: random.Random, tilt: float, size: float) -> Frame:
@@ -90,8 +90,9 @@ def degrade(frame: Frame, kinds: tuple[str, ...], rng: random.Random) -> Frame:
         out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     if "jpeg" in kinds:
         _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(12, 30)])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return out  # type: ignore[no-any-return]
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        out = out if decoded is None else decoded
+    return out
 
 
 def frame(text: str, seed: int, hard: bool = True) -> Frame:
@@ -113,7 +114,7 @@ def empty_frame(seed: int) -> Frame:
 
 def write_video(path: Path, frames: Iterator[Frame] | list[Frame], fps: float = 15.0) -> int:
     """Write an MJPEG AVI (OpenCV's always-available codec); returns the frame count."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (W, H))
     n = 0
     try:
         for f in frames:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-Frame = npt.NDArray[np.uint8]
+from ._types import Frame
+
 W, H = 1280, 720
 STATUS_H, BANNER_H = 56, 300
 # RGB; amber carries black text, the others white (contrast ratio above 4.5 each)
@@ -137,4 +137,4 @@ def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)
     draw.text((20, 10), "   |   ".join(parts), font=font(30, bold=False), fill=status_ink)
     if screen.scenario:
         draw.text((w - 20, 10), screen.scenario, font=font(30, bold=False), fill=(235, 235, 235), anchor="ra")
-    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)  # type: ignore[return-value]
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 
-from .loop import Frame
+from ._types import Frame
 from .ui import H, Screen, W, render
 
 TITLE = "Suishenma 随申码"
