@@ -38,6 +38,8 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(store, SQLiteStorage):
+            store.checkpoint_in_background()
         yield
         store.close()
 

@@ -29,6 +29,7 @@ class Context:
     metrics: Metrics
     clock: Callable[[], float] = time.time
     limiter: RateLimiter = field(default_factory=RateLimiter)
+
     _keys: dict[bytes, tuple[ApiKeyRecord | None, float]] = field(default_factory=dict)
 
     def now(self) -> int:

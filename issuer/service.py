@@ -17,7 +17,7 @@ from suishenma.masking import mask_id_number, mask_name
 from .keystore import ActiveKey, active_record, load_active_key
 from .publish import Publisher
 from .settings import Settings
-from .storage import REVOKED, SUSPENDED, VALID, Conflict, NotFound, ScanRecord, Storage, SubjectRecord
+from .storage import REVOKED, SUSPENDED, VALID, Conflict, MintRecord, NotFound, ScanRecord, Storage, SubjectRecord
 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
@@ -95,7 +95,14 @@ class IssuerService:
         return rec
 
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity).
+        """Sign a phone code and audit it at once. Raises: as ``sign_dynamic``."""
+        minted, record = self.sign_dynamic(subject, scenario, now, actor)
+        self.storage.record_mints([record])
+        return minted
+
+    def sign_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> tuple[MintedCode, MintRecord]:
+        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity), and the audit
+        record that must be stored before the code is handed out.
 
         Hospital codes carry the masked name and ID; venue and transit codes carry neither.
 
@@ -118,8 +125,8 @@ class IssuerService:
         )
         active = self.key
         code = mint(claims, active.key)
-        self.storage.record_mint(subject, active.record.kid, scenario, claims.expires_at, now, actor)
-        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name))
+        record = MintRecord(subject, active.record.kid, scenario, claims.expires_at, now, actor)
+        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name)), record
 
     def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:
         """A printed code with masked identity and a fresh status-list index.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from .storage import (
     VALID,
     ApiKeyRecord,
     Conflict,
+    MintRecord,
     NotFound,
     OfflineCodeRecord,
     PublishedList,
@@ -24,6 +26,8 @@ from .storage import (
     StatusSnapshot,
     SubjectRecord,
 )
+
+log = logging.getLogger(__name__)
 
 # Append-only: each entry moves the schema one version up (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
@@ -80,11 +84,37 @@ def migrate(db: sqlite_utils.Database) -> int:
     return len(MIGRATIONS)
 
 
+class Checkpointer(threading.Thread):
+    """Checkpoints the WAL from its own connection; a failure is logged and retried, never raised."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        super().__init__(name="wal-checkpoint", daemon=True)
+        self.path, self.interval = path, interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=15)
+
+
 class SQLiteStorage:
     """``Storage`` on one SQLite file. Thread-safe through one lock; other processes through SQLite's."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self.db = sqlite_utils.Database(conn)
         self.db.enable_wal()
@@ -93,9 +123,20 @@ class SQLiteStorage:
         self.conn = conn
         self._lock = threading.RLock()
         self._expiry_marks: dict[str, int] = {}
+        self._checkpointer: Checkpointer | None = None
         migrate(self.db)
 
+    def checkpoint_in_background(self, interval: float = 1.0) -> None:
+        """Move WAL checkpoints (and their fsyncs) off the request path: a thread with its own connection
+        checkpoints every ``interval`` seconds; requests then never pay a checkpoint stall."""
+        if self._checkpointer is None:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = Checkpointer(self.path, interval)
+            self._checkpointer.start()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self.conn.close()
 
@@ -113,14 +154,26 @@ class SQLiteStorage:
     def _audit(
         self, c: sqlite3.Connection, now: int, actor: str, action: str, target: str, detail: dict[str, object]
     ) -> None:
-        seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
-        last = c.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-        row_id, prev = (seq[0] if seq else 0) + 1, last[0] if last else GENESIS
-        text = canonical(detail)
-        h = row_hash(prev, row_id, now, actor, action, target, text)
-        c.execute(
+        self._audit_many(c, [(now, actor, action, target, detail)])
+
+    @staticmethod
+    def _audit_many(c: sqlite3.Connection, events: Sequence[tuple[int, str, str, str, dict[str, object]]]) -> None:
+        """Append events to the chain; the caller holds the write transaction, so the head cannot move."""
+        seq, prev = c.execute(
+            "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'audit'),"
+            " (SELECT hash FROM audit ORDER BY id DESC LIMIT 1)"
+        ).fetchone()
+        row_id, prev = seq or 0, prev or GENESIS
+        rows = []
+        for at, actor, action, target, detail in events:
+            row_id += 1
+            text = canonical(detail)
+            h = row_hash(prev, row_id, at, actor, action, target, text)
+            rows.append((row_id, at, actor, action, target, text, prev, h))
+            prev = h
+        c.executemany(
             "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
-            (row_id, now, actor, action, target, text, prev, h),
+            rows,
         )
 
     # API keys
@@ -223,10 +276,18 @@ class SQLiteStorage:
             return indices
 
     # minting
-    def record_mint(self, subject: str, kid: str, scenario: str, expires_at: int, now: int, actor: str) -> None:
+    def record_mints(self, mints: Sequence[MintRecord]) -> None:
+        """Audit signed codes (several may share one transaction)."""
         with self._write() as c:
-            self._raise_last_expiry(c, kid, expires_at)
-            self._audit(c, now, actor, "code.mint", subject, {"kid": kid, "scenario": scenario, "exp": expires_at})
+            for kid in {m.kid for m in mints}:
+                self._raise_last_expiry(c, kid, max(m.expires_at for m in mints if m.kid == kid))
+            self._audit_many(
+                c,
+                [
+                    (m.at, m.actor, "code.mint", m.subject, {"kid": m.kid, "scenario": m.scenario, "exp": m.expires_at})
+                    for m in mints
+                ],
+            )
 
     def _raise_last_expiry(self, c: sqlite3.Connection, kid: str, expires_at: int) -> None:
         # The stored value is an upper bound, raised in steps of EXPIRY_STEP, so that busy minting does not

@@ -78,6 +78,18 @@ class PublishedList:
 
 
 @dataclass(frozen=True)
+class MintRecord:
+    """A signed dynamic code, for the audit log (never the code itself)."""
+
+    subject: str
+    kid: str
+    scenario: str
+    expires_at: int
+    at: int
+    actor: str
+
+
+@dataclass(frozen=True)
 class StatusSnapshot:
     nonvalid: list[tuple[int, int]]  # (index, state) of every revoked or suspended paper code
     max_index: int
@@ -114,7 +126,7 @@ class Storage(Protocol):
     ) -> list[int]: ...
 
     # minting
-    def record_mint(self, subject: str, kid: str, scenario: str, expires_at: int, now: int, actor: str) -> None: ...
+    def record_mints(self, mints: Sequence[MintRecord]) -> None: ...
     def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int: ...
     def offline_get(self, index: int) -> OfflineCodeRecord | None: ...
     def offline_set_state(self, index: int, state: int, now: int, actor: str) -> bool: ...
