@@ -10,6 +10,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -90,14 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _open(settings: Settings) -> IssuerService:
-    return IssuerService(settings, SQLiteStorage(settings.db_path, settings.sqlite_synchronous))
+@contextmanager
+def _service(settings: Settings) -> Iterator[IssuerService]:
+    service = IssuerService(settings, SQLiteStorage(settings.db_path, settings.sqlite_synchronous))
+    try:
+        yield service
+    finally:
+        service.storage.close()
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     now = int(time.time())
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         existing = service.storage.signing_keys()
         if existing:
             print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
@@ -111,8 +117,6 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         print(f"root key      {root} (development only: keep the production root offline)")
         print(f"trust list    version {trust.version}; status list version {status.version}")
         return 0
-    finally:
-        service.storage.close()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -136,41 +140,31 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
     if rate <= 0:
         raise ValueError("--rate must be positive")
     key = new_api_key()
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         service.storage.api_key_create(args.name, hash_api_key(key), scopes, rate, int(time.time()), CLI_ACTOR)
-    finally:
-        service.storage.close()
     print(f"API key {args.name!r} with scopes {','.join(scopes)}, {rate:g} requests/s. Shown once; store it now:")
     print(key)
     return 0
 
 
 def _revoke_key(settings: Settings, name: str) -> int:
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         changed = service.storage.api_key_revoke(name, int(time.time()), CLI_ACTOR)
-    finally:
-        service.storage.close()
     print(f"API key {name!r} {'revoked' if changed else 'was already revoked'}")
     return 0
 
 
 def _list_keys(settings: Settings) -> int:
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         for k in service.storage.api_keys():
             state = "revoked" if k.revoked else "active"
             print(f"{k.name:<24} {state:<8} {','.join(sorted(k.scopes)):<40} {k.rate_per_s:g}/s")
-    finally:
-        service.storage.close()
     return 0
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     now = int(time.time())
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         old, new = rotate(settings, service.storage, now, CLI_ACTOR)
         print(f"new signing key {new}; {old} retired, trusted until its last code expires")
         if root_signing_key(settings) is None:
@@ -179,8 +173,6 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
             trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
             print(f"trust list version {trust.version} signed; a running server switches keys within seconds")
         return 0
-    finally:
-        service.storage.close()
 
 
 def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -193,8 +185,7 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
         args.out.write_bytes(body)
         print(f"signed {args.out} ({len(body)} bytes); import it on the issuer with `trust-list import`")
         return 0
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         if args.action == "request":
             request = make_request(settings, service.storage, now)
             args.out.write_text(json.dumps(request, indent=2) + "\n", "utf-8")
@@ -211,8 +202,6 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
             lst = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
         print(f"trust list version {lst.version} published, expires at {lst.expires_at}")
         return 0
-    finally:
-        service.storage.close()
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -235,11 +224,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_offline_codes(settings: Settings, args: argparse.Namespace) -> int:
     subjects = read_subjects(args.subjects)
-    service = _open(settings)
-    try:
+    with _service(settings) as service:
         made = issue_paper_codes(service, subjects, args.out, args.format, int(time.time()), "cli:offline-codes")
-    finally:
-        service.storage.close()
     print(f"{len(made)} paper codes in {args.out} (print {args.out / 'sheet.html'}; indices in manifest.csv)")
     return 0
 
