@@ -6,6 +6,7 @@ field of ours sits in one private claim (``Claim.SUISHENMA``) holding a small-in
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -207,6 +208,17 @@ class VerifiedCode:
     kid: bytes
     alg: Alg
     trusted: TrustedKey
+    digest: bytes  # identifies the signed content; see signed_digest
+
+
+def signed_digest(protected: bytes, payload: bytes) -> bytes:
+    """SHA-256 over what the signature covers (protected header and payload, length-prefixed).
+
+    Two texts carrying the same signed content have the same digest whatever their transport form
+    (raw or zlib), unprotected header, or signature representation (ECDSA's (r, s) and (r, n - s)
+    both verify), so a replay cache keyed on it cannot be dodged by re-encoding a used code.
+    """
+    return hashlib.sha256(len(protected).to_bytes(4, "big") + protected + payload).digest()
 
 
 def mint(claims: Claims, key: SigningKey) -> str:
@@ -244,7 +256,7 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
         raise CodeTimeError(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now} s in the future")
     if claims.expires_at <= now - skew:
         raise CodeTimeError(Reason.EXPIRED, f"expired {now - claims.expires_at} s ago")
-    return VerifiedCode(claims, msg.kid, key.alg, trusted)
+    return VerifiedCode(claims, msg.kid, key.alg, trusted, signed_digest(msg.protected_bytes, msg.payload))
 
 
 def _check_key_limits(claims: Claims, trusted: TrustedKey) -> None:

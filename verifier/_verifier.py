@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -143,9 +142,10 @@ class Verifier:
         if trust.expires_at <= at or at - trust_held.checked_at > p.max_list_age_s:
             return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
         try:
-            claims = verify(text, trust.keyring, now=at, skew=p.skew_s).claims
+            verified = verify(text, trust.keyring, now=at, skew=p.skew_s)
         except CodeError as exc:
             return self._done(start, at, p.on_invalid, CORE_REASONS.get(exc.reason, VerdictReason.MALFORMED))
+        claims = verified.claims
         subject, issuer = claims.subject.hex(), claims.issuer
         display = {"status": claims.status.name.lower(), "issuer": issuer, "code_type": claims.code_type.name.lower()}
         if claims.masked_name:
@@ -178,8 +178,8 @@ class Verifier:
             colour
         ]
         if decision is Decision.ALLOW and p.replay == "once":
-            key = hashlib.sha256(text.encode("utf-8", "replace")).digest()[:16]
-            return done(decision, reason, (key, claims.expires_at + p.skew_s))
+            # keyed on the signed content, not the text: a re-encoded copy of a used code is still a replay
+            return done(decision, reason, (verified.digest[:16], claims.expires_at + p.skew_s))
         return done(decision, reason)
 
     def _done(

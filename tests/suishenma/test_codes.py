@@ -268,3 +268,13 @@ def test_claims_out_of_range_are_usage_errors() -> None:
         Claims.offline(SUBJECT, Status.GREEN, NOW, -1)
     with pytest.raises(UsageError):
         Claims.dynamic(SUBJECT, Status.GREEN, NOW, issuer="X" * 17)
+
+
+def test_digest_names_the_signed_content_not_its_text(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)
+    raw = b45decode(code[4:])
+    zipped = "SM1:" + b45encode(zlib.compress(raw, 9))
+    assert zipped != code
+    assert verify(zipped, ring, now=NOW).digest == verify(code, ring, now=NOW).digest
+    other = mint(Claims.dynamic(SUBJECT, Status.GREEN, NOW + 1), ed_key)
+    assert verify(other, ring, now=NOW + 1).digest != verify(code, ring, now=NOW).digest

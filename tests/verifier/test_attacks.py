@@ -184,3 +184,49 @@ def test_yellow_code_denied_at_venue_referred_at_hospital(sim: IssuerSim, make_v
     ok = hospital.verify(sim.code(identity=True), now=sim.now)
     assert ok.decision is Decision.ALLOW and ok.display["masked_name"] == "张*三"
     assert hospital.verify(sim.code(), now=sim.now).reason is VerdictReason.MISSING_FIELDS
+
+
+def _reencoded(code: str, *, compress: bool = False, flip_s: bool = False) -> str:
+    """The same signed content in another text: zlib transport, or ECDSA's other valid signature (r, n - s)."""
+    import zlib
+
+    import cbor2
+
+    from suishenma._base45 import b45decode, b45encode
+
+    raw = b45decode(code[4:])
+    raw = zlib.decompress(raw) if raw[0] == 0x78 else raw
+    if flip_s:
+        tag = cbor2.loads(raw)
+        protected, unprotected, payload, sig = tag.value
+        n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+        r, s = sig[:32], int.from_bytes(sig[32:], "big")
+        raw = cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected, payload, r + (n - s).to_bytes(32, "big")]))
+    return "SM1:" + b45encode(zlib.compress(raw, 9) if compress else raw)
+
+
+def test_replayed_transit_code_reencoded_with_zlib_is_still_a_replay(
+    sim: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    v = make_verifier("transit")
+    code = sim.code()
+    copy = _reencoded(code, compress=True)
+    assert copy != code
+    assert v.verify(code, now=sim.now).decision is Decision.ALLOW
+    assert v.verify(copy, now=sim.now).reason is VerdictReason.REPLAYED
+
+
+def test_replayed_transit_code_with_the_other_ecdsa_signature_is_still_a_replay(
+    sim: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    from suishenma import Alg
+
+    sim.keys["SH"] = SigningKey.generate(Alg.ES256)
+    sim.publish_trust(2)
+    sim.publish_status("SH", 2)
+    v = make_verifier("transit")
+    code = sim.code()
+    twin = _reencoded(code, flip_s=True)
+    assert twin != code
+    assert v.verify(code, now=sim.now).decision is Decision.ALLOW
+    assert v.verify(twin, now=sim.now).reason is VerdictReason.REPLAYED  # not a fresh "valid" code
