@@ -7,6 +7,7 @@ backoff and jitter.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -48,11 +49,13 @@ class HttpxFetcher:
         backoff: float = 0.25,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        deadline: float = 60.0,
     ) -> None:
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)), transport=transport)
         self.attempts = attempts
         self.backoff = backoff
         self.sleep = sleep
+        self.deadline = deadline  # per download in total: a server dripping bytes cannot hold a sync open
 
     def close(self) -> None:
         self.client.close()
@@ -85,7 +88,10 @@ class HttpxFetcher:
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise NetworkError(Reason.TOO_LARGE, f"GET {url}: {declared} bytes > cap {max_bytes}")
                     chunks, size = [], 0
+                    give_up = time.monotonic() + self.deadline
                     for chunk in r.iter_bytes():
+                        if time.monotonic() > give_up:
+                            raise NetworkError(Reason.NETWORK, f"GET {url}: not done after {self.deadline:g} s")
                         size += len(chunk)
                         if size > max_bytes:
                             raise NetworkError(Reason.TOO_LARGE, f"GET {url}: more than {max_bytes} bytes")
@@ -108,9 +114,11 @@ class HttpxFetcher:
                 raise NetworkError(Reason.NETWORK, f"POST {url}: HTTP {r.status_code} {r.text[:200]}")
             return FetchResult(200, r.content, None)
 
-        import json
-
-        return json.loads(self._retry(f"POST {url}", once).body)
+        reply = self._retry(f"POST {url}", once).body
+        try:
+            return json.loads(reply)
+        except (ValueError, UnicodeDecodeError):  # e.g. a captive portal's HTML page
+            raise NetworkError(Reason.NETWORK, f"POST {url}: the reply is not JSON: {reply[:80]!r}") from None
 
 
 class _Retryable(Exception):

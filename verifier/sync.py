@@ -136,9 +136,19 @@ def upload_scans(
             ],
         }
         try:
-            poster.post_json(urljoin(base.rstrip("/") + "/", "v1/scan-logs"), body, api_key)
+            reply = poster.post_json(urljoin(base.rstrip("/") + "/", "v1/scan-logs"), body, api_key)
         except NetworkError as exc:
             report.fail(f"scan-log upload: {exc.detail}")
             return
+        if not _acknowledges(reply, len(rows)):  # only what the issuer says it holds counts as uploaded
+            report.fail(f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}")
+            return
         store.mark_uploaded(rows[-1].seq, rows[0].seq)
         report.uploaded += len(rows)
+
+
+def _acknowledges(reply: object, sent: int) -> bool:
+    if not isinstance(reply, dict):
+        return False
+    accepted, duplicates = reply.get("accepted"), reply.get("duplicates")
+    return isinstance(accepted, int) and isinstance(duplicates, int) and accepted + duplicates == sent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ DAY = 86400
 @dataclass
 class Route:
     body: bytes = b""
-    mode: str = "ok"  # ok | error | endless | hang-up
+    mode: str = "ok"  # ok | error | endless | drip | hang-up; for scan-logs also html | ack-none
     hits: int = 0
 
 
@@ -149,6 +150,15 @@ class IssuerSim:
                     return
                 self.send_response(200)
                 self.send_header("ETag", etag)
+                if route.mode == "drip":  # a byte every 0.2 s, forever
+                    self.end_headers()
+                    try:
+                        while True:
+                            self.wfile.write(b"\0")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:
+                        return
                 if route.mode == "endless":  # no Content-Length, never ends
                     self.end_headers()
                     try:
@@ -166,11 +176,17 @@ class IssuerSim:
                 if self.path != "/v1/scan-logs" or self.headers.get("Authorization") != f"Bearer {sim.api_key}":
                     self.send_error(401 if self.path == "/v1/scan-logs" else 404)
                     return
-                if sim.routes.get("/v1/scan-logs", Route()).mode == "error":
+                mode = sim.routes.get("/v1/scan-logs", Route()).mode
+                if mode == "error":
                     self.send_error(503)
                     return
-                sim.scan_batches.append(body)
-                data = json.dumps({"accepted": len(body["records"]), "duplicates": 0}).encode()
+                if mode == "html":  # a captive portal or misrouted proxy answering 200
+                    data = b"<html><body>Please log in</body></html>"
+                elif mode == "ack-none":  # a reply that acknowledges nothing
+                    data = json.dumps({"accepted": 0, "duplicates": 0}).encode()
+                else:
+                    sim.scan_batches.append(body)
+                    data = json.dumps({"accepted": len(body["records"]), "duplicates": 0}).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -230,3 +230,16 @@ def test_replayed_transit_code_with_the_other_ecdsa_signature_is_still_a_replay(
     assert twin != code
     assert v.verify(code, now=sim.now).decision is Decision.ALLOW
     assert v.verify(twin, now=sim.now).reason is VerdictReason.REPLAYED  # not a fresh "valid" code
+
+
+def test_slow_drip_download_gives_up_at_the_deadline(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    from verifier import HttpxFetcher
+
+    v = make_verifier()
+    v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.5)
+    sim.routes["/status/SH"].mode = "drip"  # each byte arrives well inside the read timeout
+    start = time.monotonic()
+    report = v.sync(now=sim.now)
+    assert time.monotonic() - start < 6
+    assert "not done after 1.5 s" in " ".join(report.errors)
+    assert v.health(now=sim.now).status_lists["SH"].version == 1

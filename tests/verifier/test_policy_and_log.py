@@ -154,3 +154,16 @@ def test_verify_never_raises_on_arbitrary_or_mutated_text(sim: IssuerSim, make_v
             assert verdict.decision is Decision.DENY and verdict.reason is not VerdictReason.OK
 
     check()
+
+
+@pytest.mark.parametrize("mode", ["html", "ack-none"])
+def test_scan_logs_stay_pending_when_the_reply_is_not_an_acknowledgement(
+    sim: IssuerSim, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("SUISHENMA_KIOSK_API_KEY", sim.api_key)
+    v = make_verifier("venue")
+    v.verify(sim.code(), now=sim.now)
+    sim.routes["/v1/scan-logs"] = type(sim.routes["/v1/trust-list"])(mode=mode)
+    report = v.sync(now=sim.now)  # must not raise
+    assert not report.ok and report.uploaded == 0 and "scan-log upload" in report.errors[-1]
+    assert v.health(now=sim.now).pending_uploads == 1
