@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,14 +16,16 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
-from suishenma import __version__
+from suishenma import KeyFileError, UsageError, __version__
 
 from . import api, wallet
 from .api_errors import ApiError, error_response
 from .asgi_guard import Guard
 from .context import Context
+from .keystore import NoSigningKey
 from .metrics import Metrics
-from .service import IssuerService
+from .publish import NoTrustList
+from .service import Conflict, IssuerService, NotFound, StatusExpired
 from .settings import Settings
 from .sqlite_store import SQLiteStorage
 from .storage import Storage
@@ -71,6 +73,9 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
     async def on_api_error(request: Request, exc: ApiError) -> Response:
         return error_response(exc.code, exc.detail, exc.headers)
 
+    for exc_type, code in DOMAIN_ERRORS:
+        app.add_exception_handler(exc_type, _domain_handler(code))
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = [
@@ -99,6 +104,28 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
     bearer_openapi(app, api.router)
     app.add_middleware(Guard, metrics=ctx.metrics, max_body=settings.max_body_bytes)
     return app
+
+
+# The service's exceptions as HTTP answers (the most specific first: StatusExpired is a Conflict).
+DOMAIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (StatusExpired, "status_expired"),
+    (NotFound, "not_found"),
+    (Conflict, "conflict"),
+    (UsageError, "invalid_input"),
+    (NoSigningKey, "unavailable"),
+    (NoTrustList, "unavailable"),
+    (KeyFileError, "unavailable"),
+)
+
+
+def _domain_handler(code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        if code == "unavailable":  # the log has the cause; key file paths stay out of responses
+            log.error("cannot sign in %s: %s", request.url.path, type(exc).__name__)
+            return error_response(code)
+        return error_response(code, exc.detail if isinstance(exc, UsageError) else str(exc))
+
+    return handle
 
 
 def bearer_openapi(app: FastAPI, router: APIRouter) -> None:
