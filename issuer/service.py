@@ -95,16 +95,8 @@ class IssuerService:
         return rec
 
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        """Sign a phone code and audit it at once. Raises: as ``sign_dynamic``."""
-        minted, record = self.sign_dynamic(subject, scenario, now, actor)
-        self.storage.record_mints([record])
-        return minted
-
-    def sign_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> tuple[MintedCode, MintRecord]:
-        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity), and the audit
-        record that must be stored before the code is handed out.
-
-        Hospital codes carry the masked name and ID; venue and transit codes carry neither.
+        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity), audited
+        before it is returned. Hospital codes carry the masked name and ID; venue and transit codes neither.
 
         Raises:
             NotFound, StatusExpired, NoSigningKey, KeyFileError.
@@ -125,8 +117,8 @@ class IssuerService:
         )
         active = self.key
         code = mint(claims, active.key)
-        record = MintRecord(subject, active.record.kid, scenario, claims.expires_at, now, actor)
-        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name)), record
+        self.storage.record_mint(MintRecord(subject, active.record.kid, scenario, claims.expires_at, now, actor))
+        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name))
 
     def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:
         """A printed code with masked identity and a fresh status-list index.

@@ -78,6 +78,6 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise FileNotFoundError(f"config file not found: {config}")
 
     class FromFile(Settings):
-        model_config = SettingsConfigDict(env_prefix="SUISHENMA_ISSUER_", extra="forbid", toml_file=config)
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
 
     return FromFile(**given)

@@ -154,26 +154,17 @@ class SQLiteStorage:
     def _audit(
         self, c: sqlite3.Connection, now: int, actor: str, action: str, target: str, detail: dict[str, object]
     ) -> None:
-        self._audit_many(c, [(now, actor, action, target, detail)])
-
-    @staticmethod
-    def _audit_many(c: sqlite3.Connection, events: Sequence[tuple[int, str, str, str, dict[str, object]]]) -> None:
-        """Append events to the chain; the caller holds the write transaction, so the head cannot move."""
+        """Append one event to the chain; the caller holds the write transaction, so the head cannot move."""
         seq, prev = c.execute(
             "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'audit'),"
             " (SELECT hash FROM audit ORDER BY id DESC LIMIT 1)"
         ).fetchone()
-        row_id, prev = seq or 0, prev or GENESIS
-        rows = []
-        for at, actor, action, target, detail in events:
-            row_id += 1
-            text = canonical(detail)
-            h = row_hash(prev, row_id, at, actor, action, target, text)
-            rows.append((row_id, at, actor, action, target, text, prev, h))
-            prev = h
-        c.executemany(
+        row_id, prev = (seq or 0) + 1, prev or GENESIS
+        text = canonical(detail)
+        h = row_hash(prev, row_id, now, actor, action, target, text)
+        c.execute(
             "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
-            rows,
+            (row_id, now, actor, action, target, text, prev, h),
         )
 
     # API keys
@@ -276,18 +267,11 @@ class SQLiteStorage:
             return indices
 
     # minting
-    def record_mints(self, mints: Sequence[MintRecord]) -> None:
-        """Audit signed codes (several may share one transaction)."""
+    def record_mint(self, mint: MintRecord) -> None:
         with self._write() as c:
-            for kid in {m.kid for m in mints}:
-                self._raise_last_expiry(c, kid, max(m.expires_at for m in mints if m.kid == kid))
-            self._audit_many(
-                c,
-                [
-                    (m.at, m.actor, "code.mint", m.subject, {"kid": m.kid, "scenario": m.scenario, "exp": m.expires_at})
-                    for m in mints
-                ],
-            )
+            self._raise_last_expiry(c, mint.kid, mint.expires_at)
+            detail: dict[str, object] = {"kid": mint.kid, "scenario": mint.scenario, "exp": mint.expires_at}
+            self._audit(c, mint.at, mint.actor, "code.mint", mint.subject, detail)
 
     def _raise_last_expiry(self, c: sqlite3.Connection, kid: str, expires_at: int) -> None:
         # The stored value is an upper bound, raised in steps of EXPIRY_STEP, so that busy minting does not
