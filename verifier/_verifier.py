@@ -139,7 +139,7 @@ class Verifier:
             held = dict(self.state.held)
         if trust is None or trust_held is None:
             return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
-        if trust.expires_at <= at or at - trust_held.checked_at > p.max_list_age_s:
+        if p.is_stale(trust_held, at):
             return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
         try:
             verified = verify(text, trust.keyring, now=at, skew=p.skew_s)
@@ -164,7 +164,7 @@ class Verifier:
             lst, lst_held = status.get(issuer), held.get(status_name(issuer))
             if lst is None or lst_held is None:
                 return done(p.on_stale, VerdictReason.NO_STATUS_LIST)
-            if lst.expires_at <= at or at - lst_held.checked_at > p.max_list_age_s:
+            if p.is_stale(lst_held, at):
                 return done(p.on_stale, VerdictReason.STALE_LISTS)
             if claims.status_index is not None:
                 entry = lst.status(claims.status_index)
@@ -227,12 +227,11 @@ class Verifier:
         with self.store.lock:
             trust, held, status = self.state.trust, dict(self.state.held), dict(self.state.status)
         trust_held = held.get(TRUST)
-        stale = trust is None or trust_held is None or trust.expires_at <= at
-        stale = stale or (trust_held is not None and at - trust_held.checked_at > p.max_list_age_s)
+        stale = trust is None or trust_held is None or p.is_stale(trust_held, at)
         lists = {}
         for issuer, lst in status.items():
             h = held[status_name(issuer)]
-            lst_stale = lst.expires_at <= at or at - h.checked_at > p.max_list_age_s
+            lst_stale = p.is_stale(h, at)
             lists[issuer] = ListHealth(lst.version, at - h.checked_at, lst.expires_at - at, lst_stale)
             stale = stale or (lst_stale and p.status_list == "always")
         if p.status_list == "always" and trust is not None:

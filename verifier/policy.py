@@ -13,6 +13,7 @@ from typing import Any
 
 from suishenma import UsageError
 
+from .trust_state import HeldList
 from .verdict import MESSAGES, Decision, VerdictReason
 
 HOUR, DAY = 3600, 86400
@@ -32,6 +33,10 @@ class Policy:
     max_list_age_s: int = 3 * DAY  # a list not confirmed with its issuer for longer than this is stale
     on_stale: Decision = Decision.DENY  # decision when a list the code needs is stale or missing
     messages: Mapping[VerdictReason, tuple[str, str]] = field(default_factory=dict)
+
+    def is_stale(self, held: HeldList, now: int) -> bool:
+        """A list this policy may not rely on: expired, or not confirmed by an issuer for too long."""
+        return held.expires_at <= now or now - held.checked_at > self.max_list_age_s
 
     def message(self, reason: VerdictReason) -> tuple[str, str]:
         return self.messages.get(reason) or MESSAGES[reason]
