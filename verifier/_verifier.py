@@ -132,11 +132,9 @@ class Verifier:
         start = time.perf_counter()
         at = int(time.time() if now is None else now)
         p = self.policy
-        with self.store.lock:  # a consistent snapshot: never half a sync
-            trust = self.state.trust
-            trust_held = self.state.held.get(TRUST)
-            status = dict(self.state.status)
-            held = dict(self.state.held)
+        with self.store.lock:  # a consistent snapshot, never half a sync (adopt replaces, never mutates)
+            trust, status, held = self.state.trust, self.state.status, self.state.held
+        trust_held = held.get(TRUST)
         if trust is None or trust_held is None:
             return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
         if p.is_stale(trust_held, at):
@@ -225,7 +223,7 @@ class Verifier:
         at = int(time.time() if now is None else now)
         p = self.policy
         with self.store.lock:
-            trust, held, status = self.state.trust, dict(self.state.held), dict(self.state.status)
+            trust, held, status = self.state.trust, self.state.held, self.state.status
         trust_held = held.get(TRUST)
         stale = trust is None or trust_held is None or p.is_stale(trust_held, at)
         lists = {}

@@ -101,12 +101,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
         store.save_lists(held_new, confirmed)
         for name in dropped:
             store.drop_list_body(name)
-            state.held.pop(name, None)
-        state.adopt(fresh_trust, statuses, held_new)
-        for name, at in confirmed.items():
-            h = state.held.get(name)
-            if h is not None and h.checked_at < at:
-                state.held[name] = HeldList(h.name, h.version, h.body, h.etag, at, h.expires_at)
+        state.adopt(fresh_trust, statuses, held_new, confirmed, dropped)
     return base
 
 

@@ -82,13 +82,31 @@ class TrustState:
         lst.check_newer(self.versions.get(status_name(issuer)))
         return lst
 
-    def adopt(self, trust: TrustList | None, status: dict[str, SignedStatusList], held: list[HeldList]) -> None:
-        """Install lists that passed the checks above (and were stored)."""
+    def adopt(
+        self,
+        trust: TrustList | None,
+        status: dict[str, SignedStatusList],
+        held: list[HeldList],
+        confirmed: dict[str, int],
+        dropped: list[str],
+    ) -> None:
+        """Install lists that passed the checks above (and were stored); mark ``confirmed`` ones fresh as
+        of the given time; forget the ``dropped`` ones. Builds new dicts rather than changing the held
+        ones, so a reader that took references under the lock keeps a consistent snapshot without copying.
+        """
+        new_status = dict(self.status)
+        if trust is not None:
+            # an issuer dropped from the trust list loses its status list too
+            new_status = {i: s for i, s in new_status.items() if i in trust.issuer_ids()}
+        new_status.update(status)
+        new_held = {n: h for n, h in self.held.items() if n not in dropped}
+        for h in held:
+            new_held[h.name] = h
+            self.versions[h.name] = max(self.versions.get(h.name, 0), h.version)
+        for name, at in confirmed.items():
+            old = new_held.get(name)
+            if old is not None and old.checked_at < at:
+                new_held[name] = HeldList(old.name, old.version, old.body, old.etag, at, old.expires_at)
         if trust is not None:
             self.trust = trust
-            # an issuer dropped from the trust list loses its status list too
-            self.status = {i: s for i, s in self.status.items() if i in trust.issuer_ids()}
-        self.status.update(status)
-        for h in held:
-            self.held[h.name] = h
-            self.versions[h.name] = max(self.versions.get(h.name, 0), h.version)
+        self.status, self.held = new_status, new_held
