@@ -14,7 +14,7 @@ from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError
 
 from .fetch import Fetcher, Poster
 from .store import Store
-from .trust_state import TRUST, HeldList, TrustState, status_name
+from .trust_state import TRUST, HeldList, TrustState, issuer_of, status_name
 
 log = logging.getLogger(__name__)
 MAX_TRUST_BYTES = 1 << 20
@@ -96,7 +96,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
         confirmed[name] = now
     dropped = []
     if fresh_trust is not None:  # issuers no longer trusted: forget their lists (their versions are kept)
-        dropped = [n for n in state.held if n != TRUST and n.removeprefix("status:") not in fresh_trust.issuer_ids()]
+        dropped = [n for n in state.held if n != TRUST and issuer_of(n) not in fresh_trust.issuer_ids()]
     with store.lock:  # stored and installed together: verify never sees half a sync
         store.save_lists(held_new, confirmed)
         for name in dropped:

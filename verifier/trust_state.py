@@ -21,8 +21,16 @@ from suishenma import (
 TRUST = "trust"
 
 
+STATUS_PREFIX = "status:"
+
+
 def status_name(issuer: str) -> str:
-    return f"status:{issuer}"
+    return STATUS_PREFIX + issuer
+
+
+def issuer_of(name: str) -> str:
+    """The issuer whose status list a held list's name denotes (``status:SH`` -> ``SH``)."""
+    return name.removeprefix(STATUS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class TrustState:
         for h in lists:
             if h.name == TRUST or self.trust is None:
                 continue
-            issuer = h.name.removeprefix("status:")
+            issuer = issuer_of(h.name)
             try:
                 self.status[issuer] = parse_status_list(h.body, self.trust.keys_for(issuer), now=now)
                 self.held[h.name] = h
