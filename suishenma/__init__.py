@@ -28,7 +28,7 @@ from .keys import (
     write_key_pair,
 )
 from .labels import Alg, CodeType, EntryStatus, Status
-from .masking import mask_id_number, mask_name
+from .masking import check_display_text, mask_id_number, mask_name, unprintable_character
 from .statuslist import SignedStatusList, StatusList, parse_status_list, sign_status_list
 from .trustlist import IssuerEntry, TrustList, parse_trust_list, sign_trust_list
 
@@ -65,6 +65,7 @@ __all__ = [
     "UsageError",
     "VerificationKey",
     "VerifiedCode",
+    "check_display_text",
     "dcc_signer",
     "inspect",
     "load_signing_key",
@@ -77,6 +78,7 @@ __all__ = [
     "passphrase_from_env",
     "sign_status_list",
     "sign_trust_list",
+    "unprintable_character",
     "verify",
     "verify_dcc",
     "write_key_pair",

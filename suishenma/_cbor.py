@@ -1,8 +1,15 @@
-"""CBOR decoding with caps checked before anything is allocated (RFC 8949).
+"""A strict CBOR decoder for untrusted bytes (RFC 8949), and the deterministic encoder.
 
-``scan`` walks the item headers of untrusted bytes without building objects: it rejects nesting
-deeper than ``max_depth``, more than ``max_items`` items, declared lengths beyond the end of the
-input, indefinite lengths and trailing bytes. Only then does cbor2 (C extension) build objects.
+Our formats use a small subset of CBOR: unsigned and negative integers, byte and text strings,
+arrays, maps keyed by integers or strings, and false / true / null. The decoder accepts exactly
+that subset and nothing else, so no input can reach a general decoder's tag handlers (tag 4 and
+5 with a huge exponent make cbor2 raise ``decimal.InvalidOperation``), bignums, floats or
+indefinite lengths. COSE's tag 18 is read by ``_cose`` itself, never here.
+
+It also enforces, before anything is allocated: nesting at most ``max_depth``, at most
+``max_items`` items, declared lengths within the input, no duplicate map keys (RFC 8949 §5.6:
+a duplicate makes a map invalid) and no trailing bytes. Every failure is a ``CborError`` (a
+``ValueError``), whatever the input.
 """
 
 from __future__ import annotations
@@ -14,96 +21,122 @@ import cbor2
 MAX_DEPTH = 8
 MAX_ITEMS = 4096
 
-
-def scan(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:
-    """Check that ``data`` is exactly one well-formed, definite-length CBOR item within the caps.
-
-    Raises:
-        ValueError: with a short reason; callers wrap it in their own error family.
-    """
-    if item_end(data, 0, max_depth=max_depth, max_items=max_items) != len(data):
-        raise ValueError("trailing bytes after CBOR item")
+_SIMPLE = {20: False, 21: True, 22: None}
+_KEY_TYPES = (int, str, bytes)
 
 
-def item_end(data: bytes, pos: int, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> int:
-    """Position just past the one CBOR item starting at ``pos``, checking the caps on the way.
+class CborError(ValueError):
+    """The bytes are not one well-formed item of the subset, or break a cap."""
 
-    Raises:
-        ValueError: truncated, indefinite-length, too deep or too many items.
-    """
-    end = len(data)
-    items = 0
-    # Stack of remaining child counts, one per open container.
-    stack: list[int] = [1]
-    while stack:
-        if stack[-1] == 0:
-            stack.pop()
-            continue
-        stack[-1] -= 1
-        if pos >= end:
-            raise ValueError("truncated CBOR")
-        items += 1
-        if items > max_items:
-            raise ValueError("too many CBOR items")
-        initial = data[pos]
+
+class _Reader:
+    __slots__ = ("data", "end", "items", "max_depth", "max_items")
+
+    def __init__(self, data: bytes, max_depth: int, max_items: int) -> None:
+        self.data = data
+        self.end = len(data)
+        self.items = 0
+        self.max_depth = max_depth
+        self.max_items = max_items
+
+    def item(self, pos: int, depth: int) -> tuple[Any, int]:
+        """Decode the item at ``pos``; return it and the position after it.
+
+        Raises:
+            CborError: anything outside the subset or over a cap.
+        """
+        if pos >= self.end:
+            raise CborError("truncated CBOR")
+        self.items += 1
+        if self.items > self.max_items:
+            raise CborError("too many CBOR items")
+        initial = self.data[pos]
         major, info = initial >> 5, initial & 0x1F
         pos += 1
         if info < 24:
             arg = info
         elif info <= 27:
             size = 1 << (info - 24)
-            if pos + size > end:
-                raise ValueError("truncated CBOR")
-            arg = int.from_bytes(data[pos : pos + size], "big")
+            if pos + size > self.end:
+                raise CborError("truncated CBOR")
+            arg = int.from_bytes(self.data[pos : pos + size], "big")
             pos += size
+        elif info == 31:
+            raise CborError("indefinite-length CBOR is not allowed")
         else:
-            raise ValueError("indefinite or reserved CBOR length")
-        if major in (2, 3):
-            if arg > end - pos:
-                raise ValueError("CBOR string runs past the end")
-            pos += arg
-        elif major in (4, 5):
-            count = arg * 2 if major == 5 else arg
-            if count > end - pos:
-                raise ValueError("CBOR container larger than its input")
-            if len(stack) > max_depth:
-                raise ValueError("CBOR nested too deeply")
-            stack.append(count)
-        elif major == 6:
-            if len(stack) > max_depth:
-                raise ValueError("CBOR nested too deeply")
-            stack.append(1)
-    return pos
+            raise CborError("reserved CBOR additional information")
+        if major == 0:
+            return arg, pos
+        if major == 1:
+            return -1 - arg, pos
+        if major == 2 or major == 3:
+            if arg > self.end - pos:
+                raise CborError("CBOR string runs past the end")
+            raw = self.data[pos : pos + arg]
+            if major == 2:
+                return raw, pos + arg
+            try:
+                return raw.decode("utf-8"), pos + arg
+            except UnicodeDecodeError:
+                raise CborError("CBOR text is not valid UTF-8") from None
+        if major == 4 or major == 5:
+            if depth >= self.max_depth:
+                raise CborError("CBOR nested too deeply")
+            # Each child takes at least one byte: a count beyond the input is a lie.
+            if (arg * 2 if major == 5 else arg) > self.end - pos:
+                raise CborError("CBOR container larger than its input")
+            data, item = self.data, self.item
+            if major == 4:
+                out: list[Any] = []
+                for _ in range(arg):
+                    value, pos = item(pos, depth + 1)
+                    out.append(value)
+                return out, pos
+            m: dict[Any, Any] = {}
+            for _ in range(arg):
+                # Claims maps are keyed by small integers: decoded inline, the common case costs no call.
+                if pos < self.end and data[pos] < 0x18:
+                    key = data[pos]
+                    pos += 1
+                    self.items += 1
+                    if self.items > self.max_items:
+                        raise CborError("too many CBOR items")
+                else:
+                    key, pos = item(pos, depth + 1)
+                    if type(key) not in _KEY_TYPES:
+                        raise CborError("CBOR map keys must be integers or strings")
+                if key in m:
+                    raise CborError(f"duplicate CBOR map key {key!r}")
+                m[key], pos = item(pos, depth + 1)
+            return m, pos
+        if major == 6:
+            raise CborError(f"CBOR tag {arg} is not allowed here")
+        if info < 24 and arg in _SIMPLE:
+            return _SIMPLE[arg], pos
+        raise CborError("CBOR floats and simple values other than false, true and null are not allowed")
 
 
-def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> Any:
-    """``scan`` then decode (cbor2's own limits are looser: nesting 400, no item count).
+def decode_at(data: bytes, pos: int, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> tuple[Any, int]:
+    """Decode the one item starting at ``pos``; return it and the position just after it.
 
     Raises:
-        ValueError: malformed or over a cap (cbor2's own errors are converted).
+        CborError: outside the subset, truncated, too deep or too many items.
     """
-    scan(data, max_depth=max_depth, max_items=max_items)
-    try:
-        return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise ValueError(f"invalid CBOR: {exc}") from None
+    return _Reader(data, max_depth, max_items).item(pos, 0)
 
 
-def loads_small(data: bytes, *, limit: int = 1024) -> Any:
-    """Decode at most ``limit`` bytes without a pre-scan.
-
-    For inputs this small the caps hold by construction: cbor2 never preallocates from a
-    declared length, caps nesting at 400, and cannot make more items than there are bytes.
+def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS, max_bytes: int | None = None) -> Any:
+    """Decode ``data``, which must be exactly one item of the subset within the caps.
 
     Raises:
-        ValueError: over ``limit``, or malformed.
+        CborError: over ``max_bytes``, outside the subset, over a cap, or trailing bytes.
     """
-    if len(data) > limit:
-        raise ValueError(f"CBOR item larger than {limit} bytes")
-    try:
-        return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise ValueError(f"invalid CBOR: {exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CborError(f"CBOR item larger than {max_bytes} bytes")
+    value, end = _Reader(data, max_depth, max_items).item(0, 0)
+    if end != len(data):
+        raise CborError("trailing bytes after CBOR item")
+    return value
 
 
 def dumps(obj: Any) -> bytes:
@@ -111,4 +144,4 @@ def dumps(obj: Any) -> bytes:
     return cbor2.dumps(obj)
 
 
-__all__ = ["MAX_DEPTH", "MAX_ITEMS", "dumps", "item_end", "loads", "loads_small", "scan"]
+__all__ = ["MAX_DEPTH", "MAX_ITEMS", "CborError", "decode_at", "dumps", "loads"]

@@ -16,13 +16,14 @@ every message made here decodes with python-cwt's ``COSE`` and the reverse.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from cbor2 import CBORTag
 
 from . import _cbor
-from .errors import CodeFormatError, CodeSignatureError, Reason, SuishenmaError
+from .errors import CodeFormatError, CodeSignatureError, Reason
 from .keys import SigningKey, VerificationKey
 from .labels import Alg, Header
 
@@ -121,54 +122,62 @@ def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[start:end], end
 
 
-def parse(data: bytes, *, error: type[SuishenmaError] = CodeFormatError, allow_unprotected_kid: bool = False) -> Sign1:
+@functools.lru_cache(maxsize=256)
+def _protected_header(p_bytes: bytes) -> Any:
+    """Decoded protected header, shared between calls (read only): every code of one issuer key
+    carries the same bytes, so a scan decodes them once, not every time.
+
+    Raises:
+        ValueError: not one item of the CBOR subset (the cache keeps no failures).
+    """
+    return _cbor.loads(p_bytes, max_items=64)
+
+
+def parse(data: bytes, *, allow_unprotected_kid: bool = False) -> Sign1:
     """Parse a tagged COSE_Sign1 structure (RFC 9052 §4.2) without verifying it.
 
     The fixed outer layout (tag 18, array of 4, byte strings) is read directly, which is both
     stricter and faster than a generic decoder; only the headers go through CBOR decoding.
 
     Raises:
-        CodeFormatError (or ``error``): UNTAGGED when tag 18 is missing; MALFORMED for anything
+        CodeFormatError: UNTAGGED when tag 18 is missing; MALFORMED for anything
             else that is not a COSE_Sign1 with an attached payload and an algorithm in the
             protected header.
     """
     if not data or data[0] != 0xD2:  # major type 6, value 18
-        raise error(Reason.UNTAGGED, "COSE_Sign1 must carry CBOR tag 18")
+        raise CodeFormatError(Reason.UNTAGGED, "COSE_Sign1 must carry CBOR tag 18")
     if len(data) < 2 or data[1] != 0x84:
-        raise error(Reason.MALFORMED, "COSE_Sign1 is not a 4-element array")
+        raise CodeFormatError(Reason.MALFORMED, "COSE_Sign1 is not a 4-element array")
     try:
         p_bytes, pos = _bstr(data, 2)
         if pos < len(data) and data[pos] == 0xA0:  # the usual empty unprotected header
             unprotected: Any = {}
             pos += 1
         else:
-            u_end = _cbor.item_end(data, pos)
-            unprotected = _cbor.loads(data[pos:u_end])
-            pos = u_end
+            unprotected, pos = _cbor.decode_at(data, pos, max_items=64)
         payload, pos = _bstr(data, pos)
         signature, pos = _bstr(data, pos)
         if pos != len(data):
             raise ValueError("trailing bytes after COSE_Sign1")
         if len(p_bytes) > _MAX_HEADER_BYTES:
             raise ValueError("protected header too large")
-        # Capped above, so cbor2's own limits (no preallocation, nesting 400) bound the work.
-        protected = _cbor.loads_small(p_bytes) if p_bytes else {}
+        protected = _protected_header(p_bytes) if p_bytes else {}
     except (ValueError, IndexError) as exc:
-        raise error(Reason.MALFORMED, str(exc) or "truncated") from None
+        raise CodeFormatError(Reason.MALFORMED, str(exc) or "truncated") from None
     if not isinstance(protected, dict) or not isinstance(unprotected, dict):
-        raise error(Reason.MALFORMED, "COSE headers must be maps")
+        raise CodeFormatError(Reason.MALFORMED, "COSE headers must be maps")
     alg = protected.get(Header.ALG)
     if not isinstance(alg, int) or isinstance(alg, bool):
-        raise error(Reason.MALFORMED, "algorithm missing from the protected header")
+        raise CodeFormatError(Reason.MALFORMED, "algorithm missing from the protected header")
     if Header.ALG in unprotected:
-        raise error(Reason.MALFORMED, "algorithm must not be in the unprotected header")
+        raise CodeFormatError(Reason.MALFORMED, "algorithm must not be in the unprotected header")
     kid = protected.get(Header.KID)
     if kid is None and allow_unprotected_kid:
         kid = unprotected.get(Header.KID)
     elif Header.KID in unprotected:
-        raise error(Reason.MALFORMED, "kid must be in the protected header only")
+        raise CodeFormatError(Reason.MALFORMED, "kid must be in the protected header only")
     if not isinstance(kid, bytes) or not 1 <= len(kid) <= 64:
-        raise error(Reason.MALFORMED, "kid missing or invalid")
+        raise CodeFormatError(Reason.MALFORMED, "kid missing or invalid")
     return Sign1(p_bytes, unprotected, protected, alg, kid, payload, signature)
 
 

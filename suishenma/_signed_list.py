@@ -21,7 +21,10 @@ def open_signed(
             (unknown kid, algorithm mismatch, bad signature).
     """
     try:
-        msg = _cose.parse(data, error=ListError)
+        msg = _cose.parse(data)
+    except CodeError as exc:
+        raise ListError(Reason.LIST_MALFORMED, exc.detail or exc.reason.value) from None
+    try:
         key = _cose.verify(msg, keys)
     except CodeError as exc:
         raise ListError(Reason.LIST_WRONG_SIGNER, exc.detail or exc.reason.value) from None

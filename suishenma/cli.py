@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from . import codes, dcc, qr
 from ._clock import format_instant, parse_instant
-from .errors import KeyFileError, ListError, SuishenmaError, UsageError
+from .errors import CodeError, KeyFileError, ListError, SuishenmaError, UsageError
 from .keyring import KeyRing
 from .keys import SigningKey, load_signing_key, load_verification_key, passphrase_from_env, write_key_pair
 from .labels import Alg, CodeType, EntryStatus, Status
@@ -152,7 +152,11 @@ def _cmd_qr(a: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(a: argparse.Namespace) -> int:
-    i = codes.inspect(a.code)
+    try:
+        i = codes.inspect(a.code)
+    except CodeError as exc:
+        print(f"cannot decode: {exc.reason.value}: {exc.message_en}\n无法解码：{exc.message_zh}", file=sys.stderr)
+        return 1
     out = {
         "verified": False,
         "warning": "NOT VERIFIED: decoded only; signature, key and times were not checked / 未经验证",

@@ -15,7 +15,7 @@ from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason, Usa
 from .keyring import KeyRing, TrustedKey
 from .keys import SigningKey
 from .labels import CODE_PREFIX, Alg, Claim, CodeType, SmField, Status
-from .masking import MAX_ID_NUMBER, MAX_NAME, mask_id_number, mask_name
+from .masking import MAX_ID_NUMBER, MAX_NAME, check_display_text, mask_id_number, mask_name
 
 DYNAMIC_TTL = 60
 OFFLINE_TTL = 180 * 24 * 3600
@@ -24,7 +24,7 @@ DEFAULT_ISSUER = "SH"
 MAX_ISSUER = 16
 MAX_SUBJECT = 32
 MAX_INDEX = 2**32 - 1
-# Our largest claims map is about 80 bytes; the cap bounds decoding work (see _cbor.loads_small).
+# Our largest claims map is about 80 bytes; the cap bounds decoding work.
 MAX_CLAIMS_BYTES = 512
 
 
@@ -116,6 +116,17 @@ class Claims:
             raise UsageError("offline codes, and only they, carry a status-list index")
         if self.status_index is not None and not 0 <= self.status_index <= MAX_INDEX:
             raise UsageError("status index out of range")
+        # Shown on kiosk screens: no control, bidi-override or line-separator characters. The
+        # isprintable() test is the fast path of every scan; check_display_text says what is wrong.
+        name, masked_id = self.masked_name, self.masked_id
+        if not (
+            self.issuer.isprintable()
+            and (name is None or name.isprintable())
+            and (masked_id is None or masked_id.isprintable())
+        ):
+            check_display_text(self.issuer, "issuer")
+            check_display_text(name or "", "masked name")
+            check_display_text(masked_id or "", "masked ID")
         return self
 
     def to_cbor_map(self) -> dict[int, Any]:
@@ -246,7 +257,7 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
     msg = _cose.parse(_text.decode(text, CODE_PREFIX))
     key = _cose.verify(msg, keyring.keys_by_kid)
     try:
-        m = _cbor.loads_small(msg.payload, limit=MAX_CLAIMS_BYTES)
+        m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
     except ValueError as exc:
         raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
     claims = Claims.from_cbor_map(m)
@@ -291,7 +302,7 @@ def inspect(text: str) -> Inspection:
     message = _text.decode(text, CODE_PREFIX)
     msg = _cose.parse(message)
     try:
-        claims: Any = Claims.from_cbor_map(_cbor.loads_small(msg.payload, limit=MAX_CLAIMS_BYTES))
+        claims: Any = Claims.from_cbor_map(_cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64))
     except (ValueError, CodeClaimsError, CodeFormatError):
         claims = None
     compressed = len(text) - len(CODE_PREFIX) != (len(message) * 3 + 1) // 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, verify
+from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, unprintable_character, verify
 
 from .fetch import Fetcher, HttpxFetcher, Poster
 from .policy import Policy, resolve_policy
@@ -20,6 +22,7 @@ from .trust_state import TRUST, TrustState, status_name
 from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
 
 KIOSK_KEY_ENV = "SUISHENMA_KIOSK_API_KEY"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,22 @@ class Verifier:
 
     # verification
     def verify(self, text: str, now: float | None = None) -> Verdict:
-        """Decide on scanned text. Never raises for a bad code; the verdict is logged durably before return."""
+        """Decide on scanned text: a verdict for any input whatsoever, logged durably before return.
+
+        Raises:
+            sqlite3.Error (only): the decision could not be logged, e.g. the disk is full.
+        """
         start = time.perf_counter()
         at = int(time.time() if now is None else now)
+        try:
+            return self._decide(text, start, at)
+        except sqlite3.Error:
+            raise
+        except Exception:  # a bug, not an input: refuse the code, keep the gate running, say why in the log
+            log.exception("verify: unexpected error; the code is refused as malformed")
+            return self._done(start, at, self.policy.on_invalid, VerdictReason.MALFORMED)
+
+    def _decide(self, text: str, start: float, at: int) -> Verdict:
         p = self.policy
         with self.store.lock:  # a consistent snapshot, never half a sync (adopt replaces, never mutates)
             trust, status, held = self.state.trust, self.state.status, self.state.held
@@ -139,6 +155,8 @@ class Verifier:
             return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
         if p.is_stale(trust_held, at):
             return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
+        if not isinstance(text, str):
+            return self._done(start, at, p.on_invalid, VerdictReason.NOT_A_CODE)
         try:
             verified = verify(text, trust.keyring, now=at, skew=p.skew_s)
         except CodeError as exc:
@@ -197,7 +215,8 @@ class Verifier:
             self.store.record(at, self.kiosk_id, scenario, decision, reason, subject, issuer)
         zh, en = self.policy.message(reason)
         elapsed = (time.perf_counter() - start) * 1000
-        return Verdict(decision, reason, zh, en, dict(display or {}), subject, issuer, elapsed)
+        shown = {k: _printable(v) for k, v in (display or {}).items()}
+        return Verdict(decision, reason, zh, en, shown, subject, issuer and _printable(issuer), elapsed)
 
     # sync and health
     def sync(self, now: float | None = None) -> SyncReport:
@@ -248,3 +267,14 @@ class Verifier:
             scans_today=today,
             pending_uploads=pending,
         )
+
+
+def _printable(text: str) -> str:
+    """``text`` with every control, bidi-override or separator character replaced by U+FFFD.
+
+    The core already refuses such characters in signed fields; this keeps any that a future field or
+    profile lets through off the screen.
+    """
+    if unprintable_character(text) is None:
+        return text
+    return "".join("\ufffd" if unprintable_character(c) else c for c in text)

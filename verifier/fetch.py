@@ -2,13 +2,18 @@
 
 The httpx implementation streams with a byte cap (an endless or oversized response is cut off at the
 cap, never buffered whole), times out, and retries network failures and 5xx answers with exponential
-backoff and jitter.
+backoff and jitter. Each request also has a deadline over everything, from connecting through the
+headers to the last body byte: httpx's timeouts apply to each read, so a server that drips a header
+line or a byte every few seconds would otherwise hold a sync (and its lock) open without end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,11 +56,17 @@ class HttpxFetcher:
         transport: httpx.BaseTransport | None = None,
         deadline: float = 60.0,
     ) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)), transport=transport)
+        # No keep-alive: every request opens its own connection, whose socket the deadline can shut
+        # (syncs run minutes apart, so there is nothing to gain from reuse).
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)),
+            transport=transport,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self.attempts = attempts
         self.backoff = backoff
         self.sleep = sleep
-        self.deadline = deadline  # per download in total: a server dripping bytes cannot hold a sync open
+        self.deadline = deadline  # per request, connecting, headers and body together
 
     def close(self) -> None:
         self.client.close()
@@ -76,8 +87,12 @@ class HttpxFetcher:
         headers = {"If-None-Match": etag} if etag else {}
 
         def once() -> FetchResult:
+            with _Deadline(self.deadline, f"GET {url}") as deadline:
+                return get(deadline)
+
+        def get(deadline: _Deadline) -> FetchResult:
             try:
-                with self.client.stream("GET", url, headers=headers) as r:
+                with self.client.stream("GET", url, headers=headers, extensions=deadline.extensions) as r:
                     if r.status_code == 304:
                         return FetchResult(304, b"", etag)
                     if r.status_code >= 500:
@@ -88,26 +103,31 @@ class HttpxFetcher:
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise NetworkError(Reason.TOO_LARGE, f"GET {url}: {declared} bytes > cap {max_bytes}")
                     chunks, size = [], 0
-                    give_up = time.monotonic() + self.deadline
                     for chunk in r.iter_bytes():
-                        if time.monotonic() > give_up:
-                            raise NetworkError(Reason.NETWORK, f"GET {url}: not done after {self.deadline:g} s")
+                        deadline.check()
                         size += len(chunk)
                         if size > max_bytes:
                             raise NetworkError(Reason.TOO_LARGE, f"GET {url}: more than {max_bytes} bytes")
                         chunks.append(chunk)
+                    deadline.check()  # a shut socket reads as the end of a body without Content-Length
                     return FetchResult(200, b"".join(chunks), r.headers.get("etag"))
             except httpx.HTTPError as exc:
+                deadline.check()
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
 
         return self._retry(f"GET {url}", once)
 
     def post_json(self, url: str, body: object, api_key: str) -> object:
         def once() -> FetchResult:
-            try:
-                r = self.client.post(url, json=body, headers={"Authorization": f"Bearer {api_key}"})
-            except httpx.HTTPError as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+            with _Deadline(self.deadline, f"POST {url}") as deadline:
+                try:
+                    r = self.client.post(
+                        url, json=body, headers={"Authorization": f"Bearer {api_key}"}, extensions=deadline.extensions
+                    )
+                except httpx.HTTPError as exc:
+                    deadline.check()
+                    raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+                deadline.check()
             if r.status_code >= 500 or r.status_code == 429:
                 raise _Retryable(f"HTTP {r.status_code}")
             if r.status_code != 200:
@@ -123,3 +143,58 @@ class HttpxFetcher:
 
 class _Retryable(Exception):
     pass
+
+
+class _Deadline:
+    """Shuts a request's sockets down when its time is up, wherever the request is blocked.
+
+    httpcore reports each connection it opens through the request's ``trace`` extension; a timer
+    calls ``shutdown`` on those sockets at the deadline, which wakes a read blocked in another
+    thread (closing would not), and ``check`` then turns the resulting read error into a clear one.
+    """
+
+    _OPENED = ("connection.connect_tcp.complete", "connection.start_tls.complete")
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self.extensions = {"trace": self._trace}
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def check(self) -> None:
+        """Raises: NetworkError (NETWORK) once the deadline has passed."""
+        if self.expired:
+            raise NetworkError(Reason.NETWORK, f"{self.what}: not done after {self.seconds:g} s")
+
+    def _trace(self, event: str, info: dict[str, object]) -> None:
+        if event not in self._OPENED:
+            return
+        stream = info.get("return_value")
+        sock = getattr(stream, "get_extra_info", lambda _: None)("socket")
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.append(sock)
+                if self.expired:
+                    _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)

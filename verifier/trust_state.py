@@ -8,10 +8,16 @@ expired list can never be replaced by an older one.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from suishenma import (
+    ListError,
+    Reason,
     SignedStatusList,
+    SuishenmaError,
     TrustList,
     VerificationKey,
     parse_status_list,
@@ -19,6 +25,8 @@ from suishenma import (
 )
 
 TRUST = "trust"
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 STATUS_PREFIX = "status:"
@@ -79,14 +87,14 @@ class TrustState:
 
     def check_trust_list(self, body: bytes, now: int) -> TrustList:
         """Raises: ListError (TOO_LARGE, LIST_MALFORMED, LIST_WRONG_SIGNER, LIST_EXPIRED, LIST_ROLLBACK)."""
-        trust = parse_trust_list(body, self.root, now=now)
+        trust = _as_list_error(lambda: parse_trust_list(body, self.root, now=now))
         trust.check_newer(self.versions.get(TRUST))
         return trust
 
     def check_status_list(self, issuer: str, body: bytes, trust: TrustList, now: int) -> SignedStatusList:
         """Raises: ListError (LIST_WRONG_SIGNER when signed by a key the trust list does not give ``issuer``,
         LIST_MALFORMED, LIST_EXPIRED, LIST_ROLLBACK, TOO_LARGE)."""
-        lst = parse_status_list(body, trust.keys_for(issuer), now=now)
+        lst = _as_list_error(lambda: parse_status_list(body, trust.keys_for(issuer), now=now))
         lst.check_newer(self.versions.get(status_name(issuer)))
         return lst
 
@@ -118,3 +126,18 @@ class TrustState:
         if trust is not None:
             self.trust = trust
         self.status, self.held = new_status, new_held
+
+
+def _as_list_error(parse: Callable[[], _T]) -> _T:
+    """Run a list parser; whatever it raises is a ListError, so sync moves on to the next list or mirror.
+
+    The core raises only its own errors; anything else is a decoder bug that bytes from the network
+    found, and must cost one list, never the sync.
+    """
+    try:
+        return parse()
+    except SuishenmaError:
+        raise
+    except Exception as exc:
+        log.exception("list parser failed on untrusted bytes")
+        raise ListError(Reason.LIST_MALFORMED, f"undecodable: {type(exc).__name__}") from None

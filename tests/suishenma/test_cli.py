@@ -157,7 +157,8 @@ def test_inspect_says_not_verified(keys: Path, capsys: pytest.CaptureFixture[str
     assert main(["inspect", code]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verified"] is False and "NOT VERIFIED" in out["warning"]
-    assert main(["inspect", "SM1:???"]) == 2
+    assert main(["inspect", "SM1:???"]) == 1  # undecodable, as verify says of an invalid code
+    assert "bad_encoding" in capsys.readouterr().err
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from suishenma import (
     TrustedKey,
     UsageError,
     inspect,
+    mask_name,
     mint,
     verify,
 )
@@ -162,9 +163,12 @@ def test_kid_in_unprotected_header_rejected(ed_key: SigningKey, ring: KeyRing) -
 
 
 def test_alg_in_unprotected_header_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
-    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, protected={4: ed_key.kid}, unprotected={1: -8})
-    with pytest.raises(CodeFormatError):
+    # The protected header is complete and the signature valid: only the unprotected alg is wrong.
+    msg = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, unprotected={1: -8})
+    with pytest.raises(CodeFormatError) as exc:
         verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.MALFORMED
+    assert "algorithm must not be in the unprotected header" in exc.value.detail
 
 
 def test_detached_payload_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
@@ -209,17 +213,21 @@ def test_oversized_text_rejected_before_decoding(ring: KeyRing) -> None:
     assert exc.value.reason is Reason.TOO_LARGE
 
 
-def test_deeply_nested_cbor_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
-    deep = b"\x81" * 5000 + b"\x00"
-    for unprotected_nesting in (True, False):
-        if unprotected_nesting:
-            p = cbor2.dumps({1: -8, 4: ed_key.kid})
-            message = b"\xd2\x84" + cbor2.dumps(p) + b"\xa1\x20" + deep + cbor2.dumps(b"x") + cbor2.dumps(bytes(64))
-        else:
-            message = forge.sign1(b"\xa1\x20" + deep, ed_key)
-        with pytest.raises(CodeFormatError) as exc:
-            verify(forge.text(message), ring, now=NOW)
-        assert exc.value.reason in (Reason.MALFORMED, Reason.TOO_LARGE)
+@pytest.mark.parametrize("where", ["unprotected", "claims"])
+def test_deeply_nested_cbor_rejected(where: str, ed_key: SigningKey, ring: KeyRing) -> None:
+    # 20 levels: far inside every size cap, so only the depth guard can stop it. Without the guard
+    # the claims case would verify (unknown claims are ignored).
+    deep: object = 0
+    for _ in range(20):
+        deep = [deep]
+    if where == "unprotected":
+        message = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, unprotected={-1: deep})
+    else:
+        message = forge.sign1(cbor2.dumps(forge.claims_map(k99=deep)), ed_key)
+    assert len(forge.text(message)) < 300
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(message), ring, now=NOW)
+    assert exc.value.reason is Reason.MALFORMED and "nested too deeply" in exc.value.detail
 
 
 def test_missing_and_mistyped_claims_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
@@ -257,6 +265,26 @@ def test_inspect_says_nothing_was_verified(ed_key: SigningKey, green_claims: Cla
     i = inspect(mint(green_claims, ed_key))
     assert i.verified is False
     assert i.claims == green_claims and i.kid == ed_key.kid
+
+
+@pytest.mark.parametrize("bad", ["\u202e", "\x00", "\n", "\x1b[2J", "\u2028", "\u200f"])
+def test_signed_name_with_control_or_bidi_character_is_bad_claim(bad: str, ed_key: SigningKey, ring: KeyRing) -> None:
+    """A rogue or careless issuer signs a name that would reorder or clear a kiosk's screen."""
+    with pytest.raises(UsageError, match=f"U\\+{ord(bad[0]):04X}"):
+        Claims.dynamic(SUBJECT, Status.GREEN, NOW, name="张" + bad + "三")
+    msg = forge.sign1(cbor2.dumps(forge.claims_map(**{"k-65537": {0: 0, 2: "张" + bad + "*"}})), ed_key)
+    with pytest.raises(CodeClaimsError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.BAD_CLAIM and "masked name contains the unprintable" in exc.value.detail
+    msg = forge.sign1(cbor2.dumps(forge.claims_map(k1="S" + bad)), ed_key)
+    with pytest.raises(CodeClaimsError) as exc:
+        verify(forge.text(msg), ring, now=NOW)
+    assert exc.value.reason is Reason.BAD_CLAIM and "issuer contains the unprintable" in exc.value.detail
+
+
+def test_names_with_middle_dot_and_ideographic_space_are_fine() -> None:
+    assert mask_name("阿依古丽·买买提") == "阿*提"
+    assert Claims.dynamic(SUBJECT, Status.GREEN, NOW, name="欧阳\u3000娜娜").masked_name == "欧*娜"
 
 
 def test_claims_out_of_range_are_usage_errors() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 
 import base45
+import cbor2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from suishenma import (
@@ -26,8 +27,10 @@ from suishenma import (
     verify,
 )
 from suishenma._base45 import ALPHABET, b45decode, b45encode
+from suishenma.labels import STATUS_LIST_TYP, TRUST_LIST_TYP
 from suishenma.trustlist import IssuerEntry, sign_trust_list
 from tests.conftest import NOW, SUBJECT
+from tests.suishenma import forge
 
 KEY = SigningKey.generate()
 RING = KeyRing.of(KEY.public())
@@ -102,9 +105,86 @@ def test_base45_roundtrip_matches_reference(data: bytes) -> None:
 
 @FUZZ
 @given(st.binary(max_size=200))
-def test_cbor_scan_never_raises_anything_but_value_error(data: bytes) -> None:
+def test_cbor_decoder_never_raises_anything_but_value_error(data: bytes) -> None:
     with contextlib.suppress(ValueError):
         _cbor.loads(data)
+
+
+# Anything a general CBOR encoder can write: every tag number (decimal fractions and bigfloats with
+# huge exponents among them), integers beyond 64 bits, floats, decimals, undefined, deep nesting.
+_TAGS = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 5, 18, 21, 24, 32, 61, 258, 55799]), st.integers(0, 2**64 - 1))
+_LEAVES = st.one_of(
+    st.integers(-(2**80), 2**80),
+    st.floats(),
+    st.decimals(),
+    st.binary(max_size=12),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.just(cbor2.undefined),
+    st.builds(
+        lambda tag, e, m: cbor2.CBORTag(tag, [e, m]),
+        st.sampled_from([4, 5]),
+        st.integers(-(2**64) + 1, 2**64 - 1),
+        st.integers(-(2**70), 2**70),
+    ),
+)
+
+
+def _containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.integers(-70000, 70000), st.text(max_size=3)), children, max_size=4),
+        st.builds(cbor2.CBORTag, _TAGS, children),
+    )
+
+
+CBOR_VALUES = st.recursive(_LEAVES, _containers, max_leaves=16)
+
+
+def _dumps(value: object) -> bytes:
+    try:
+        return cbor2.dumps(value)
+    except Exception:  # a value the general encoder itself cannot write
+        assume(False)
+        raise
+
+
+@FUZZ
+@given(CBOR_VALUES, st.sampled_from(["protected", "unprotected", "claim", "ours", "payload"]))
+def test_crafted_cbor_anywhere_in_a_signed_code_raises_only_our_errors(value: object, where: str) -> None:
+    _dumps(value)
+    protected: dict[int, object] = {1: int(KEY.alg), 4: KEY.kid}
+    unprotected: dict[int, object] = {}
+    claims = forge.claims_map()
+    if where == "protected":
+        protected[99] = value
+    elif where == "unprotected":
+        unprotected[99] = value
+    elif where == "claim":
+        claims[99] = value
+    elif where == "ours":
+        claims[-65537] = {0: 0, 9: value}
+    payload = _dumps(value) if where == "payload" else cbor2.dumps(claims)
+    try:
+        text = forge.text(forge.sign1(payload, KEY, protected=protected, unprotected=unprotected))
+    except Exception:
+        assume(False)
+        raise
+    _only_ours(text)
+
+
+@FUZZ
+@given(CBOR_VALUES, st.booleans())
+def test_crafted_cbor_in_a_signed_list_raises_only_list_errors(value: object, trust: bool) -> None:
+    typ = TRUST_LIST_TYP if trust else STATUS_LIST_TYP
+    for payload in (_dumps(value), cbor2.dumps({1: "SH", 6: NOW, 4: NOW + 60, -65537: value, 65533: value})):
+        token = forge.sign1(payload, KEY, protected={1: int(KEY.alg), 4: KEY.kid, 16: typ})
+        with contextlib.suppress(ListError):
+            if trust:
+                parse_trust_list(token, KEY.public(), now=NOW)
+            else:
+                parse_status_list(token, {KEY.kid: KEY.public()}, now=NOW)
 
 
 @settings(max_examples=500, deadline=None)

@@ -31,7 +31,7 @@ DAY = 86400
 @dataclass
 class Route:
     body: bytes = b""
-    mode: str = "ok"  # ok | error | endless | drip | hang-up; for scan-logs also html | ack-none
+    mode: str = "ok"  # ok | error | endless | drip | slow-headers | hang-up; for scan-logs also html | ack-none
     hits: int = 0
 
 
@@ -114,11 +114,12 @@ class IssuerSim:
         identity: bool = False,
         index: int | None = None,
         subject: bytes = b"\x01\x02\x03\x04\x05\x06\x07\x08",
+        ttl: int = 60,
     ) -> str:
         now = at or self.now
         ident = {"name": "张小三", "id_number": "310101199001011234"} if identity else {}
         if index is None:
-            claims = Claims.dynamic(subject, status, now, issuer=issuer, **ident)
+            claims = Claims.dynamic(subject, status, now, ttl=ttl, issuer=issuer, **ident)
         else:
             claims = Claims.offline(subject, status, now, index, issuer=issuer, **ident)
         return mint(claims, self.keys[issuer])
@@ -150,6 +151,14 @@ class IssuerSim:
                     return
                 self.send_response(200)
                 self.send_header("ETag", etag)
+                if route.mode == "slow-headers":  # a header line every 0.2 s, forever: the body never starts
+                    try:
+                        for i in range(100_000):
+                            self.send_header(f"X-Slow-{i}", "1")
+                            self.flush_headers()
+                            time.sleep(0.2)
+                    except OSError:
+                        return
                 if route.mode == "drip":  # a byte every 0.2 s, forever
                     self.end_headers()
                     try:

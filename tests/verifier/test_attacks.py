@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import cbor2
+import pytest
+
 from suishenma import SigningKey, Status
-from verifier import Decision, VerdictReason
+from suishenma._base45 import b45encode
+from suishenma.labels import STATUS_LIST_TYP, TRUST_LIST_TYP
+from verifier import Decision, SyncReport, VerdictReason, Verifier
 
 from .conftest import MakeVerifier
-from .sim import DAY, IssuerSim
+from .sim import DAY, IssuerSim, Route
 
 
 def test_rollback_to_older_trust_list_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
@@ -232,14 +238,89 @@ def test_replayed_transit_code_with_the_other_ecdsa_signature_is_still_a_replay(
     assert v.verify(twin, now=sim.now).reason is VerdictReason.REPLAYED  # not a fresh "valid" code
 
 
-def test_slow_drip_download_gives_up_at_the_deadline(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+def _sync_bounded(v: Verifier, now: int) -> SyncReport:
+    """Sync in a thread; the join timeout only stops a broken deadline from hanging the suite."""
+    out: list[SyncReport] = []
+    t = threading.Thread(target=lambda: out.append(v.sync(now=now)), daemon=True)
+    t.start()
+    t.join(60)
+    assert out, "sync still running: the download deadline did not stop it"
+    return out[0]
+
+
+@pytest.mark.parametrize("mode", ["drip", "slow-headers"])
+def test_slow_server_gives_up_at_the_deadline(mode: str, sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    """A server that drips body bytes, or header lines, each well inside the read timeout."""
     from verifier import HttpxFetcher
 
     v = make_verifier()
     v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.5)
-    sim.routes["/status/SH"].mode = "drip"  # each byte arrives well inside the read timeout
-    start = time.monotonic()
+    sim.routes["/status/SH"].mode = mode
+    report = _sync_bounded(v, sim.now)
+    assert "status list of SH: network: GET " in report.errors[0] and "not done after 1.5 s" in report.errors[0]
+    assert v.health(now=sim.now).status_lists["SH"].version == 1
+    sim.routes["/status/SH"].mode = "ok"
+    assert v.verify(sim.code(), now=sim.now).decision is Decision.ALLOW  # the sync lock was let go
+
+
+def test_slow_headers_on_the_trust_list_let_the_next_mirror_serve(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    from verifier import HttpxFetcher
+
+    slow = IssuerSim(now=sim.now, root=sim.root, keys=sim.keys)
+    try:
+        slow.publish_trust(1)
+        slow.routes["/v1/trust-list"].mode = "slow-headers"
+        v = make_verifier(sync=False, url=f"{slow.url},{sim.url}")
+        v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.0)
+        report = _sync_bounded(v, sim.now)
+        assert report.ok, report.errors
+        assert "not done after 1 s" in report.warnings[0]
+    finally:
+        slow.close()
+
+
+def _crafted_decimal_list(sim: IssuerSim, signer: SigningKey, typ: str) -> bytes:
+    """A list whose protected header holds CBOR tag 4 with an exponent no decimal context can hold."""
+    protected = cbor2.dumps({1: int(signer.alg), 4: signer.kid, 16: typ, 99: cbor2.CBORTag(4, [2**63 - 1, 1])})
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, b"\xa0", bytes(64)]))
+
+
+def test_crafted_cbor_code_gets_a_verdict_and_a_scan_record(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier("hospital")
+    protected = cbor2.dumps({1: -8, 4: b"\x00" * 4, 99: cbor2.CBORTag(5, [2**63 - 1, 1])})
+    text = "SM1:" + b45encode(cbor2.dumps(cbor2.CBORTag(18, [protected, {}, b"", b""])))
+    verdict = v.verify(text, now=sim.now)
+    assert verdict.decision is Decision.REFER and verdict.reason is VerdictReason.MALFORMED
+    assert [r.reason for r in v.store.scans()] == ["malformed"]
+
+
+def test_verify_returns_a_verdict_for_any_input_whatsoever(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    for junk in (b"SM1:bytes", None, 42, "SM1:\ud800", "\x00" * 10_000):
+        verdict = v.verify(junk, now=sim.now)  # type: ignore[arg-type]
+        assert verdict.decision is Decision.DENY
+        assert verdict.reason in (VerdictReason.NOT_A_CODE, VerdictReason.MALFORMED)
+    assert len(list(v.store.scans())) == 5
+
+
+def test_crafted_cbor_trust_list_is_a_list_error_and_the_next_mirror_serves(
+    sim: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    rogue = IssuerSim(now=sim.now, root=sim.root, keys=sim.keys)
+    try:
+        rogue.routes["/v1/trust-list"] = Route(_crafted_decimal_list(sim, sim.root, TRUST_LIST_TYP))
+        v = make_verifier(sync=False, url=f"{rogue.url},{sim.url}")
+        report = v.sync(now=sim.now)
+        assert "list_malformed" in report.errors[0] and "tag 4 is not allowed" in report.errors[0]
+        assert v.health(now=sim.now).trust_list_version == 1  # served by the second mirror
+        assert v.verify(sim.code(), now=sim.now).decision is Decision.ALLOW
+    finally:
+        rogue.close()
+
+
+def test_crafted_cbor_status_list_is_a_list_error(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    v = make_verifier()
+    sim.routes["/status/SH"] = Route(_crafted_decimal_list(sim, sim.keys["SH"], STATUS_LIST_TYP))
     report = v.sync(now=sim.now)
-    assert time.monotonic() - start < 6
-    assert "not done after 1.5 s" in " ".join(report.errors)
+    assert report.errors == ["status list of SH: list_malformed: CBOR tag 4 is not allowed here"]
     assert v.health(now=sim.now).status_lists["SH"].version == 1
