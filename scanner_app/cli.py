@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stats = scanner.stats
     finally:
+        if scanner.hook:
+            scanner.hook.drain()
         if sync:
             sync.stop()
             sync.join(timeout=15)

@@ -73,12 +73,23 @@ class GateHook:
         self.url = url
         self.timeout = timeout
         self.fired = 0
+        self._threads: list[threading.Thread] = []
 
     def fire(self, verdict_json: bytes) -> None:
         if not self.command and not self.url:
             return
         self.fired += 1
-        threading.Thread(target=self._run, args=(verdict_json,), daemon=True).start()
+        self._threads = [t for t in self._threads if t.is_alive()]
+        t = threading.Thread(target=self._run, args=(verdict_json,), daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def drain(self) -> None:
+        """Wait for hooks still running (each is bounded by ``timeout``): a gate opened by the last
+        code of a video or before a shutdown must not be cut off when the process exits."""
+        for t in self._threads:
+            t.join(2 * self.timeout + 1)
+        self._threads = []
 
     def _run(self, body: bytes) -> None:
         if self.command:

@@ -5,8 +5,9 @@ v = Verifier.open("var/gate-1")
 verdict = v.verify(scanned_text)   # never raises for a bad code
 """
 
-from ._verifier import KIOSK_KEY_ENV, Health, ListHealth, Verifier
+from ._verifier import Health, ListHealth, Verifier
 from .fetch import Fetcher, FetchResult, HttpxFetcher
+from .kiosk_key import KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV
 from .policy import BUILTIN, Policy, policy_from_toml
 from .sync import SyncReport
 from .verdict import Decision, Verdict, VerdictReason
@@ -14,6 +15,7 @@ from .verdict import Decision, Verdict, VerdictReason
 __all__ = [
     "BUILTIN",
     "KIOSK_KEY_ENV",
+    "KIOSK_KEY_FILE_ENV",
     "Decision",
     "FetchResult",
     "Fetcher",

@@ -15,13 +15,13 @@ from types import TracebackType
 from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, unprintable_character, verify
 
 from .fetch import Fetcher, HttpxFetcher, Poster
+from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy
 from .store import Store
 from .sync import SyncReport, sync_lists, upload_scans
 from .trust_state import TRUST, TrustState, status_name
 from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
 
-KIOSK_KEY_ENV = "SUISHENMA_KIOSK_API_KEY"
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +59,7 @@ class Verifier:
         self.policy: Policy = resolve_policy(cfg["scenario"])
         self.issuer_urls = [u for u in cfg["issuer_urls"].split(",") if u]
         self.kiosk_id = cfg["kiosk_id"]
-        self._api_key = cfg.get("kiosk_api_key")
+        self._api_key_file = cfg.get("kiosk_api_key_file")
         self._fetcher = fetcher
         self._own_fetcher = fetcher is None  # a fetcher passed in belongs to the caller
         self._sync_lock = threading.Lock()
@@ -82,8 +82,9 @@ class Verifier:
     ) -> Verifier:
         """Create a state folder pinned to ``root_key``. ``scenario``: venue, hospital, transit or a TOML file.
 
-        ``issuer_url`` may list mirrors separated by commas. The scan-log upload key is read from
-        ``$SUISHENMA_KIOSK_API_KEY`` (never from arguments) and stored in the state folder.
+        ``issuer_url`` may list mirrors separated by commas. The scan-log upload key is never an
+        argument: when ``$SUISHENMA_KIOSK_API_KEY`` is set it is written to a 0600 file in the state
+        folder; ``$SUISHENMA_KIOSK_API_KEY_FILE`` names a key file to use instead (see kiosk_key.py).
 
         Raises:
             UsageError: the folder is already initialised, or the policy is invalid.
@@ -101,8 +102,11 @@ class Verifier:
             "scenario": policy_text,
             "kiosk_id": kiosk_id,
         }
-        if os.environ.get(KIOSK_KEY_ENV):
-            values["kiosk_api_key"] = os.environ[KIOSK_KEY_ENV]
+        if os.environ.get(KIOSK_KEY_FILE_ENV):
+            values["kiosk_api_key_file"] = str(Path(os.environ[KIOSK_KEY_FILE_ENV]).resolve())
+        elif os.environ.get(KIOSK_KEY_ENV):
+            key_file = write_key_file(state_dir / KEY_FILE_NAME, os.environ[KIOSK_KEY_ENV])
+            values["kiosk_api_key_file"] = str(key_file.resolve())
         store.set_config(values)
         return cls(state_dir, store, fetcher)
 
@@ -227,9 +231,13 @@ class Verifier:
             if self._fetcher is None:
                 self._fetcher = HttpxFetcher()
             base = sync_lists(self.state, self.store, self._fetcher, self.issuer_urls, at, report)
-            api_key = os.environ.get(KIOSK_KEY_ENV) or self._api_key
             if isinstance(self._fetcher, Poster):
-                upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
+                try:
+                    api_key = kiosk_key(self._api_key_file)
+                except UsageError as exc:
+                    report.fail(f"scan-log upload: {exc.detail}")
+                else:
+                    upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
             self.store.prune_replay(at - 3600)
             self.last_sync_at, self.last_sync_ok = at, report.ok
             self.store.set_config({"last_sync_at": str(at), "last_sync_ok": "1" if report.ok else "0"})

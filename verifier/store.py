@@ -5,6 +5,7 @@ version, and a scan record the API returned for survives a crash or power cut.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from .kiosk_key import KEY_FILE_NAME, write_key_file
 from .trust_state import HeldList
 
 DB_NAME = "verifier.db"
@@ -48,7 +50,8 @@ class Store:
     """Thread-safe through one lock: the frame loop verifies while a background thread syncs."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(state_dir)
+        _private_files(state_dir)
         conn = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, check_same_thread=False, timeout=10)
         self.db = sqlite_utils.Database(conn)
         self.db.enable_wal()
@@ -58,6 +61,24 @@ class Store:
         with self.tx() as c:
             for statement in SCHEMA:
                 c.execute(statement)
+        self._move_key_out(state_dir)
+
+    def _move_key_out(self, state_dir: Path) -> None:
+        """States made by older versions held the kiosk API key in ``config``: move it to a 0600 file
+        and overwrite it in the database (secure_delete, then a checkpoint that empties the WAL)."""
+        row = self.conn.execute("SELECT value FROM config WHERE key = 'kiosk_api_key'").fetchone()
+        if row is None:
+            return
+        key_file = write_key_file(state_dir / KEY_FILE_NAME, row[0])
+        self.conn.execute("PRAGMA secure_delete = ON")
+        with self.tx() as c:
+            c.execute("DELETE FROM config WHERE key = 'kiosk_api_key'")
+            c.execute(
+                "INSERT OR REPLACE INTO config (key, value) VALUES ('kiosk_api_key_file', ?)",
+                (str(key_file.resolve()),),
+            )
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("PRAGMA secure_delete = OFF")
 
     def close(self) -> None:
         with self.lock:
@@ -177,6 +198,24 @@ class Store:
             for r in rows:
                 yield _row(r)
             last = rows[-1][0]
+
+
+def _private_dir(path: Path) -> None:
+    """Create the state folder (and missing parents) 0700: it holds the scan log and the key file."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(p, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def _private_files(state_dir: Path) -> None:
+    """Make the database 0600 before SQLite opens it: its -wal and -shm files take the same mode."""
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        path = state_dir / name
+        if name == DB_NAME and not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def _row(r: tuple[Any, ...]) -> ScanRow:

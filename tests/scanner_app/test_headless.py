@@ -78,13 +78,7 @@ def test_allow_runs_the_gate_hook(
         capsys, "--state", str(state), "--video", str(video), "--headless", "--no-sync", "--hook-command", hook
     )
     assert [v["decision"] for v in verdicts] == ["ALLOW", "DENY"]
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not opened.exists():
-        time.sleep(0.05)
-    time.sleep(0.2)
-    lines = opened.read_text().splitlines()
+    lines = opened.read_text().splitlines()  # the scanner waits for its hooks before it exits
     assert len(lines) == 1 and json.loads(lines[0])["decision"] == "ALLOW"
 
 

@@ -26,8 +26,9 @@ class Verdict:
 
 
 class FakeVerifier:
-    def __init__(self, sync_seconds: float = 0.0) -> None:
-        self.sync_seconds = sync_seconds
+    def __init__(self, hang: threading.Event | None = None) -> None:
+        self.hang = hang  # sync blocks until this is set: a network that hangs
+        self.syncing = threading.Event()
         self.syncs = 0
         self.decisions = {CODE_A: "ALLOW", CODE_B: "DENY"}
 
@@ -36,7 +37,9 @@ class FakeVerifier:
 
     def sync(self, now: float | None = None) -> Any:
         self.syncs += 1
-        time.sleep(self.sync_seconds)  # a network that hangs
+        self.syncing.set()
+        if self.hang is not None:
+            self.hang.wait(60)
         return type("R", (), {"ok": False, "errors": ["timeout"], "updated": []})()
 
     def health(self, now: float | None = None) -> Any:
@@ -73,10 +76,9 @@ def test_allow_posts_the_verdict_to_the_turnstile_controller() -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/open"
         frames = [synthetic.frame(CODE_B, 1, hard=False)] * 3 + [synthetic.frame(CODE_A, 2, hard=False)] * 3
         out = io.StringIO()
-        Scanner(Frames(frames), FakeVerifier(), out=out, hook=GateHook(url=url)).run()
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
+        hook = GateHook(url=url)
+        Scanner(Frames(frames), FakeVerifier(), out=out, hook=hook).run()
+        hook.drain()
         assert [json.loads(line)["decision"] for line in out.getvalue().splitlines()] == ["DENY", "ALLOW"]
         assert len(received) == 1 and received[0]["decision"] == "ALLOW" and received[0]["display"]["masked_name"]
     finally:
@@ -84,18 +86,19 @@ def test_allow_posts_the_verdict_to_the_turnstile_controller() -> None:
 
 
 def test_a_hanging_sync_never_stalls_the_frame_loop() -> None:
-    verifier = FakeVerifier(sync_seconds=6.0)
+    release = threading.Event()
+    verifier = FakeVerifier(hang=release)
     sync = SyncThread(verifier, interval=0.1)
     sync.start()
     try:
+        assert verifier.syncing.wait(30)  # the first sync has started, and hangs until released
         frames = [synthetic.empty_frame(i) for i in range(30)]
-        start = time.monotonic()
-        stats = Scanner(Frames(frames, delay=1 / 30), verifier).run()
-        elapsed = time.monotonic() - start
+        stats = Scanner(Frames(frames), verifier).run()
+        assert stats.frames == 30 and not release.is_set()  # every frame handled while the sync hung
+        assert verifier.syncs == 1 and sync.is_alive()
     finally:
+        release.set()
         sync.stop()
-    assert stats.frames == 30 and elapsed < 5.0  # 30 frames at 30 fps (1 s) while the first sync hangs for 6 s
-    assert verifier.syncs == 1 and sync.is_alive()
 
 
 def test_sound_cues_are_distinct_wav_files() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
@@ -108,11 +107,16 @@ def test_scanner_loop_survives_a_camera_that_disappears() -> None:
         def health(self, now: float | None = None) -> object:
             return None
 
-    src = CaptureSource(0, opener=opener, max_backoff=0.01)
-    stop = threading.Event()
-    threading.Timer(1.5, stop.set).start()
-    stats = Scanner(src, Verifier()).run(max_frames=20, stop=stop)
-    assert stats.frames == 20 and calls["n"] >= 4 and Verifier.verdicts == 1
+    clock = FakeClock()
+    src = CaptureSource(0, opener=opener, clock=clock, max_backoff=0.01)
+
+    class Ticking:  # each read moves the injected clock past the reopen backoff
+        def read(self) -> object:
+            clock.t += 0.02
+            return src.read()
+
+    stats = Scanner(Ticking(), Verifier()).run(max_frames=20)
+    assert stats.frames == 20 and calls["n"] == 4 and Verifier.verdicts == 1
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,11 @@ def test_real_window_under_xvfb_shows_the_green_banner(sim: IssuerSim, state: Pa
         ["Xvfb", display, "-screen", "0", "1600x900x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
     )
     try:
-        time.sleep(1.0)
+        socket_path = Path(f"/tmp/.X11-unix/X{display[1:]}")
+        deadline = time.monotonic() + 30  # bounds a hang only: the test waits for the server's socket
+        while not socket_path.exists() and time.monotonic() < deadline and xvfb.poll() is None:
+            time.sleep(0.05)
+        assert socket_path.exists(), "Xvfb did not start"
         frames = tmp_path / "frames"
         frames.mkdir()
         for i in range(3):
