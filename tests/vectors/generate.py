@@ -144,6 +144,34 @@ def main() -> int:
         AT,
         invalid("alg_mismatch"),
     )
+    huge = signed(ed, payload, {1: -8, 4: ed.kid, 99: cbor2.CBORTag(4, [2**63 - 1, 1])})
+    vector(
+        "decimal-tag",
+        "Tag 4 (decimal fraction) with a 2^63-1 exponent in the protected header: tags are outside the subset.",
+        ed,
+        "SM1:" + b45encode(huge),
+        AT,
+        invalid("malformed"),
+    )
+    twice = signed(ed, payload[:-3] + b"\xa2\x00\x02\x00\x00", {1: -8, 4: ed.kid})
+    vector(
+        "duplicate-key",
+        "Signed claims whose private map says status 2 and then status 0: a duplicate key is malformed.",
+        ed,
+        "SM1:" + b45encode(twice),
+        AT,
+        invalid("malformed"),
+    )
+    bidi = Claims(dyn.issuer, SUBJECT, AT, AT + 60, Status.GREEN, masked_name="张\u202e*")
+    bidi_payload = cbor2.dumps(bidi.to_cbor_map())
+    vector(
+        "bidi-name",
+        "Masked name holding U+202E (right-to-left override): not printable, so bad_claim.",
+        ed,
+        "SM1:" + b45encode(signed(ed, bidi_payload, {1: -8, 4: ed.kid})),
+        AT,
+        invalid("bad_claim"),
+    )
     zipped = "SM1:" + b45encode(zlib.compress(b45decode(code[4:]), 9))
     vector("zlib", "A valid code sent zlib-compressed (decoders must accept it).", ed, zipped, AT, valid(dyn))
 
