@@ -3,8 +3,11 @@
 Pure library: no web, database or camera imports; every time decision takes ``now``.
 """
 
-from .codes import DEFAULT_SKEW, DYNAMIC_TTL, OFFLINE_TTL, Claims, Inspection, VerifiedCode, inspect, mint, verify
+from .claims import DEFAULT_SKEW, DEVICE_TTL, DYNAMIC_TTL, OFFLINE_TTL, Claims, VerifiedCode
+from .codes import Inspection, inspect, mint, verify
 from .dcc import DccResult, dcc_signer, verify_dcc
+from .device import credential_text, mint_credential, present, read_credential, verify_presentation
+from .device_key import DeviceKey
 from .errors import (
     CodeClaimsError,
     CodeError,
@@ -36,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SKEW",
+    "DEVICE_TTL",
     "DYNAMIC_TTL",
     "OFFLINE_TTL",
     "Alg",
@@ -47,6 +51,7 @@ __all__ = [
     "CodeTimeError",
     "CodeType",
     "DccResult",
+    "DeviceKey",
     "EntryStatus",
     "Inspection",
     "IssuerEntry",
@@ -66,6 +71,7 @@ __all__ = [
     "VerificationKey",
     "VerifiedCode",
     "check_display_text",
+    "credential_text",
     "dcc_signer",
     "inspect",
     "load_signing_key",
@@ -73,13 +79,17 @@ __all__ = [
     "mask_id_number",
     "mask_name",
     "mint",
+    "mint_credential",
     "parse_status_list",
     "parse_trust_list",
     "passphrase_from_env",
+    "present",
+    "read_credential",
     "sign_status_list",
     "sign_trust_list",
     "unprintable_character",
     "verify",
     "verify_dcc",
+    "verify_presentation",
     "write_key_pair",
 ]

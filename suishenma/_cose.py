@@ -35,7 +35,8 @@ _SIG1_CONTEXT = b"\x6aSignature1"  # text(10) "Signature1"
 _EMPTY_AAD = b"\x40"
 
 
-def _bstr_header(length: int) -> bytes:
+def bstr_header(length: int) -> bytes:
+    """The CBOR head of a byte string of ``length`` bytes (RFC 8949 §3.1), shortest form."""
     if length < 24:
         return bytes((0x40 | length,))
     if length < 0x100:
@@ -51,10 +52,10 @@ def _sig_structure(protected: bytes, payload: bytes) -> bytes:
         (
             b"\x84",
             _SIG1_CONTEXT,
-            _bstr_header(len(protected)),
+            bstr_header(len(protected)),
             protected,
             _EMPTY_AAD,
-            _bstr_header(len(payload)),
+            bstr_header(len(payload)),
             payload,
         )
     )
@@ -84,15 +85,20 @@ def sign(payload: bytes, key: SigningKey, extra_protected: Mapping[int, Any] | N
         header.update({int(k): v for k, v in extra_protected.items()})
     protected = _cbor.dumps(header)
     signature = key.cose_key.sign(_sig_structure(protected, payload))
+    return assemble(protected, b"\xa0", payload, signature)
+
+
+def assemble(protected: bytes, unprotected: bytes, payload: bytes, signature: bytes) -> bytes:
+    """A tagged COSE_Sign1 from its parts; ``unprotected`` is an encoded map (RFC 9052 §4.2)."""
     return b"".join(
         (
             b"\xd2\x84",
-            _bstr_header(len(protected)),
+            bstr_header(len(protected)),
             protected,
-            b"\xa0",
-            _bstr_header(len(payload)),
+            unprotected,
+            bstr_header(len(payload)),
             payload,
-            _bstr_header(len(signature)),
+            bstr_header(len(signature)),
             signature,
         )
     )

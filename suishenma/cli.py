@@ -1,4 +1,4 @@
-"""``suishenma``: keys, mint, verify, qr, inspect, trust-list and status-list (thin CLI over the library).
+"""``suishenma``: keys, mint, verify, qr, inspect, device, trust-list and status-list (thin CLI over the library).
 
 Exit codes: 0 success (a code verified), 1 verification failed, 2 usage or file error.
 """
@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import codes, dcc, qr
+from . import cli_device, codes, dcc, qr
+from .claims import DEFAULT_ISSUER, DEFAULT_SKEW, DEVICE_TTL, Claims
+from .device import credential_text, mint_credential
 from ._clock import format_instant, parse_instant
 from .errors import CodeError, KeyFileError, ListError, SuishenmaError, UsageError
-from .keyring import KeyRing
+from .keyring import KeyRing, TrustedKey
 from .keys import SigningKey, load_signing_key, load_verification_key, passphrase_from_env, write_key_pair
 from .labels import Alg, CodeType, EntryStatus, Status
 from .statuslist import StatusList, parse_status_list, sign_status_list
@@ -47,7 +49,7 @@ def _write(path: str, data: bytes) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _claims_json(c: codes.Claims) -> dict[str, Any]:
+def _claims_json(c: Claims) -> dict[str, Any]:
     return {
         "issuer": c.issuer,
         "subject": c.subject.hex(),
@@ -58,6 +60,7 @@ def _claims_json(c: codes.Claims) -> dict[str, Any]:
         "masked_name": c.masked_name,
         "masked_id": c.masked_id,
         "status_index": c.status_index,
+        "device_key": c.device_key.to_jwk() if c.device_key else None,
     }
 
 
@@ -80,14 +83,22 @@ def _cmd_mint(a: argparse.Namespace) -> int:
     common: dict[str, Any] = {"issuer": a.issuer, "name": a.name, "id_number": a.id_number}
     if a.ttl is not None:
         common["ttl"] = a.ttl
+    if a.type != "dynamic" and a.status_index is None:
+        raise UsageError(f"{a.type} codes need --status-index")
+    if (a.type == "device") != (a.device_key is not None):
+        raise UsageError("--device-key goes with --type device, and only with it")
+    if a.type == "device":
+        device_key = cli_device.device_key_from_arg(a.device_key)
+        common.setdefault("ttl", DEVICE_TTL)
+        credential = Claims.device(subject, status, now, a.status_index, device_key, **common)
+        print(credential_text(mint_credential(credential, key)))
+        return 0
     if a.type == "offline":
-        if a.status_index is None:
-            raise UsageError("offline codes need --status-index")
-        claims = codes.Claims.offline(subject, status, now, a.status_index, **common)
+        claims = Claims.offline(subject, status, now, a.status_index, **common)
     else:
         if a.status_index is not None:
             raise UsageError("--status-index is for offline codes")
-        claims = codes.Claims.dynamic(subject, status, now, **common)
+        claims = Claims.dynamic(subject, status, now, **common)
     print(codes.mint(claims, key))
     return 0
 
@@ -99,7 +110,7 @@ def _keyring(a: argparse.Namespace, now: int) -> KeyRing:
         return parse_trust_list(_read(a.trust_list), load_verification_key(a.root), now=now).keyring
     if not a.key:
         raise UsageError("give --key PUBFILE, or --trust-list FILE --root PUBFILE")
-    return KeyRing.of(*(load_verification_key(k) for k in a.key))
+    return KeyRing(TrustedKey(load_verification_key(k), issuer=a.issuer) for k in a.key)
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
@@ -128,6 +139,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
                 "kid": v.kid.hex(),
                 "alg": v.alg.name,
                 **_claims_json(v.claims),
+                "presented_at": format_instant(v.presented_at) if v.presented_at is not None else None,
             }
     except (KeyFileError, ListError, UsageError):
         raise
@@ -166,6 +178,8 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
         "message_bytes": i.message_bytes,
         "claims": _claims_json(i.claims) if i.claims else None,
     }
+    if i.presented_at is not None:
+        out["presented_at"] = format_instant(i.presented_at)
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
 
@@ -277,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="suishenma", description="Signed short-lived QR credentials (Suishenma format v1).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    cli_device.add_parser(sub)
     keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)
     g = keys.add_parser("generate", help="write NAME.key (0600) and NAME.pub; prints the kid")
     g.add_argument("--out", required=True, help="path prefix, e.g. keys/issuer")
@@ -287,9 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--key", required=True)
     m.add_argument("--subject", required=True, help="pseudonymous subject id, hex")
     m.add_argument("--status", required=True, choices=["green", "yellow", "red"])
-    m.add_argument("--type", choices=["dynamic", "offline"], default="dynamic")
-    m.add_argument("--ttl", type=int, help="seconds (default 60 dynamic, 180 days offline)")
-    m.add_argument("--issuer", default=codes.DEFAULT_ISSUER)
+    m.add_argument(
+        "--type", choices=["dynamic", "offline", "device"], default="dynamic", help="device: a device credential"
+    )
+    m.add_argument("--ttl", type=int, help="seconds (default 60 dynamic, 180 days offline, 1 day device)")
+    m.add_argument("--device-key", help="--type device: the phone's public JWK (text or file) or PEM file")
+    m.add_argument("--issuer", default=DEFAULT_ISSUER)
     m.add_argument("--name", help="full name; only its masked form enters the code")
     m.add_argument("--id-number", help="ID number; only its masked form enters the code")
     m.add_argument("--status-index", type=int)
@@ -303,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--root", help="pinned root public key for --trust-list")
     v.add_argument("--profile", choices=["suishenma", "eu-dcc"], default="suishenma")
     v.add_argument("--kid", help="eu-dcc: signer kid in hex when --key is a bare public key")
+    v.add_argument("--issuer", help="with --key: the issuer the key signs for (device credentials name none)")
     v.add_argument("--at", help="ISO 8601 instant to verify at (default: now)")
-    v.add_argument("--skew", type=int, default=codes.DEFAULT_SKEW, help="clock-skew allowance, seconds")
+    v.add_argument("--skew", type=int, default=DEFAULT_SKEW, help="clock-skew allowance, seconds")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_cmd_verify)
 
@@ -347,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--revoke", help="indices: 1,2,3 or a file with one per line")
     sb.add_argument("--suspend", help="indices (needs --bits 2)")
     sb.add_argument("--uri", required=True)
-    sb.add_argument("--issuer", default=codes.DEFAULT_ISSUER)
+    sb.add_argument("--issuer", default=DEFAULT_ISSUER)
     sb.add_argument("--version", type=int, required=True)
     sb.add_argument("--valid-days", type=int, default=2)
     sb.add_argument("--ttl", type=int, default=3600, help="seconds until verifiers should refetch")

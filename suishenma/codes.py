@@ -1,235 +1,28 @@
 """Minting and verifying Suishenma codes, format v1 (DESIGN §2, docs/format.md §3).
 
-A code is ``SM1:`` + Base45(COSE_Sign1(CWT claims)). Standard claims iss, sub, iat and exp; every
-field of ours sits in one private claim (``Claim.SUISHENMA``) holding a small-int map.
+A code is ``SM1:`` + Base45(COSE_Sign1(CWT claims)); a device-bound code is ``SMD1:`` + Base45 of a
+device credential presented by its phone (``device.py``). ``verify`` takes either.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from . import _cbor, _cose, _text
-from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason, UsageError
-from .keyring import KeyRing, TrustedKey
+from .claims import (
+    DEFAULT_SKEW,
+    MAX_CLAIMS_BYTES,
+    Claims,
+    VerifiedCode,
+    check_key_limits,
+    signed_digest,
+)
+from .device import verify_presentation
+from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason
+from .keyring import KeyRing
 from .keys import SigningKey
-from .labels import CODE_PREFIX, Alg, Claim, CodeType, SmField, Status
-from .masking import MAX_ID_NUMBER, MAX_NAME, check_display_text, mask_id_number, mask_name
-
-DYNAMIC_TTL = 60
-OFFLINE_TTL = 180 * 24 * 3600
-DEFAULT_SKEW = 10
-DEFAULT_ISSUER = "SH"
-MAX_ISSUER = 16
-MAX_SUBJECT = 32
-MAX_INDEX = 2**32 - 1
-# Our largest claims map is about 80 bytes; the cap bounds decoding work.
-MAX_CLAIMS_BYTES = 512
-
-
-@dataclass(frozen=True)
-class Claims:
-    """The claims of one code. Name and ID number are always masked forms."""
-
-    issuer: str
-    subject: bytes
-    issued_at: int
-    expires_at: int
-    status: Status
-    code_type: CodeType = CodeType.DYNAMIC
-    masked_name: str | None = None
-    masked_id: str | None = None
-    status_index: int | None = None
-
-    @classmethod
-    def dynamic(
-        cls,
-        subject: bytes,
-        status: Status,
-        now: int,
-        *,
-        ttl: int = DYNAMIC_TTL,
-        issuer: str = DEFAULT_ISSUER,
-        name: str | None = None,
-        id_number: str | None = None,
-    ) -> Claims:
-        """Claims of a phone's code, valid ``ttl`` seconds from ``now``; name and ID get masked.
-
-        Raises:
-            UsageError: a value out of range.
-        """
-        return cls(
-            issuer,
-            subject,
-            now,
-            now + ttl,
-            Status(status),
-            CodeType.DYNAMIC,
-            mask_name(name) if name else None,
-            mask_id_number(id_number) if id_number else None,
-        ).checked()
-
-    @classmethod
-    def offline(
-        cls,
-        subject: bytes,
-        status: Status,
-        now: int,
-        status_index: int,
-        *,
-        ttl: int = OFFLINE_TTL,
-        issuer: str = DEFAULT_ISSUER,
-        name: str | None = None,
-        id_number: str | None = None,
-    ) -> Claims:
-        """Claims of a printed code, revocable through ``status_index``.
-
-        Raises:
-            UsageError: a value out of range.
-        """
-        return cls(
-            issuer,
-            subject,
-            now,
-            now + ttl,
-            Status(status),
-            CodeType.OFFLINE,
-            mask_name(name) if name else None,
-            mask_id_number(id_number) if id_number else None,
-            status_index,
-        ).checked()
-
-    def checked(self) -> Claims:
-        """Return self after checking every field's range.
-
-        Raises:
-            UsageError: a value out of range.
-        """
-        if not 1 <= len(self.issuer) <= MAX_ISSUER:
-            raise UsageError(f"issuer must have 1 to {MAX_ISSUER} characters")
-        if not 1 <= len(self.subject) <= MAX_SUBJECT:
-            raise UsageError(f"subject must have 1 to {MAX_SUBJECT} bytes")
-        if not 0 <= self.issued_at < self.expires_at < 2**63:
-            raise UsageError("expiry must come after issue time")
-        if (self.code_type == CodeType.OFFLINE) != (self.status_index is not None):
-            raise UsageError("offline codes, and only they, carry a status-list index")
-        if self.status_index is not None and not 0 <= self.status_index <= MAX_INDEX:
-            raise UsageError("status index out of range")
-        # Shown on kiosk screens: no control, bidi-override or line-separator characters. The
-        # isprintable() test is the fast path of every scan; check_display_text says what is wrong.
-        name, masked_id = self.masked_name, self.masked_id
-        if not (
-            self.issuer.isprintable()
-            and (name is None or name.isprintable())
-            and (masked_id is None or masked_id.isprintable())
-        ):
-            check_display_text(self.issuer, "issuer")
-            check_display_text(name or "", "masked name")
-            check_display_text(masked_id or "", "masked ID")
-        return self
-
-    def to_cbor_map(self) -> dict[int, Any]:
-        """The CWT claims map, in the order docs/format.md gives."""
-        # Plain ints, not IntEnum members: cbor2 encodes int subclasses through a slow path.
-        ours: dict[int, Any] = {int(SmField.STATUS): int(self.status)}
-        if self.code_type != CodeType.DYNAMIC:
-            ours[int(SmField.CODE_TYPE)] = int(self.code_type)
-        if self.masked_name is not None:
-            ours[int(SmField.MASKED_NAME)] = self.masked_name
-        if self.masked_id is not None:
-            ours[int(SmField.MASKED_ID)] = self.masked_id
-        if self.status_index is not None:
-            ours[int(SmField.STATUS_INDEX)] = self.status_index
-        return {
-            int(Claim.ISS): self.issuer,
-            int(Claim.SUB): self.subject,
-            int(Claim.IAT): self.issued_at,
-            int(Claim.EXP): self.expires_at,
-            int(Claim.SUISHENMA): ours,
-        }
-
-    @classmethod
-    def from_cbor_map(cls, m: Any) -> Claims:
-        """Read and type-check a claims map (docs/format.md §3).
-
-        Exact type checks (``type(x) is int``) keep bool out and are the fast path of every scan.
-
-        Raises:
-            CodeFormatError: PAYLOAD_NOT_MAP.
-            CodeClaimsError: MISSING_CLAIM or BAD_CLAIM.
-        """
-        if type(m) is not dict:
-            raise CodeFormatError(Reason.PAYLOAD_NOT_MAP)
-        issuer, subject, iat, exp, ours = m.get(_ISS), m.get(_SUB), m.get(_IAT), m.get(_EXP), m.get(_OURS)
-        if not (type(issuer) is str and type(subject) is bytes and type(iat) is int and type(exp) is int):
-            _raise_claim_error(m, ((_ISS, str), (_SUB, bytes), (_IAT, int), (_EXP, int)))
-        if type(ours) is not dict:
-            _raise_claim_error(m, ((_OURS, dict),))
-        status, code_type = ours.get(_STATUS), ours.get(_CODE_TYPE, 0)
-        name, masked_id, index = ours.get(_NAME), ours.get(_MASKED_ID), ours.get(_INDEX)
-        if not (
-            type(status) is int
-            and type(code_type) is int
-            and (name is None or type(name) is str)
-            and (masked_id is None or type(masked_id) is str)
-            and (index is None or type(index) is int)
-        ):
-            _raise_claim_error(
-                ours, ((_STATUS, int), (_CODE_TYPE, int), (_NAME, str), (_MASKED_ID, str), (_INDEX, int))
-            )
-        if status not in _STATUSES or code_type not in _CODE_TYPES:
-            raise CodeClaimsError(Reason.BAD_CLAIM, "unknown status or code type")
-        if (name is not None and len(name) > MAX_NAME) or (masked_id is not None and len(masked_id) > MAX_ID_NUMBER):
-            raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
-        claims = cls(issuer, subject, iat, exp, _STATUSES[status], _CODE_TYPES[code_type], name, masked_id, index)
-        try:
-            return claims.checked()
-        except UsageError as exc:
-            raise CodeClaimsError(Reason.BAD_CLAIM, exc.detail) from None
-
-
-_ISS, _SUB, _IAT, _EXP, _OURS = int(Claim.ISS), int(Claim.SUB), int(Claim.IAT), int(Claim.EXP), int(Claim.SUISHENMA)
-_STATUS, _CODE_TYPE, _NAME = int(SmField.STATUS), int(SmField.CODE_TYPE), int(SmField.MASKED_NAME)
-_MASKED_ID, _INDEX = int(SmField.MASKED_ID), int(SmField.STATUS_INDEX)
-_STATUSES = {int(s): s for s in Status}
-_CODE_TYPES = {int(t): t for t in CodeType}
-
-
-def _raise_claim_error(m: dict[Any, Any], fields: tuple[tuple[int, type], ...]) -> NoReturn:
-    """Raise the precise error for the first missing or mistyped field (slow path).
-
-    Raises:
-        CodeClaimsError: always, MISSING_CLAIM or BAD_CLAIM.
-    """
-    for key, typ in fields:
-        value = m.get(key)
-        if value is None and key in (_STATUS, _ISS, _SUB, _IAT, _EXP, _OURS):
-            raise CodeClaimsError(Reason.MISSING_CLAIM, f"claim {key}")
-        if value is not None and type(value) is not typ:
-            raise CodeClaimsError(Reason.BAD_CLAIM, f"claim {key} must be {typ.__name__}")
-    raise CodeClaimsError(Reason.BAD_CLAIM)
-
-
-@dataclass(frozen=True)
-class VerifiedCode:
-    """What ``verify`` returns: claims whose signature, key limits and times all checked out."""
-
-    claims: Claims
-    kid: bytes
-    alg: Alg
-    trusted: TrustedKey
-    digest: bytes  # identifies the signed content; see signed_digest
-
-
-def signed_digest(protected: bytes, payload: bytes) -> bytes:
-    """SHA-256 over what the signature covers (protected header and payload, length-prefixed).
-
-    Two texts carrying the same signed content have the same digest whatever their transport form
-    (raw or zlib), unprotected header, or signature representation (ECDSA's (r, s) and (r, n - s)
-    both verify), so a replay cache keyed on it cannot be dodged by re-encoding a used code.
-    """
-    return hashlib.sha256(len(protected).to_bytes(4, "big") + protected + payload).digest()
+from .labels import CODE_PREFIX, DEVICE_PREFIX, Claim, CodeType, Header
 
 
 def mint(claims: Claims, key: SigningKey) -> str:
@@ -247,6 +40,9 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
 
     ``skew`` seconds of clock difference are tolerated in both directions.
 
+    A text starting ``SMD1:`` is a device-bound code: see ``device.verify_presentation``, which adds
+    BAD_DEVICE_SIGNATURE and CREDENTIAL_EXPIRED to the reasons below.
+
     Raises:
         CodeFormatError: size, prefix, Base45, zlib, CBOR or COSE structure (RFC 9052 §4.2).
         CodeSignatureError: unknown kid, algorithm mismatch, bad signature (RFC 9052 §4.4).
@@ -254,31 +50,24 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
             by the trusted key.
         CodeTimeError: EXPIRED or NOT_YET_VALID.
     """
+    if text.startswith(DEVICE_PREFIX):
+        return verify_presentation(text, keyring, now=now, skew=skew)
     msg = _cose.parse(_text.decode(text, CODE_PREFIX))
     key = _cose.verify(msg, keyring.keys_by_kid)
     try:
         m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
     except ValueError as exc:
         raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
-    claims = Claims.from_cbor_map(m)
     trusted = keyring[msg.kid]
-    _check_key_limits(claims, trusted)
+    claims = Claims.from_cbor_map(m, trusted.issuer)
+    if claims.code_type is CodeType.DEVICE:  # a credential alone proves nothing: its phone must sign
+        raise CodeClaimsError(Reason.BAD_CLAIM, "a device credential is valid only as its phone's presentation")
+    check_key_limits(claims, trusted)
     if claims.issued_at > now + skew:
         raise CodeTimeError(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now} s in the future")
     if claims.expires_at <= now - skew:
         raise CodeTimeError(Reason.EXPIRED, f"expired {now - claims.expires_at} s ago")
     return VerifiedCode(claims, msg.kid, key.alg, trusted, signed_digest(msg.protected_bytes, msg.payload))
-
-
-def _check_key_limits(claims: Claims, trusted: TrustedKey) -> None:
-    if trusted.issuer is not None and claims.issuer != trusted.issuer:
-        raise CodeClaimsError(Reason.ISSUER_MISMATCH, f"code says {claims.issuer}, key is {trusted.issuer}'s")
-    if claims.code_type not in trusted.code_types:
-        raise CodeClaimsError(Reason.TYPE_NOT_ALLOWED, claims.code_type.name.lower())
-    if (trusted.valid_from is not None and claims.issued_at < trusted.valid_from) or (
-        trusted.valid_until is not None and claims.issued_at > trusted.valid_until
-    ):
-        raise CodeClaimsError(Reason.KEY_NOT_VALID)
 
 
 @dataclass(frozen=True)
@@ -291,19 +80,28 @@ class Inspection:
     compressed: bool
     message_bytes: int
     claims: Any
+    presented_at: int | None = None  # device-bound codes: the time the phone says it signed
 
 
 def inspect(text: str) -> Inspection:
     """Decode a code WITHOUT verifying its signature or times, for debugging only.
 
+    A device credential names no issuer (its key does): its claims show the issuer as ``?``.
+
     Raises:
         CodeFormatError: the code cannot be decoded at all.
     """
-    message = _text.decode(text, CODE_PREFIX)
+    prefix = DEVICE_PREFIX if text.startswith(DEVICE_PREFIX) else CODE_PREFIX
+    message = _text.decode(text, prefix)
     msg = _cose.parse(message)
     try:
-        claims: Any = Claims.from_cbor_map(_cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64))
+        m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
+        claims: Any = Claims.from_cbor_map(m, "?")
     except (ValueError, CodeClaimsError, CodeFormatError):
         claims = None
-    compressed = len(text) - len(CODE_PREFIX) != (len(message) * 3 + 1) // 2
-    return Inspection(False, msg.alg, msg.kid, compressed, len(message), claims)
+    time_claims = msg.unprotected.get(int(Header.CWT_CLAIMS))
+    presented = time_claims.get(int(Claim.IAT)) if isinstance(time_claims, dict) else None
+    compressed = len(text) - len(prefix) != (len(message) * 3 + 1) // 2
+    return Inspection(
+        False, msg.alg, msg.kid, compressed, len(message), claims, presented if type(presented) is int else None
+    )

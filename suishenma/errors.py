@@ -28,7 +28,9 @@ class Reason(StrEnum):
     UNKNOWN_KID = "unknown_kid"
     ALG_MISMATCH = "alg_mismatch"
     BAD_SIGNATURE = "bad_signature"
+    BAD_DEVICE_SIGNATURE = "bad_device_signature"
     EXPIRED = "expired"
+    CREDENTIAL_EXPIRED = "credential_expired"
     NOT_YET_VALID = "not_yet_valid"
     MISSING_CLAIM = "missing_claim"
     BAD_CLAIM = "bad_claim"
@@ -58,7 +60,15 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.UNKNOWN_KID: ("Signed by an unknown key: sync the trust list.", "签名密钥未知：请同步信任列表。"),
     Reason.ALG_MISMATCH: ("Signature algorithm does not match the trusted key.", "签名算法与受信任密钥不符。"),
     Reason.BAD_SIGNATURE: ("Signature is invalid: the code is forged or altered.", "签名无效：码被伪造或篡改。"),
+    Reason.BAD_DEVICE_SIGNATURE: (
+        "The phone's signature is invalid: the code was not made by the phone its credential names.",
+        "手机签名无效：此码不是由凭证绑定的手机生成的。",
+    ),
     Reason.EXPIRED: ("The code has expired: refresh it in the app.", "码已过期：请在应用中刷新。"),
+    Reason.CREDENTIAL_EXPIRED: (
+        "The phone's day credential has expired: open the app online once to renew it.",
+        "手机的当日凭证已过期：请联网打开应用更新。",
+    ),
     Reason.NOT_YET_VALID: ("The code is not valid yet: check the clock.", "码尚未生效：请检查时钟。"),
     Reason.MISSING_CLAIM: ("The code lacks a required field.", "码缺少必需字段。"),
     Reason.BAD_CLAIM: ("The code has an invalid field.", "码包含无效字段。"),

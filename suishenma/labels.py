@@ -15,6 +15,8 @@ class Header(IntEnum):
 
     ALG = 1
     KID = 4
+    COUNTERSIGNATURE0 = 12  # Countersignature0 version 2 (RFC 9338 §2): the device's signature
+    CWT_CLAIMS = 15  # RFC 9597: here, the presentation time {6: iat}
     TYP = 16  # RFC 9596
 
 
@@ -33,6 +35,7 @@ class Claim(IntEnum):
     SUB = 2
     EXP = 4
     IAT = 6
+    CNF = 8  # RFC 8747: the device key a device credential is bound to
     STATUS_LIST = 65533  # draft-ietf-oauth-status-list, Status List Token
     TTL = 65534  # same draft
     # Our single private claim: a negative key below -65536 costs 5 bytes once (RFC 8392 §4).
@@ -66,6 +69,37 @@ class CodeType(IntEnum):
 
     DYNAMIC = 0
     OFFLINE = 1
+    DEVICE = 2  # a device credential, shown only inside a presentation signed by the device
+
+
+class Cnf(IntEnum):
+    """Confirmation methods (RFC 8747 §3.1)."""
+
+    COSE_KEY = 1
+
+
+class KeyParam(IntEnum):
+    """COSE_Key parameters (RFC 9052 §7.1, RFC 9053 §7)."""
+
+    KTY = 1
+    CRV = -1
+    X = -2
+    Y = -3  # EC2: the y coordinate, or its sign bit as a boolean (point compression)
+    D = -4  # the private key: never accepted in a confirmation key
+
+
+class Kty(IntEnum):
+    """COSE key types (RFC 9053 §7)."""
+
+    OKP = 1
+    EC2 = 2
+
+
+class Crv(IntEnum):
+    """COSE elliptic curves (RFC 9053 §7.1)."""
+
+    P256 = 1
+    Ed25519 = 6
 
 
 class TrustField(IntEnum):
@@ -96,6 +130,10 @@ STATUS_LIST_TYP = "application/statuslist+cwt"
 TRUST_LIST_TYP = "application/suishenma-trustlist+cwt"
 
 CODE_PREFIX = "SM1:"
+# Device-bound codes: another prefix, so verifiers that predate them refuse them as not theirs.
+DEVICE_PREFIX = "SMD1:"
+# RFC 9338 §3.3: the context of an abbreviated (Countersignature0) version 2 countersignature.
+COUNTERSIGN0_CONTEXT = "CounterSignature0V2"
 DCC_PREFIX = "HC1:"
 # EU DCC claim key holding the health certificate (eHealth Network, DCC format §3.3.1).
 DCC_HCERT_CLAIM = -260

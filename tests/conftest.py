@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from suishenma import Alg, Claims, KeyRing, SigningKey, Status
 from .verifier.sim import IssuerSim
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# Beside the project in CI; a copy of the tree elsewhere (e.g. mutation testing) names it explicitly.
+SHARED_DATA = Path(os.environ.get("SUISHENMA_SHARED_DATA") or PROJECT_ROOT.parent / "shared" / "data")
 NOW = 1_790_000_000  # 2026-09-21T14:13:20Z
 SUBJECT = bytes.fromhex("0011223344556677")
 
