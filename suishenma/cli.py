@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import cli_device, codes, dcc, qr
+from ._clock import format_instant, parse_instant
 from .claims import DEFAULT_ISSUER, DEFAULT_SKEW, DEVICE_TTL, Claims
 from .device import credential_text, mint_credential
-from ._clock import format_instant, parse_instant
 from .errors import CodeError, KeyFileError, ListError, SuishenmaError, UsageError
 from .keyring import KeyRing, TrustedKey
 from .keys import SigningKey, load_signing_key, load_verification_key, passphrase_from_env, write_key_pair

@@ -1,7 +1,7 @@
 """``suishenma device``: the phone's side of device-bound codes, for app back ends and test harnesses.
 
-    suishenma device keygen --out keys/phone [--alg EdDSA|ES256]   # prints the public JWK, one line
-    suishenma device present --credential TEXT|FILE --key keys/phone.key [--at ISO8601]
+suishenma device keygen --out keys/phone [--alg EdDSA|ES256]   # prints the public JWK, one line
+suishenma device present --credential TEXT|FILE --key keys/phone.key [--at ISO8601]
 """
 
 from __future__ import annotations
