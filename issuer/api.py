@@ -239,13 +239,21 @@ def _cached(ctx: Context, lst: PublishedList, media_type: str, if_none_match: st
 
 @router.post("/scan-logs", response_model=ScanLogResponse, tags=["kiosks"])
 async def scan_logs(body: ScanLogBatch, caller: Annotated[Caller, require("kiosk")]) -> Response:
-    """A batch of a kiosk's verdict records; resending a record (same kiosk and seq) is harmless."""
+    """A batch of a kiosk's verdict records. A key uploads only for the kiosk it is named after
+    (``kiosk_id`` = the API key's name; admin keys too): one kiosk cannot fill another's sequence numbers.
+
+    Resending a record (same kiosk, seq and content) is harmless and counts as a duplicate. A record whose
+    seq is held with other content is listed in ``conflicts`` and is neither stored nor acknowledged.
+    """
     ctx = caller.ctx
+    if body.kiosk_id != caller.who.name:
+        raise ApiError("kiosk_mismatch", {"kiosk_id": body.kiosk_id, "key_name": caller.who.name})
     records = [ScanRecord(r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer) for r in body.records]
-    accepted, duplicates = ctx.service.receive_scan_logs(body.kiosk_id, records, ctx.now())
-    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="accepted"', accepted)
-    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="duplicate"', duplicates)
-    return as_json({"accepted": accepted, "duplicates": duplicates})
+    result = ctx.service.receive_scan_logs(body.kiosk_id, records, ctx.now())
+    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="accepted"', result.accepted)
+    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="duplicate"', result.duplicates)
+    ctx.metrics.inc("suishenma_scan_records_received_total", 'outcome="conflict"', len(result.conflicts))
+    return as_json({"accepted": result.accepted, "duplicates": result.duplicates, "conflicts": result.conflicts})
 
 
 @router.get("/audit", response_model=AuditResponse, tags=["admin"])

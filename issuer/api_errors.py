@@ -10,6 +10,11 @@ from starlette.responses import Response
 CATALOG: dict[str, tuple[int, str, str]] = {
     "unauthorized": (401, "Missing or unknown API key: send 'Authorization: Bearer <key>'.", "缺少或未知的 API 密钥。"),
     "forbidden": (403, "This API key lacks the scope this operation needs.", "此 API 密钥没有该操作所需的权限。"),
+    "kiosk_mismatch": (
+        403,
+        "This API key uploads scan logs only for the kiosk it is named after: kiosk_id must equal the key's name.",
+        "此 API 密钥只能上传与其同名终端的扫码记录：kiosk_id 必须与密钥名称一致。",
+    ),
     "rate_limited": (429, "Too many requests for this API key: retry later.", "此 API 密钥请求过多，请稍后重试。"),
     "invalid_input": (422, "The request is invalid: see detail.", "请求无效，详见 detail。"),
     "not_found": (404, "No such subject, paper code or list.", "没有该对象、纸质码或列表。"),

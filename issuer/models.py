@@ -82,8 +82,11 @@ class ScanLogBatch(Strict):
 
 
 class ScanLogResponse(BaseModel):
-    accepted: int
-    duplicates: int
+    accepted: int = Field(description="Records stored by this request")
+    duplicates: int = Field(description="Records already held with the same content (a harmless resend)")
+    conflicts: list[int] = Field(
+        description="Seqs of records whose (kiosk, seq) is held with different content: not stored, not acknowledged"
+    )
 
 
 class AuditResponse(BaseModel):

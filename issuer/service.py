@@ -6,6 +6,7 @@ Routes and the CLI call this; it talks to ``Storage`` and the signing key and ne
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,13 +18,25 @@ from suishenma.masking import mask_id_number, mask_name
 from .keystore import ActiveKey, active_record, load_active_key
 from .publish import Publisher
 from .settings import Settings
-from .storage import REVOKED, SUSPENDED, VALID, Conflict, MintRecord, NotFound, ScanRecord, Storage, SubjectRecord
+from .storage import (
+    REVOKED,
+    SUSPENDED,
+    VALID,
+    Conflict,
+    MintRecord,
+    NotFound,
+    ScanLogResult,
+    ScanRecord,
+    Storage,
+    SubjectRecord,
+)
 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
 STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate": VALID}
 
 KEY_RECHECK_S = 2.0
+log = logging.getLogger(__name__)
 
 __all__ = ["Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
 
@@ -151,6 +164,10 @@ class IssuerService:
         """
         return self.storage.offline_set_state(index, STATE_OF[action], now, actor)
 
-    def receive_scan_logs(self, kiosk_id: str, records: list[ScanRecord], now: int) -> tuple[int, int]:
-        """Store a kiosk's batch; records already held (same kiosk and seq) count as duplicates."""
-        return self.storage.scan_logs_add(kiosk_id, records, now)
+    def receive_scan_logs(self, kiosk_id: str, records: list[ScanRecord], now: int) -> ScanLogResult:
+        """Store a kiosk's batch: records already held (same kiosk and seq) with the same content are
+        duplicates; with other content, conflicts (kept out, and reported so the kiosk keeps them)."""
+        result = self.storage.scan_logs_add(kiosk_id, records, now)
+        if result.conflicts:
+            log.warning("kiosk %s sent %d records that contradict stored ones", kiosk_id, len(result.conflicts))
+        return result

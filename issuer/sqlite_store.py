@@ -21,6 +21,7 @@ from .storage import (
     NotFound,
     OfflineCodeRecord,
     PublishedList,
+    ScanLogResult,
     ScanRecord,
     SigningKeyRecord,
     StatusSnapshot,
@@ -62,6 +63,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 EXPIRY_STEP = 600
+_IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under SQLite's limit
 
 
 def migrate(db: sqlite_utils.Database) -> int:
@@ -389,16 +391,37 @@ class SQLiteStorage:
             )
 
     # kiosk scan logs
-    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> tuple[int, int]:
+    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult:
+        """Store the records not yet held. A record whose (kiosk, seq) is held with the same content is a
+        duplicate (a resend); with other content it is a conflict: reported, never stored or overwritten."""
         with self._write() as c:
-            before = c.total_changes
+            held: dict[int, ScanRecord] = {}
+            seqs = sorted({r.seq for r in records})
+            for start in range(0, len(seqs), _IN_CHUNK):
+                part = seqs[start : start + _IN_CHUNK]
+                rows = c.execute(
+                    "SELECT seq, at, scenario, decision, reason, subject, issuer FROM scan_logs"
+                    f" WHERE kiosk_id = ? AND seq IN ({','.join('?' * len(part))})",
+                    (kiosk_id, *part),
+                ).fetchall()
+                held.update((r[0], ScanRecord(*r)) for r in rows)
+            fresh: list[ScanRecord] = []
+            duplicates, conflicts = 0, []
+            for r in records:
+                have = held.get(r.seq)
+                if have is None:
+                    held[r.seq] = r
+                    fresh.append(r)
+                elif have == r:
+                    duplicates += 1
+                else:
+                    conflicts.append(r.seq)
             c.executemany(
-                "INSERT OR IGNORE INTO scan_logs (kiosk_id, seq, at, scenario, decision, reason, subject, issuer,"
+                "INSERT INTO scan_logs (kiosk_id, seq, at, scenario, decision, reason, subject, issuer,"
                 " received_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                [(kiosk_id, r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer, now) for r in records],
+                [(kiosk_id, r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer, now) for r in fresh],
             )
-            accepted = c.total_changes - before
-        return accepted, len(records) - accepted
+        return ScanLogResult(len(fresh), duplicates, conflicts)
 
     def scan_log_count(self) -> int:
         with self._lock:

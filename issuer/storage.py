@@ -107,6 +107,16 @@ class ScanRecord:
     issuer: str | None
 
 
+@dataclass(frozen=True)
+class ScanLogResult:
+    """What became of a batch: ``accepted`` new records stored, ``duplicates`` already held with the same
+    content, and the seqs of records held with different content (one entry per such record)."""
+
+    accepted: int
+    duplicates: int
+    conflicts: list[int]
+
+
 class Storage(Protocol):
     def close(self) -> None: ...
 
@@ -142,7 +152,7 @@ class Storage(Protocol):
     def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None: ...
 
     # kiosk scan logs
-    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> tuple[int, int]: ...
+    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult: ...
     def scan_log_count(self) -> int: ...
 
     # audit

@@ -217,19 +217,79 @@ def test_get_subject_shows_masked_identity_only(client: TestClient, keys: dict[s
     assert body["masked_name"] == "张*三" and "310101199001011234" not in str(body)
 
 
+def kiosk_key(client: TestClient, name: str, scopes: tuple[str, ...] = ("kiosk",)) -> dict[str, str]:
+    """Headers for a new API key named ``name``: for a kiosk, its kiosk id."""
+    from issuer.auth import hash_api_key, new_api_key
+
+    key = new_api_key()
+    client.app.state.ctx.service.storage.api_key_create(name, hash_api_key(key), scopes, 1000.0, 0, "t")  # type: ignore[attr-defined]
+    return bearer(key)
+
+
+SCAN = {"seq": 1, "at": 1_790_000_000, "scenario": "venue", "decision": "ALLOW", "reason": "ok", "subject": "ab"}
+
+
+def held_scans(client: TestClient, kiosk: str) -> list[tuple[object, ...]]:
+    store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    rows = store.conn.execute("SELECT seq, decision FROM scan_logs WHERE kiosk_id = ? ORDER BY seq", (kiosk,))
+    return [tuple(r) for r in rows.fetchall()]
+
+
 def test_scan_logs_are_idempotent_per_kiosk_and_seq(client: TestClient, keys: dict[str, str]) -> None:
-    rec = {"seq": 1, "at": 1_790_000_000, "scenario": "venue", "decision": "ALLOW", "reason": "ok", "subject": "ab"}
-    batch = {"kiosk_id": "gate-1", "records": [rec, {**rec, "seq": 2, "decision": "DENY", "reason": "expired"}]}
-    h = bearer(keys["kiosk"])
-    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {"accepted": 2, "duplicates": 0}
-    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {"accepted": 0, "duplicates": 2}
+    batch = {"kiosk_id": "gate-1", "records": [SCAN, {**SCAN, "seq": 2, "decision": "DENY", "reason": "expired"}]}
+    h = kiosk_key(client, "gate-1")
+    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "conflicts": [],
+    }
+    assert client.post("/v1/scan-logs", json=batch, headers=h).json() == {
+        "accepted": 0,
+        "duplicates": 2,
+        "conflicts": [],
+    }
     other = {**batch, "kiosk_id": "gate-2"}
-    assert client.post("/v1/scan-logs", json=other, headers=h).json() == {"accepted": 2, "duplicates": 0}
-    too_many = {"kiosk_id": "gate-1", "records": [{**rec, "seq": i} for i in range(1001)]}
+    assert client.post("/v1/scan-logs", json=other, headers=kiosk_key(client, "gate-2")).json()["accepted"] == 2
+    too_many = {"kiosk_id": "gate-1", "records": [{**SCAN, "seq": i} for i in range(1001)]}
     assert client.post("/v1/scan-logs", json=too_many, headers=h).status_code == 422
     bad = {"kiosk_id": "gate 1; rm", "records": []}
     assert client.post("/v1/scan-logs", json=bad, headers=h).status_code == 422
     assert "suishenma_scan_records_received_total" in client.get("/metrics").text
+
+
+def test_kiosk_key_cannot_upload_for_another_kiosk(client: TestClient, keys: dict[str, str]) -> None:
+    intruder = kiosk_key(client, "gate-1")
+    forged = {"kiosk_id": "gate-2", "records": [{**SCAN, "decision": "DENY"}]}
+    r = client.post("/v1/scan-logs", json=forged, headers=intruder)
+    assert r.status_code == 403 and r.json()["error"] == "kiosk_mismatch"
+    assert r.json()["detail"] == {"kiosk_id": "gate-2", "key_name": "gate-1"} and r.json()["message_zh"]
+    assert held_scans(client, "gate-2") == []
+    # the real kiosk's records are stored, not answered as duplicates of the forgery
+    real = {"kiosk_id": "gate-2", "records": [SCAN]}
+    r = client.post("/v1/scan-logs", json=real, headers=kiosk_key(client, "gate-2"))
+    assert r.json() == {"accepted": 1, "duplicates": 0, "conflicts": []}
+    assert held_scans(client, "gate-2") == [(1, "ALLOW")]
+
+
+def test_admin_key_cannot_upload_for_a_kiosk(client: TestClient, keys: dict[str, str]) -> None:
+    r = client.post("/v1/scan-logs", json={"kiosk_id": "gate-1", "records": [SCAN]}, headers=bearer(keys["admin"]))
+    assert r.status_code == 403 and r.json()["error"] == "kiosk_mismatch"
+    assert held_scans(client, "gate-1") == []
+
+
+def test_scan_log_record_rewritten_under_a_held_seq_is_a_conflict_not_acknowledged(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    h = kiosk_key(client, "gate-1")
+    client.post("/v1/scan-logs", json={"kiosk_id": "gate-1", "records": [SCAN]}, headers=h)
+    rewritten = {**SCAN, "decision": "DENY", "reason": "expired"}
+    batch = {"kiosk_id": "gate-1", "records": [rewritten, {**SCAN, "seq": 2}, {**SCAN, "seq": 2, "at": 5}]}
+    r = client.post("/v1/scan-logs", json=batch, headers=h)
+    assert r.status_code == 200
+    # seq 1 contradicts the held record; the second seq 2 contradicts the first one in this batch
+    assert r.json() == {"accepted": 1, "duplicates": 0, "conflicts": [1, 2]}
+    assert held_scans(client, "gate-1") == [(1, "ALLOW"), (2, "ALLOW")]  # nothing overwritten
+    assert 'suishenma_scan_records_received_total{outcome="conflict"} 2' in client.get("/metrics").text
 
 
 def test_rate_limit_answers_429_with_retry_after(client: TestClient, keys: dict[str, str], home: Path) -> None:

@@ -10,7 +10,8 @@ from issuer.auth import SCOPES
 from .conftest import bearer, enrol
 
 SUBJECT = "0123456789abcdef"
-# (method, path, json body, scope needed); a known subject replaces {s}, a paper code's index {i}.
+# (method, path, json body, scope needed); a known subject replaces {s}, a paper code's index {i}, and the
+# calling key's name (which is the only kiosk it may upload for) a body's "{name}".
 ENDPOINTS = [
     ("POST", "/v1/subjects", {"name": "张三", "id_number": "1234"}, "enrol"),
     ("GET", "/v1/subjects/{s}", None, "status"),
@@ -20,7 +21,7 @@ ENDPOINTS = [
     ("POST", "/v1/offline-codes/{i}/revoke", None, "revoke"),
     ("POST", "/v1/offline-codes/{i}/suspend", None, "revoke"),
     ("POST", "/v1/offline-codes/{i}/reinstate", None, "revoke"),
-    ("POST", "/v1/scan-logs", {"kiosk_id": "k1", "records": []}, "kiosk"),
+    ("POST", "/v1/scan-logs", {"kiosk_id": "{name}", "records": []}, "kiosk"),
     ("GET", "/v1/audit", None, "admin"),
 ]
 PUBLIC = ["/v1/trust-list", "/v1/status-lists/SH", "/healthz", "/metrics", "/openapi.json"]
@@ -33,7 +34,9 @@ def targets(client: TestClient, keys: dict[str, str]) -> dict[str, str]:
     return {"s": s, "i": str(index)}
 
 
-def call(client: TestClient, method: str, path: str, body: object, headers: dict[str, str]) -> int:
+def call(client: TestClient, method: str, path: str, body: object, headers: dict[str, str], name: str = "") -> int:
+    if isinstance(body, dict):
+        body = {k: name if v == "{name}" else v for k, v in body.items()}
     return client.request(method, path, json=body, headers=headers).status_code
 
 
@@ -60,7 +63,7 @@ def test_each_scope_opens_only_its_endpoints(
     needed: str,
     scope: str,
 ) -> None:
-    status = call(client, method, path.format(**targets), body, bearer(keys[scope]))
+    status = call(client, method, path.format(**targets), body, bearer(keys[scope]), name=scope)
     if scope == needed or scope == "admin":
         assert status not in (401, 403), (scope, path, status)
         assert status < 500
