@@ -19,6 +19,11 @@ CATALOG: dict[str, tuple[int, str, str]] = {
     "invalid_input": (422, "The request is invalid: see detail.", "请求无效，详见 detail。"),
     "not_found": (404, "No such subject, paper code or list.", "没有该对象、纸质码或列表。"),
     "conflict": (409, "The request contradicts the current state.", "请求与当前状态冲突。"),
+    "already_enrolled": (
+        409,
+        "This ID number is already enrolled: use the existing subject instead of enrolling again.",
+        "该证件号码已登记，请使用已有的登记记录，勿重复登记。",
+    ),
     "status_expired": (409, "The person's status has lapsed: set it again first.", "此人的状态已失效，请先重新设置。"),
     "body_too_large": (413, "Request body is too large.", "请求体过大。"),
     "not_acceptable": (406, "Ask for application/json, image/png or image/svg+xml.", "请求的格式不受支持。"),

@@ -25,7 +25,7 @@ from .context import Context
 from .keystore import NoSigningKey
 from .metrics import Metrics
 from .publish import NoTrustList
-from .service import Conflict, IssuerService, NotFound, StatusExpired
+from .service import AlreadyEnrolled, Conflict, IssuerService, NotFound, StatusExpired
 from .settings import Settings
 from .sqlite_store import SQLiteStorage
 from .storage import Storage
@@ -51,6 +51,9 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
         description="Enrols people, keeps their status, mints short-lived signed QR codes, and publishes "
         "the signed trust list and status lists that offline verifiers sync.",
         lifespan=lifespan,
+        # Starlette's trailing-slash redirect builds its Location from the Host header: a cache in front
+        # would store a redirect to any host a client names. Every route has one spelling; others are 404.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
 
@@ -106,9 +109,11 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
     return app
 
 
-# The service's exceptions as HTTP answers (the most specific first: StatusExpired is a Conflict).
+# The service's exceptions as HTTP answers (the most specific first: StatusExpired and AlreadyEnrolled are
+# Conflicts).
 DOMAIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (StatusExpired, "status_expired"),
+    (AlreadyEnrolled, "already_enrolled"),
     (NotFound, "not_found"),
     (Conflict, "conflict"),
     (UsageError, "invalid_input"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -16,11 +18,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from suishenma import SuishenmaError, load_signing_key, passphrase_from_env
+from suishenma import SuishenmaError, load_signing_key, passphrase_from_env, unprintable_character
 
 from .audit import verify_chain
 from .auth import hash_api_key, new_api_key, parse_scopes
 from .keystore import NoSigningKey, create_root_key, create_signing_key, root_signing_key, rotate
+from .models import KIOSK_ID_MAX, KIOSK_ID_PATTERN
 from .offline_root import import_signed, make_request, sign_request
 from .paper import issue_paper_codes, read_subjects
 from .service import Conflict, IssuerService, NotFound
@@ -46,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("api-key", help="API keys").add_subparsers(dest="action", required=True)
     create = key.add_parser("create", help="make a key; it is printed once, as the last line")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="who uses it; for a kiosk key, the kiosk's id")
     create.add_argument("--scopes", required=True, help="comma-separated: enrol,status,mint,revoke,kiosk,admin")
     create.add_argument("--rate", type=float, default=None, help="requests per second (default from settings)")
 
@@ -137,14 +140,31 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
         return _list_keys(settings)
     scopes = parse_scopes(args.scopes)
     rate = args.rate if args.rate is not None else settings.rate_per_s
-    if rate <= 0:
-        raise ValueError("--rate must be positive")
+    problem = _key_usage_problem(args.name, scopes, rate)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     key = new_api_key()
     with _service(settings) as service:
         service.storage.api_key_create(args.name, hash_api_key(key), scopes, rate, int(time.time()), CLI_ACTOR)
     print(f"API key {args.name!r} with scopes {','.join(scopes)}, {rate:g} requests/s. Shown once; store it now:")
     print(key)
     return 0
+
+
+def _key_usage_problem(name: str, scopes: list[str], rate: float) -> str | None:
+    """Why ``api-key create`` cannot use these arguments, or None."""
+    if not math.isfinite(rate) or rate <= 0:
+        return f"--rate must be a finite number of requests per second above 0, not {rate}"
+    bad = unprintable_character(name)
+    if bad is not None or not name.strip():
+        return f"--name must be printable text (it contains U+{ord(bad):04X})" if bad else "--name is empty"
+    if "kiosk" in scopes and not (len(name) <= KIOSK_ID_MAX and re.fullmatch(KIOSK_ID_PATTERN, name)):
+        return (
+            f"a kiosk key is named after its kiosk id (letters, digits and . _ : -, at most {KIOSK_ID_MAX}),"
+            f" which is the only kiosk it may upload scan logs for; {name!r} is not a kiosk id"
+        )
+    return None
 
 
 def _revoke_key(settings: Settings, name: str) -> int:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from suishenma import check_display_text
 
 SUBJECT_PATTERN = r"^[0-9a-f]{16}$"
+# A kiosk's id, which is also the name of its API key (a kiosk key uploads only under its own name).
+KIOSK_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+KIOSK_ID_MAX = 64
+
+
+def printable(value: str | None, info: ValidationInfo) -> str | None:
+    """Field validator: refuse control, bidi-override, separator and unassigned characters.
+
+    Raises:
+        UsageError (a ValueError, so pydantic answers 422 naming the field).
+    """
+    return value if value is None else check_display_text(value, info.field_name or "text")
 
 
 class Strict(BaseModel):
@@ -18,6 +32,8 @@ class EnrolRequest(Strict):
     id_number: str = Field(
         min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$", description="ID number; masked in codes"
     )
+
+    _printable = field_validator("name")(printable)
 
 
 class EnrolResponse(BaseModel):
@@ -37,6 +53,8 @@ class StatusRequest(Strict):
     status: Literal["green", "yellow", "red"]
     reason: str = Field(default="", max_length=200)
     valid_until: int | None = Field(default=None, ge=0, lt=2**53, description="POSIX time the status lapses")
+
+    _printable = field_validator("reason")(printable)
 
 
 class StatusResponse(BaseModel):
@@ -75,9 +93,11 @@ class ScanLogRecord(Strict):
     subject: str | None = Field(default=None, pattern=r"^[0-9a-f]{2,64}$")
     issuer: str | None = Field(default=None, min_length=1, max_length=8)
 
+    _printable = field_validator("scenario", "reason", "issuer")(printable)
+
 
 class ScanLogBatch(Strict):
-    kiosk_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    kiosk_id: str = Field(min_length=1, max_length=KIOSK_ID_MAX, pattern=KIOSK_ID_PATTERN)
     records: list[ScanLogRecord] = Field(max_length=1000)
 
 

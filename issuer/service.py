@@ -22,6 +22,7 @@ from .storage import (
     REVOKED,
     SUSPENDED,
     VALID,
+    AlreadyEnrolled,
     Conflict,
     MintRecord,
     NotFound,
@@ -38,7 +39,7 @@ STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate"
 KEY_RECHECK_S = 2.0
 log = logging.getLogger(__name__)
 
-__all__ = ["Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
+__all__ = ["AlreadyEnrolled", "Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
 
 
 class StatusExpired(Conflict):
@@ -82,6 +83,7 @@ class IssuerService:
 
         Raises:
             UsageError: name or ID number cannot be masked (empty, too long, bad characters).
+            AlreadyEnrolled: the ID number is enrolled already.
         """
         mask_name(name), mask_id_number(id_number)  # validate before storing
         subject = secrets.token_hex(8)

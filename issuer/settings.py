@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     status_list_valid_for: int = Field(default=7 * DAY, ge=600, description="Validity of a signed status list")
     status_list_ttl: int = Field(default=300, ge=10, description="Seconds after which verifiers should refetch")
     status_list_capacity: int = Field(default=1 << 20, ge=1024, description="Initial status-list size (grows x2)")
-    rate_per_s: float = Field(default=1000.0, gt=0, description="Default per-key request rate for new API keys")
+    rate_per_s: float = Field(
+        default=1000.0, gt=0, allow_inf_nan=False, description="Default per-key request rate for new API keys"
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted")
     list_cache_s: int = Field(default=60, ge=0, description="Cache-Control max-age of published lists")
     demo_wallet: bool = Field(default=False, description="Serve /demo/wallet pages that mint without a key")

@@ -15,6 +15,7 @@ from .audit import GENESIS, AuditRow, canonical, row_hash
 from .storage import (
     SUSPENDED,
     VALID,
+    AlreadyEnrolled,
     ApiKeyRecord,
     Conflict,
     MintRecord,
@@ -60,6 +61,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
         target TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    """,
+    # 2: look-ups of ID numbers at enrolment. Not UNIQUE: a database enrolled twice before this check must
+    # still open; subject_create refuses new duplicates inside its write transaction.
+    """
+    CREATE INDEX subjects_id_number ON subjects(id_number);
     """,
 )
 EXPIRY_STEP = 600
@@ -215,7 +221,10 @@ class SQLiteStorage:
 
     # subjects
     def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None:
+        """Raises: AlreadyEnrolled (checked in the write transaction, so two enrolments cannot race)."""
         with self._write() as c:
+            if self._subject_by_id_number(c, id_number) is not None:
+                raise AlreadyEnrolled("this ID number is already enrolled")
             c.execute(
                 "INSERT INTO subjects (subject, name, id_number, status, status_reason, status_until, created_at,"
                 " updated_at) VALUES (?, ?, ?, 'green', 'enrolled', NULL, ?, ?)",
@@ -231,6 +240,15 @@ class SQLiteStorage:
                 (subject,),
             ).fetchone()
         return SubjectRecord(*row) if row else None
+
+    def subject_by_id_number(self, id_number: str) -> str | None:
+        with self._lock:
+            return self._subject_by_id_number(self.conn, id_number)
+
+    @staticmethod
+    def _subject_by_id_number(c: sqlite3.Connection, id_number: str) -> str | None:
+        row = c.execute("SELECT subject FROM subjects WHERE id_number = ? LIMIT 1", (id_number,)).fetchone()
+        return str(row[0]) if row else None
 
     def subject_set_status(
         self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str

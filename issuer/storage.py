@@ -25,6 +25,10 @@ class Conflict(Exception):
     """The request contradicts the stored state (e.g. reinstating a revoked code)."""
 
 
+class AlreadyEnrolled(Conflict):
+    """The ID number belongs to a person enrolled before; the message never names the number or subject."""
+
+
 @dataclass(frozen=True)
 class ApiKeyRecord:
     id: int
@@ -129,8 +133,16 @@ class Storage(Protocol):
     def api_keys(self) -> list[ApiKeyRecord]: ...
 
     # subjects
-    def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None: ...
+    def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None:
+        """Raises: AlreadyEnrolled when ``subject_by_id_number(id_number)`` finds someone."""
+        ...
+
     def subject_get(self, subject: str) -> SubjectRecord | None: ...
+    def subject_by_id_number(self, id_number: str) -> str | None:
+        """The subject enrolled with this (normalised) ID number, or None. The one look-up of ID numbers,
+        so that its form (today the stored number, later a keyed hash) can change behind it."""
+        ...
+
     def subject_set_status(
         self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str
     ) -> list[int]: ...

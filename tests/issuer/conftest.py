@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,12 @@ from issuer.sqlite_store import SQLiteStorage
 from suishenma import TrustList, load_verification_key, parse_trust_list
 
 PERSON = {"name": "张小三", "id_number": "310101199001011234"}
+_people = itertools.count(1)
+
+
+def new_person() -> dict[str, str]:
+    """Another person like ``PERSON`` with an ID number not enrolled yet (same mask: 3101**********1234)."""
+    return {"name": PERSON["name"], "id_number": f"310101{next(_people):08d}1234"}
 
 
 class Clock:
@@ -78,8 +85,9 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def enrol(client: TestClient, key: str, person: dict[str, str] = PERSON) -> str:
-    r = client.post("/v1/subjects", json=person, headers=bearer(key))
+def enrol(client: TestClient, key: str, person: dict[str, str] | None = None) -> str:
+    """Enrol ``person``, by default a new one each call."""
+    r = client.post("/v1/subjects", json=person or new_person(), headers=bearer(key))
     assert r.status_code == 201, r.text
     subject: str = r.json()["subject"]
     return subject

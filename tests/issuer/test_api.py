@@ -99,6 +99,58 @@ def test_enrol_rejects_wrong_types_with_field_named(
     assert r.json()["message_en"] and r.json()["message_zh"]
 
 
+@pytest.mark.parametrize(
+    ("name", "char"),
+    [
+        ("张\u202e三", "U+202E"),
+        ("张\x00三", "U+0000"),
+        ("张\n三", "U+000A"),
+        ("\x1b[31m张三", "U+001B"),
+        ("张\u2028三", "U+2028"),
+    ],
+)
+def test_enrol_refuses_names_with_control_or_bidi_characters(
+    client: TestClient, keys: dict[str, str], name: str, char: str
+) -> None:
+    r = client.post("/v1/subjects", json={"name": name, "id_number": "1234"}, headers=bearer(keys["enrol"]))
+    assert r.status_code == 422 and r.json()["error"] == "invalid_input"
+    problem = next(p for p in r.json()["detail"] if p["field"] == "body.name")
+    assert char in problem["problem"]
+    store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 0
+
+
+def test_status_reason_and_scan_log_text_refuse_control_characters(client: TestClient, keys: dict[str, str]) -> None:
+    s = enrol(client, keys["enrol"])
+    r = client.put(
+        f"/v1/subjects/{s}/status", json={"status": "red", "reason": "ok\u202e"}, headers=bearer(keys["status"])
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.reason"
+    batch = {"kiosk_id": "kiosk", "records": [{**SCAN, "reason": "ok\r\nforged log line"}]}
+    r = client.post("/v1/scan-logs", json=batch, headers=bearer(keys["kiosk"]))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "body.records.0.reason"
+
+
+def test_enrolling_an_enrolled_id_number_again_is_409(client: TestClient, keys: dict[str, str]) -> None:
+    enrol(client, keys["enrol"], {"name": "张小三", "id_number": "31010119900101123x"})
+    r = client.post(
+        "/v1/subjects", json={"name": "李四", "id_number": "31010119900101123X"}, headers=bearer(keys["enrol"])
+    )
+    assert r.status_code == 409 and r.json()["error"] == "already_enrolled" and r.json()["message_zh"]
+    assert "31010119900101123" not in r.text  # the answer names neither the number nor the subject
+    store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 1
+    assert store.subject_by_id_number("31010119900101123X") is not None
+    assert enrol(client, keys["enrol"], {"name": "李四", "id_number": "310101199001011235"})
+
+
+def test_trailing_slash_redirect_cannot_point_at_a_hostile_host(client: TestClient) -> None:
+    for path in ("/v1/trust-list/", "/v1/status-lists/SH/", "/healthz/"):
+        r = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert r.status_code == 404 and r.json()["error"] == "not_found", path
+        assert "location" not in r.headers and "evil.example" not in r.text
+
+
 def test_malformed_json_is_422_not_500(client: TestClient, keys: dict[str, str]) -> None:
     for raw in (b"{", b"[]", b"null", b'{"name": "\xff"}', b"\x00" * 10):
         r = client.post(

@@ -57,6 +57,37 @@ def test_api_key_is_printed_once_as_last_line_and_stored_hashed(home: Path, caps
     assert main(["--dir", str(home), "api-key", "create", "--name", "x", "--scopes", "root"]) == 1
 
 
+@pytest.mark.parametrize("rate", ["nan", "inf", "-inf", "0", "-1"])
+def test_api_key_rate_that_is_not_a_positive_number_is_a_usage_error(
+    home: Path, capsys: pytest.CaptureFixture[str], rate: str
+) -> None:
+    assert main(["--dir", str(home), "api-key", "create", "--name", "app", "--scopes", "mint", f"--rate={rate}"]) == 2
+    assert "--rate must be a finite number" in capsys.readouterr().err
+    assert SQLiteStorage(home / "var" / "issuer.db").api_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "scopes", "says"),
+    [
+        ("gate\u202e1", "mint", "U+202E"),
+        ("gate\n1", "status", "U+000A"),
+        ("gate 1", "kiosk", "not a kiosk id"),
+        ("g" * 65, "kiosk,status", "not a kiosk id"),
+    ],
+)
+def test_api_key_names_that_would_spoof_output_or_match_no_kiosk_are_refused(
+    home: Path, capsys: pytest.CaptureFixture[str], name: str, scopes: str, says: str
+) -> None:
+    assert main(["--dir", str(home), "api-key", "create", "--name", name, "--scopes", scopes]) == 2
+    assert says in capsys.readouterr().err
+    assert SQLiteStorage(home / "var" / "issuer.db").api_keys() == []
+
+
+def test_default_rate_from_settings_must_be_finite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUISHENMA_ISSUER_RATE_PER_S", "inf")
+    assert main(["--dir", str(tmp_path), "init"]) == 2
+
+
 def test_revoked_api_key_stops_working_on_a_running_server(
     home: Path, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

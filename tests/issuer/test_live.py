@@ -17,7 +17,7 @@ from issuer.live import LiveIssuer
 from issuer.sqlite_store import SQLiteStorage
 from suishenma import load_verification_key, parse_trust_list, verify
 
-from .conftest import PERSON
+from .conftest import PERSON, new_person
 
 
 def h(key: str) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_kill_9_during_write_burst_keeps_every_acknowledged_write(home: Path, ke
         with httpx.Client(base_url=server.url, timeout=5) as c:
             while not stop.is_set():
                 try:
-                    r = c.post("/v1/subjects", json=PERSON, headers=h(keys["enrol"]))
+                    r = c.post("/v1/subjects", json=new_person(), headers=h(keys["enrol"]))
                 except httpx.HTTPError:
                     return
                 if r.status_code == 201:

@@ -6,9 +6,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from issuer.audit import verify_chain
 from issuer.sqlite_store import MIGRATIONS, SQLiteStorage
-from issuer.storage import MintRecord
+from issuer.storage import AlreadyEnrolled, MintRecord
 
 
 def test_schema_is_migrated_once_and_recorded(tmp_path: Path) -> None:
@@ -16,6 +18,23 @@ def test_schema_is_migrated_once_and_recorded(tmp_path: Path) -> None:
     SQLiteStorage(db).close()
     SQLiteStorage(db).close()  # reopening applies nothing twice
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_database_enrolled_twice_before_the_id_check_still_opens(tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    for subject in ("00000000000000aa", "00000000000000bb"):
+        conn.execute(
+            "INSERT INTO subjects VALUES (?, '张三', '310101199001011234', 'green', '', NULL, 0, 0)", (subject,)
+        )
+    conn.commit()
+    conn.close()
+    store = SQLiteStorage(db)  # migration 2 adds a look-up index, not a constraint old data would break
+    assert store.subject_by_id_number("310101199001011234") in ("00000000000000aa", "00000000000000bb")
+    with pytest.raises(AlreadyEnrolled):
+        store.subject_create("00000000000000cc", "王五", "310101199001011234", 0, "t")
+    store.close()
 
 
 def test_background_checkpoints_keep_the_wal_small(tmp_path: Path) -> None:
