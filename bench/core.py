@@ -4,6 +4,8 @@ Run: .venv/bin/python bench/core.py  (about a minute). Ratios are measured in th
 Targets (issue "Core library"): verify <= 1.3x a bare Ed25519 verify of the same bytes; mint <= 2.0x
 a bare Ed25519 sign; dynamic code in QR version 7 at ECC M, with identity in version 9; status
 list of 32 M entries at 1 % revoked <= 450 KB compressed, lookup <= 2 us, build <= 10 s.
+Device-bound codes (issue "Device-bound codes"): verify <= 2.6x a bare Ed25519 verify (two
+signatures); a device-bound code without identity in QR version 11 at ECC M or lower.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from bench._common import interleaved
 from suishenma import (
     Alg,
     Claims,
+    DeviceKey,
     EntryStatus,
     KeyRing,
     SigningKey,
     Status,
     StatusList,
+    TrustedKey,
     mint,
+    mint_credential,
     parse_status_list,
+    present,
     sign_status_list,
     verify,
 )
@@ -74,6 +80,42 @@ def speed(alg: Alg) -> tuple[float, float]:
     return v, m
 
 
+def device_speed() -> float:
+    """A device-bound code (Ed25519 issuer, Ed25519 phone) against one bare Ed25519 verify."""
+    issuer, phone = SigningKey.generate(), SigningKey.generate()
+    ring = KeyRing([TrustedKey(issuer.public(), "SH")])
+    credential = mint_credential(Claims.device(SUBJECT, Status.GREEN, NOW, 31_999_999, DeviceKey.of(phone)), issuer)
+    code = present(credential, phone, now=NOW + 30)
+    msg = parse(credential)
+    tbs = _sig_structure(msg.protected_bytes, msg.payload)
+    crypto_pub, sig = issuer.private_key.public_key(), msg.signature
+    t = interleaved(
+        {
+            "device-verify": lambda: verify(code, ring, now=NOW + 40),
+            "present": lambda: present(credential, phone, now=NOW + 30),
+            "bare-verify": lambda: crypto_pub.verify(sig, tbs),  # type: ignore[call-arg]
+        }
+    )
+    print("\ndevice-bound (Ed25519 issuer and phone): per-call microseconds")
+    for name, us in t.items():
+        print(f"  {name:<14} {us:8.1f} us")
+    ratio = t["device-verify"] / t["bare-verify"]
+    print(f"  device-verify/bare = {ratio:.2f}x  (target <= 2.6x: two signatures)")
+    return ratio
+
+
+def device_codes(key: SigningKey) -> dict[str, str]:
+    """Device-bound codes as phones show them, for the size table."""
+    out = {}
+    for alg in (Alg.EdDSA, Alg.ES256):
+        phone = SigningKey.generate(alg)
+        for label, ident in (("", {}), (" + name + ID", {"name": "张小三", "id_number": "310101199001011234"})):
+            claims = Claims.device(SUBJECT, Status.GREEN, NOW, 31_999_999, DeviceKey.of(phone), **ident)
+            name = f"device {'P-256' if alg is Alg.ES256 else 'Ed25519'}{label}"
+            out[name] = present(mint_credential(claims, key), phone, now=NOW + 86_000)
+    return out
+
+
 def sizes() -> None:
     key = SigningKey.generate()
     kinds = {
@@ -87,11 +129,11 @@ def sizes() -> None:
         ),
     }
     print("\ncode sizes (Ed25519): characters and QR version per ECC level")
-    print(f"  {'type':<22}{'chars':>6}{'L':>4}{'M':>4}{'Q':>4}{'H':>4}")
-    for name, claims in kinds.items():
-        code = mint(claims, key)
+    print(f"  {'type':<30}{'chars':>6}{'L':>4}{'M':>4}{'Q':>4}{'H':>4}")
+    codes = {name: mint(claims, key) for name, claims in kinds.items()} | device_codes(key)
+    for name, code in codes.items():
         versions = "".join(f"{qr_version(code, ecc):>4}" for ecc in "LMQH")
-        print(f"  {name:<22}{len(code):>6}{versions}")
+        print(f"  {name:<30}{len(code):>6}{versions}")
 
 
 def status_list(size: int = 32_000_000, revoked: float = 0.01) -> None:
@@ -125,9 +167,10 @@ def status_list(size: int = 32_000_000, revoked: float = 0.01) -> None:
 def main() -> int:
     v, m = speed(Alg.EdDSA)
     speed(Alg.ES256)
+    d = device_speed()
     sizes()
     status_list()
-    print(f"\nverify/ed25519-verify = {v:.2f}x  mint/ed25519-sign = {m:.2f}x")
+    print(f"\nverify/ed25519-verify = {v:.2f}x  mint/ed25519-sign = {m:.2f}x  device-verify/ed25519-verify = {d:.2f}x")
     return 0
 
 

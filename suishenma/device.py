@@ -105,7 +105,7 @@ def present(credential: bytes, device: SigningKey, *, now: int) -> str:
     if bound != DeviceKey.of(device):
         raise UsageError("this credential is bound to another device key")
     time_claims = {_IAT: now}
-    aad = _cbor.dumps(time_claims)
+    aad = _time_claims(now)
     signature = device.cose_key.sign(countersign_structure(msg.protected_bytes, aad, msg.payload, msg.signature))
     unprotected = {int(Header.COUNTERSIGNATURE0): signature, int(Header.CWT_CLAIMS): time_claims}
     message = _cose.assemble(msg.protected_bytes, _cbor.dumps(unprotected), msg.payload, msg.signature)
@@ -136,12 +136,23 @@ def verify_presentation(text: str, keyring: KeyRing, *, now: int, skew: int = DE
     if claims.device_key is None:
         raise CodeClaimsError(Reason.BAD_CLAIM, "not a device credential")
     check_key_limits(claims, trusted)
-    aad = _cbor.dumps({_IAT: presented_at})
+    aad = _time_claims(presented_at)
     structure = countersign_structure(msg.protected_bytes, aad, msg.payload, msg.signature)
     claims.device_key.verify(structure, countersignature)
     _check_times(claims, presented_at, now, skew)
     digest = signed_digest(msg.protected_bytes, msg.payload, aad)
     return VerifiedCode(claims, msg.kid, key.alg, trusted, digest, presented_at)
+
+
+def _time_claims(presented_at: int) -> bytes:
+    """The external AAD: the presentation time as the CWT claims map ``{6: t}``, shortest form
+    (RFC 8949 §4.2.1), written directly because it is on every device-bound scan."""
+    if presented_at < 24:
+        return bytes((0xA1, 0x06, presented_at))
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if presented_at < 1 << (8 * size):
+            return bytes((0xA1, 0x06, info)) + presented_at.to_bytes(size, "big")
+    raise UsageError("presentation time out of range")
 
 
 def _presentation_headers(unprotected: dict[Any, Any]) -> tuple[bytes, int]:

@@ -178,9 +178,11 @@ class Verifier:
 
         if any(getattr(claims, f) is None for f in p.required_claims):
             return done(p.on_invalid, VerdictReason.MISSING_FIELDS)
-        if p.max_code_age_s is not None and at - claims.issued_at > p.max_code_age_s:
+        if p.max_code_age_s is not None and at - verified.issued_at > p.max_code_age_s:
             return done(p.on_invalid, VerdictReason.TOO_OLD)
-        if claims.code_type is CodeType.OFFLINE or p.status_list == "always":
+        # Paper codes and device credentials live for months or a day: their status list is how a
+        # revocation or a status change reaches the gate, so every one of them is checked against it.
+        if claims.code_type is not CodeType.DYNAMIC or p.status_list == "always":
             lst, lst_held = status.get(issuer), held.get(status_name(issuer))
             if lst is None or lst_held is None:
                 return done(p.on_stale, VerdictReason.NO_STATUS_LIST)
@@ -199,7 +201,7 @@ class Verifier:
         ]
         if decision is Decision.ALLOW and p.replay == "once":
             # keyed on the signed content, not the text: a re-encoded copy of a used code is still a replay
-            return done(decision, reason, (verified.digest[:16], claims.expires_at + p.skew_s))
+            return done(decision, reason, (verified.digest[:16], verified.expires_at + p.skew_s))
         return done(decision, reason)
 
     def _done(

@@ -29,7 +29,7 @@ class Policy:
     max_code_age_s: int | None = None  # refuse codes issued longer ago than this, even if unexpired
     skew_s: int = 10  # clock-skew allowance for iat/exp
     replay: str = "off"  # "once": a code opens one gate once (remembered until it expires)
-    status_list: str = "offline"  # whose issuer's status list must be held: "offline" codes only, or "always"
+    status_list: str = "offline"  # "offline": checked for paper codes and device credentials; "always": every code
     max_list_age_s: int = 3 * DAY  # a list not confirmed with its issuer for longer than this is stale
     on_stale: Decision = Decision.DENY  # decision when a list the code needs is stale or missing
     messages: Mapping[VerdictReason, tuple[str, str]] = field(default_factory=dict)

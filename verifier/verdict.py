@@ -26,6 +26,8 @@ class VerdictReason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     TOO_OLD = "too_old"
     BAD_SIGNATURE = "bad_signature"
+    DEVICE_MISMATCH = "device_mismatch"  # a device-bound code not signed by the phone it is bound to
+    CREDENTIAL_EXPIRED = "credential_expired"  # the phone's day credential ran out
     UNKNOWN_KEY = "unknown_key"
     KEY_NOT_ALLOWED = "key_not_allowed"
     MALFORMED = "malformed"
@@ -47,6 +49,8 @@ MESSAGES: dict[VerdictReason, tuple[str, str]] = {
     VerdictReason.NOT_YET_VALID: ("码尚未生效，请检查时间", "Code not valid yet: check the clock"),
     VerdictReason.TOO_OLD: ("码太旧，请刷新", "Code too old for this gate: refresh it"),
     VerdictReason.BAD_SIGNATURE: ("签名无效：码被伪造或篡改", "Invalid signature: forged or altered code"),
+    VerdictReason.DEVICE_MISMATCH: ("此码不是本人手机生成的", "Not made by the phone it belongs to"),
+    VerdictReason.CREDENTIAL_EXPIRED: ("请联网打开随申码更新", "Phone credential expired: go online to renew"),
     VerdictReason.UNKNOWN_KEY: ("签发密钥未知，请同步", "Unknown signing key: sync the lists"),
     VerdictReason.KEY_NOT_ALLOWED: ("签发方无权签发此码", "The issuer may not issue this code"),
     VerdictReason.MALFORMED: ("码已损坏，请重新出示", "Damaged code: show it again"),
@@ -71,6 +75,8 @@ CORE_REASONS: dict[Reason, VerdictReason] = {
     Reason.UNKNOWN_KID: VerdictReason.UNKNOWN_KEY,
     Reason.ALG_MISMATCH: VerdictReason.BAD_SIGNATURE,
     Reason.BAD_SIGNATURE: VerdictReason.BAD_SIGNATURE,
+    Reason.BAD_DEVICE_SIGNATURE: VerdictReason.DEVICE_MISMATCH,
+    Reason.CREDENTIAL_EXPIRED: VerdictReason.CREDENTIAL_EXPIRED,
     Reason.EXPIRED: VerdictReason.EXPIRED,
     Reason.NOT_YET_VALID: VerdictReason.NOT_YET_VALID,
     Reason.ISSUER_MISMATCH: VerdictReason.KEY_NOT_ALLOWED,

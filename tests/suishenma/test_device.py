@@ -11,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suishenma import (
     Alg,
@@ -38,7 +40,7 @@ from suishenma import (
     verify,
 )
 from suishenma._base45 import b45decode, b45encode
-from suishenma.device import countersign_structure
+from suishenma.device import _time_claims, countersign_structure
 from suishenma.labels import DEVICE_PREFIX
 from suishenma.qr import qr_version
 from tests.conftest import NOW, SUBJECT
@@ -323,3 +325,30 @@ def test_every_rejection_is_a_code_error(issuer_key: SigningKey, phone: SigningK
         tampered[i] ^= 0x20
         with pytest.raises(CodeError):
             verify(DEVICE_PREFIX + b45encode(bytes(tampered)), sh_ring, now=NOW)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**63 - 1))
+def test_presentation_time_is_the_shortest_cbor_encoding(t: int) -> None:
+    """The external AAD written by hand equals a general encoder's deterministic output."""
+    assert _time_claims(t) == cbor2.dumps({6: t})
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_device_code_is_never_accepted(data: st.DataObject) -> None:
+    message = bytearray(b45decode(DEVICE_CODE[len(DEVICE_PREFIX) :]))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(message) - 1))
+        message[i] ^= 1 << data.draw(st.integers(0, 7))
+    if bytes(message) == b45decode(DEVICE_CODE[len(DEVICE_PREFIX) :]):
+        return  # two flips of one bit
+    with pytest.raises(CodeError):
+        verify(DEVICE_PREFIX + b45encode(bytes(message)), DEVICE_RING, now=NOW + 5)
+
+
+_ISSUER, _PHONE = SigningKey.generate(), SigningKey.generate(Alg.ES256)
+DEVICE_RING = KeyRing([TrustedKey(_ISSUER.public(), "SH")])
+DEVICE_CODE = present(
+    mint_credential(Claims.device(SUBJECT, Status.GREEN, NOW, 9, DeviceKey.of(_PHONE)), _ISSUER), _PHONE, now=NOW
+)

@@ -12,19 +12,24 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from suishenma import (
     Claims,
     CodeType,
+    DeviceKey,
     KeyRing,
     SigningKey,
     Status,
     SuishenmaError,
+    TrustedKey,
     VerificationKey,
+    credential_text,
     mint,
+    mint_credential,
     parse_status_list,
     parse_trust_list,
+    present,
     verify,
 )
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-CODE_VECTORS = sorted(p for p in VECTORS.glob("*.json") if p.name != "lists.json")
+CODE_VECTORS = sorted(p for p in VECTORS.glob("*.json") if p.name not in ("lists.json", "devices.json"))
 
 
 def _claims(c: dict[str, Any]) -> Claims:
@@ -72,3 +77,34 @@ def test_list_vectors() -> None:
     assert (sl.version, sl.bits, sl.size) == (exp["version"], exp["bits"], exp["size"])
     for index, status in exp["statuses"].items():
         assert sl.status(int(index)) == status
+
+
+def test_device_vectors() -> None:
+    """A second implementation must rebuild the credential and presentations byte for byte."""
+    v = json.loads((VECTORS / "devices.json").read_text())
+    issuer = VerificationKey.from_der(bytes.fromhex(v["issuer"]["public_spki_der"]))
+    ring = KeyRing([TrustedKey(issuer, v["issuer"]["issuer_id"])])
+    issuer_signer = SigningKey.from_private_key(
+        ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["issuer"]["private"]))
+    )
+    phone = SigningKey.from_private_key(
+        ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["phone"]["private"]))
+    )
+    assert DeviceKey.from_jwk(v["phone"]["jwk"]) == DeviceKey.of(phone)
+    c = v["credential_claims"]
+    claims = Claims.device(
+        bytes.fromhex(c["sub"]), Status(c["status"]), c["iat"], c["status_index"], DeviceKey.of(phone),
+        ttl=c["exp"] - c["iat"],
+    )  # fmt: skip
+    credential = mint_credential(claims, issuer_signer)
+    assert credential_text(credential) == v["credential"]
+    for p in v["presentations"]:
+        if p["name"] in ("valid", "screenshot", "day-over"):
+            assert present(credential, phone, now=p["presented_at"]) == p["code"]
+        if p["expect"]["valid"]:
+            result = verify(p["code"], ring, now=p["at"])
+            assert result.presented_at == p["presented_at"] and result.claims.subject.hex() == c["sub"]
+        else:
+            with pytest.raises(SuishenmaError) as exc:
+                verify(p["code"], ring, now=p["at"])
+            assert exc.value.reason.value == p["expect"]["reason"], p["name"]

@@ -21,12 +21,16 @@ sys.path.insert(0, str(ROOT))
 
 from suishenma import (  # noqa: E402
     Claims,
+    DeviceKey,
     EntryStatus,
     IssuerEntry,
     SigningKey,
     Status,
     StatusList,
+    credential_text,
     mint,
+    mint_credential,
+    present,
     sign_status_list,
     sign_trust_list,
 )
@@ -37,6 +41,7 @@ OUT = Path(__file__).resolve().parent
 AT = 1_790_000_000
 ED_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 ED2_SEED = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
+PHONE_SEED = bytes.fromhex("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7")
 ES_SCALAR = int("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721", 16)
 SUBJECT = bytes.fromhex("0011223344556677")
 
@@ -194,8 +199,56 @@ def main() -> int:
         "status_list_expect": {"version": 9, "bits": 2, "size": 64, "statuses": {"0": 0, "3": 1, "5": 2}},
     }
     (OUT / "lists.json").write_text(json.dumps(lists, indent=2) + "\n")
+    device_vectors(ed, other)
     print(f"wrote vectors to {OUT}")
     return 0
+
+
+def device_vectors(issuer: SigningKey, other: SigningKey) -> None:
+    """devices.json: a device credential, the phone's key, and presentations with their verdicts.
+
+    Both keys are Ed25519, so every byte is fixed: an implementation must reproduce the credential and
+    each presentation exactly, and reach the same verdict at the same instant.
+    """
+    phone = ed_key(PHONE_SEED)
+    claims = Claims.device(SUBJECT, Status.GREEN, AT, 4_000_000, DeviceKey.of(phone), ttl=86400)
+    credential = mint_credential(claims, issuer)
+    at, day_over = AT + 3600, AT + 86410
+    good = present(credential, phone, now=at)
+    # this credential, countersigned by another phone (the headers of its own presentation of it)
+    other_cred = mint_credential(Claims.device(SUBJECT, Status.GREEN, AT, 1, DeviceKey.of(other)), issuer)
+    other_headers = cbor2.loads(b45decode(present(other_cred, other, now=at)[5:])).value[1]
+    parts = cbor2.loads(b45decode(good[5:])).value
+    swapped = "SMD1:" + b45encode(cbor2.dumps(cbor2.CBORTag(18, [parts[0], other_headers, parts[2], parts[3]])))
+    cases = [
+        ("valid", "Presented one hour into the credential's day, verified 20 s later.", good, at, at + 20, None),
+        ("screenshot", "The same presentation 71 s later (60 s life, 10 s skew).", good, at, at + 71, "expired"),
+        ("other-phone", "This credential with another phone's countersignature.", swapped, at, at + 1,
+         "bad_device_signature"),
+        ("day-over", "Presented after the credential's day ended.", present(credential, phone, now=day_over),
+         day_over, day_over, "credential_expired"),
+    ]  # fmt: skip
+    body = {
+        "name": "devices",
+        "description": "Device-bound codes (docs/format.md §4.2): the issuer key (issuer id SH), the phone's key, "
+        "its credential, and presentations with the instant to verify at and the expected result.",
+        "issuer": {**key_json(issuer), "issuer_id": "SH"},
+        "phone": {**key_json(phone), "jwk": DeviceKey.of(phone).to_jwk()},
+        "credential": credential_text(credential),
+        "credential_claims": {**claims_json(claims), "iss": None},
+        "presentations": [
+            {
+                "name": n,
+                "description": d,
+                "code": c,
+                "presented_at": p,
+                "at": t,
+                "expect": {"valid": r is None} | ({"reason": r} if r else {}),
+            }
+            for n, d, c, p, t, r in cases
+        ],
+    }
+    (OUT / "devices.json").write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from suishenma import (
     Claims,
+    DeviceKey,
     IssuerEntry,
     SigningKey,
     Status,
     StatusList,
     mint,
+    mint_credential,
+    present,
     sign_status_list,
     sign_trust_list,
 )
@@ -123,6 +126,29 @@ class IssuerSim:
         else:
             claims = Claims.offline(subject, status, now, index, issuer=issuer, **ident)
         return mint(claims, self.keys[issuer])
+
+    def credential(
+        self,
+        phone: SigningKey,
+        status: Status = Status.GREEN,
+        *,
+        issuer: str = "SH",
+        at: int | None = None,
+        index: int = 100,
+        identity: bool = False,
+        ttl: int = DAY,
+        subject: bytes = b"\x01\x02\x03\x04\x05\x06\x07\x08",
+    ) -> bytes:
+        """A device credential for ``phone``, as the issuer would sign it."""
+        ident = {"name": "张小三", "id_number": "310101199001011234"} if identity else {}
+        claims = Claims.device(
+            subject, status, at or self.now, index, DeviceKey.of(phone), ttl=ttl, issuer=issuer, **ident
+        )
+        return mint_credential(claims, self.keys[issuer])
+
+    def device_code(self, phone: SigningKey, credential: bytes | None = None, *, at: int | None = None) -> str:
+        """What the phone shows at ``at``: a presentation of its credential."""
+        return present(credential or self.credential(phone), phone, now=at or self.now)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         sim = self

@@ -21,7 +21,8 @@ def test_offline_verification_survives_issuer_outage_and_sees_revocation(
     home = tmp_path / "issuer"
     with contextlib.redirect_stdout(io.StringIO()):
         issuer_live.init_dir(home)
-    key = issuer_live.create_api_key(home, "ops", "enrol,mint,revoke,kiosk")
+    key = issuer_live.create_api_key(home, "ops", "enrol,mint,revoke")
+    kiosk_key = issuer_live.create_api_key(home, "g1", "kiosk")  # named after the kiosk it uploads for
     auth = {"Authorization": f"Bearer {key}"}
     server = issuer_live.LiveIssuer(home).start()
     try:
@@ -30,7 +31,7 @@ def test_offline_verification_survives_issuer_outage_and_sees_revocation(
             s = subject["subject"]
             dynamic = c.post(f"/v1/subjects/{s}/codes", json={"scenario": "venue"}).json()["code"]
             paper = c.post(f"/v1/subjects/{s}/offline-codes").json()
-        monkeypatch.setenv("SUISHENMA_KIOSK_API_KEY", key)
+        monkeypatch.setenv("SUISHENMA_KIOSK_API_KEY", kiosk_key)
         v = Verifier.init(tmp_path / "gate", server.url, load_verification_key(home / "keys/root.pub"), "venue", "g1")
         assert v.sync().ok
         assert v.verify(dynamic).decision is Decision.ALLOW
