@@ -20,6 +20,7 @@ from suishenma import (
     write_key_pair,
 )
 
+from .private import private_dir
 from .settings import Settings
 from .storage import SigningKeyRecord, Storage
 
@@ -42,6 +43,7 @@ def create_signing_key(settings: Settings, storage: Storage, now: int, actor: st
     """
     key = SigningKey.generate(alg)
     kid = key.kid.hex()
+    private_dir(settings.keys_path)
     priv, _ = write_key_pair(key, settings.keys_path / f"issuer-{kid}", passphrase_from_env())
     storage.signing_key_add(kid, alg.name, priv.name, now, actor)
     return kid
@@ -55,6 +57,7 @@ def create_root_key(settings: Settings) -> Path:
     """
     path = settings.keys_path / f"{ROOT_KEY}.key"
     if not path.exists():
+        private_dir(settings.keys_path)
         write_key_pair(SigningKey.generate(), settings.keys_path / ROOT_KEY, passphrase_from_env())
     return path
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .cli import main as cli_main
+from .private import FILE_MODE, private_dir
 
 
 def free_port() -> int:
@@ -56,9 +57,9 @@ class LiveIssuer:
 
     def start(self, timeout: float = 20.0) -> LiveIssuer:
         """Raises: RuntimeError when the server does not answer /healthz within ``timeout``."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log.parent)
         cmd = [sys.executable, "-m", "issuer", "--dir", str(self.base), "serve", "--port", str(self.port)]
-        with self.log.open("ab") as log:
+        with os.fdopen(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import html
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .private import private_dir, write_private
 from .render import png, qr_matrix, svg
 from .service import Conflict, IssuerService, MintedCode
 
@@ -56,7 +56,7 @@ def issue_paper_codes(
     for rec in records:
         if rec.status != "green" or (rec.status_until is not None and rec.status_until <= now):
             raise Conflict(f"{rec.subject} has no current green status; paper codes are for green people")
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)  # year-long credentials: for the operator who prints them only
     made = []
     for s in subjects:
         minted = service.issue_offline(s, now, actor)
@@ -74,9 +74,7 @@ def issue_paper_codes(
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_private(path, data)
 
 
 def _sheet(codes: list[PaperCode]) -> str:

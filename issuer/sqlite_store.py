@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .audit import GENESIS, AuditRow, canonical, row_hash
+from .private import private_database
 from .storage import (
     SUSPENDED,
     VALID,
@@ -121,7 +122,13 @@ class SQLiteStorage:
     """``Storage`` on one SQLite file. Thread-safe through one lock; other processes through SQLite's."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (or create) the database; its folder is made 0700 if new, its files 0600.
+
+        Raises:
+            OSError: the file or its folder cannot be created.
+            RuntimeError: the schema is newer than this software.
+        """
+        private_database(path)
         self.path = path
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self.db = sqlite_utils.Database(conn)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,47 @@ def test_init_makes_keys_database_and_first_lists_once(tmp_path: Path, capsys: p
     assert main(["--dir", str(tmp_path), "init"]) == 0
     assert "already initialised" in capsys.readouterr().out
     assert len(list((tmp_path / "keys").glob("issuer-*.key"))) == 1
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+@pytest.fixture()
+def open_umask() -> Iterator[None]:
+    """The usual umask 022, under which files are born readable by every local user."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_other_local_users_cannot_read_the_database_wal_or_keys(tmp_path: Path, open_umask: None) -> None:
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    assert _mode(tmp_path / "var") == 0o700 and _mode(tmp_path / "keys") == 0o700
+    store = SQLiteStorage(tmp_path / "var" / "issuer.db")
+    store.subject_create("00000000000000aa", "张三", "310101199001011234", 0, "t")  # the WAL now holds a name
+    db = tmp_path / "var" / "issuer.db"
+    wal, shm = db.with_name("issuer.db-wal"), db.with_name("issuer.db-shm")
+    assert wal.stat().st_size > 0
+    assert {p.name: _mode(p) for p in (db, wal, shm)} == {p.name: 0o600 for p in (db, wal, shm)}
+    store.close()
+
+
+def test_database_made_world_readable_by_an_older_version_is_tightened_on_open(
+    tmp_path: Path, open_umask: None
+) -> None:
+    db = tmp_path / "issuer.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    wal = db.with_name("issuer.db-wal")
+    assert _mode(db) == 0o644 and _mode(wal) == 0o644
+    store = SQLiteStorage(db)  # while the other connection keeps the WAL in place
+    assert _mode(db) == 0o600 and _mode(wal) == 0o600
+    store.close()
+    conn.close()
 
 
 def test_init_encrypts_keys_with_passphrase_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,6 +250,8 @@ def test_offline_codes_bulk_renders_images_sheet_and_manifest(
         == 0
     )
     assert len(list(out.glob("*.svg"))) == 3
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700  # year-long credentials, for the operator only
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o600}
 
 
 def test_offline_codes_with_an_unknown_subject_issues_nothing(
