@@ -55,8 +55,11 @@ class IssuerEntry:
             raise ListError(Reason.LIST_MALFORMED, "issuer entry is not a map")
         alg = get(m, TrustField.ALG, int)
         types = get(m, TrustField.CODE_TYPES, list)
-        if alg not in Alg._value2member_map_ or not all(t in CodeType._value2member_map_ for t in types):
-            raise ListError(Reason.LIST_MALFORMED, "unknown algorithm or code type")
+        if alg not in Alg._value2member_map_ or not all(type(t) is int for t in types):
+            raise ListError(Reason.LIST_MALFORMED, "unknown algorithm, or a code type that is not an integer")
+        # Code types added by later versions are ignored, not fatal: an old kiosk keeps syncing and
+        # simply cannot accept the new type.
+        types = [t for t in types if t in CodeType._value2member_map_]
         try:
             key = VerificationKey.from_der(
                 get(m, TrustField.PUBLIC_KEY, bytes), Alg(alg), get(m, TrustField.KID, bytes)

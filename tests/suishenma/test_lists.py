@@ -8,6 +8,7 @@ import cbor2
 import pytest
 
 from suishenma import (
+    CodeType,
     EntryStatus,
     IssuerEntry,
     ListError,
@@ -20,7 +21,7 @@ from suishenma import (
     sign_status_list,
     sign_trust_list,
 )
-from suishenma.labels import STATUS_LIST_TYP
+from suishenma.labels import STATUS_LIST_TYP, TRUST_LIST_TYP
 from tests.conftest import NOW
 from tests.suishenma import forge
 
@@ -177,3 +178,18 @@ def test_status_list_bits_and_size_validated(ed_key: SigningKey) -> None:
     for bits, size in ((3, 16), (1, 0), (1, 2**40), (True, 16)):
         with pytest.raises(ListError):
             parse_status_list(_status_token(ed_key, bits, zlib.compress(bytes(2)), size), keys, now=NOW)
+
+
+def test_unknown_code_types_in_a_trust_list_are_ignored_not_fatal(ed_key: SigningKey) -> None:
+    """A later version lists a code type this one does not know: the kiosk keeps syncing."""
+    entry = IssuerEntry(ed_key.public(), "SH", NOW - 10, NOW + 10, frozenset({CodeType.DYNAMIC})).to_cbor()
+    entry[6] = [0, 9]
+    claims = {1: "root", 6: NOW, 4: NOW + 60, -65537: {10: 1, 11: [entry]}}
+    token = forge.sign1(cbor2.dumps(claims), ed_key, protected={1: -8, 4: ed_key.kid, 16: TRUST_LIST_TYP})
+    tl = parse_trust_list(token, ed_key.public(), now=NOW)
+    assert tl.issuers[0].code_types == frozenset({CodeType.DYNAMIC})
+    entry[6] = [0, "device"]
+    token = forge.sign1(cbor2.dumps(claims), ed_key, protected={1: -8, 4: ed_key.kid, 16: TRUST_LIST_TYP})
+    with pytest.raises(ListError) as exc:
+        parse_trust_list(token, ed_key.public(), now=NOW)
+    assert exc.value.reason is Reason.LIST_MALFORMED and "not an integer" in exc.value.detail
