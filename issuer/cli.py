@@ -58,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     key.add_parser("list", help="names, scopes and state of every key (never the keys themselves)")
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
-    keys.add_parser("rotate", help="add a new signing key; the old one stays trusted until its codes expire")
+    keys.add_parser(
+        "rotate",
+        help="add a new signing key; the old one stays trusted until its codes expire. On an encrypted keystore"
+        " set SUISHENMA_KEY_PASSPHRASE; nothing changes when a key cannot be opened",
+    )
 
     trust = sub.add_parser("trust-list", help="the root-signed trust list").add_subparsers(dest="action", required=True)
     ts = trust.add_parser("sign", help="re-sign it now with keys/root.key, or sign a request offline")

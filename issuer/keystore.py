@@ -13,12 +13,15 @@ from pathlib import Path
 from suishenma import (
     Alg,
     IssuerEntry,
+    KeyFileError,
+    Reason,
     SigningKey,
     load_signing_key,
     load_verification_key,
     passphrase_from_env,
     write_key_pair,
 )
+from suishenma.keys import PASSPHRASE_ENV
 
 from .private import private_dir
 from .settings import Settings
@@ -35,37 +38,100 @@ class NoSigningKey(RuntimeError):
     """No usable signing key: run ``suishenma-issuer init``."""
 
 
+def keystore_encrypted(settings: Settings) -> bool:
+    """True when a private key under keys/ is encrypted: new keys must then be encrypted too."""
+    for path in sorted(settings.keys_path.glob("*.key")):
+        try:
+            with path.open("rb") as f:
+                if b"ENCRYPTED" in f.readline(64):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def passphrase_for_new_keys(settings: Settings) -> bytes | None:
+    """The passphrase (from ``SUISHENMA_KEY_PASSPHRASE``) that new private keys are written with.
+
+    Raises:
+        KeyFileError: the keys here are encrypted and the variable is not set: a key written now would be
+            the only plaintext private key in the folder.
+    """
+    passphrase = passphrase_from_env()
+    if passphrase is None and keystore_encrypted(settings):
+        raise KeyFileError(
+            Reason.KEY_FILE,
+            f"the private keys in {settings.keys_path} are encrypted: set {PASSPHRASE_ENV} to their passphrase"
+            " (no plaintext private key is written beside them)",
+        )
+    return passphrase
+
+
+def load_private_key(path: Path, passphrase: bytes | None, what: str) -> SigningKey:
+    """Load a private key; a failure names the passphrase variable and whether it was set.
+
+    Raises:
+        KeyFileError: missing or unreadable file, wrong or missing passphrase.
+    """
+    try:
+        return load_signing_key(path, passphrase)
+    except KeyFileError as exc:
+        state = "is not set" if passphrase is None else "is set"
+        raise KeyFileError(
+            Reason.KEY_FILE, f"cannot open {what} {path.name} ({PASSPHRASE_ENV} {state}): {exc.detail}"
+        ) from None
+
+
 def create_signing_key(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg = Alg.EdDSA) -> str:
     """Make a key pair under keys/, record it, and return its kid (hex).
 
     Raises:
-        KeyFileError: the key file cannot be written (e.g. it exists).
+        KeyFileError: the key file cannot be written (e.g. it exists), or the keys here are encrypted
+            and no passphrase is set.
     """
+    passphrase = passphrase_for_new_keys(settings)
     key = SigningKey.generate(alg)
-    kid = key.kid.hex()
+    priv, pub = _write_new_key(settings, key, passphrase)
+    try:
+        storage.signing_key_add(key.kid.hex(), alg.name, priv.name, now, actor)
+    except BaseException:
+        _remove(priv, pub)
+        raise
+    return key.kid.hex()
+
+
+def _write_new_key(settings: Settings, key: SigningKey, passphrase: bytes | None) -> tuple[Path, Path]:
     private_dir(settings.keys_path)
-    priv, _ = write_key_pair(key, settings.keys_path / f"issuer-{kid}", passphrase_from_env())
-    storage.signing_key_add(kid, alg.name, priv.name, now, actor)
-    return kid
+    return write_key_pair(key, settings.keys_path / f"issuer-{key.kid.hex()}", passphrase)
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
 
 
 def create_root_key(settings: Settings) -> Path:
     """Make the development root key pair once; return the private key's path.
 
     Raises:
-        KeyFileError: the key file cannot be written.
+        KeyFileError: the key file cannot be written, or the keys here are encrypted and no passphrase is set.
     """
     path = settings.keys_path / f"{ROOT_KEY}.key"
     if not path.exists():
+        passphrase = passphrase_for_new_keys(settings)
         private_dir(settings.keys_path)
-        write_key_pair(SigningKey.generate(), settings.keys_path / ROOT_KEY, passphrase_from_env())
+        write_key_pair(SigningKey.generate(), settings.keys_path / ROOT_KEY, passphrase)
     return path
 
 
 def root_signing_key(settings: Settings) -> SigningKey | None:
-    """The root key when it is kept here (development); None when it stays offline, as in production."""
+    """The root key when it is kept here (development); None when it stays offline, as in production.
+
+    Raises:
+        KeyFileError: it is here but cannot be opened (the message names the passphrase variable).
+    """
     path = settings.keys_path / f"{ROOT_KEY}.key"
-    return load_signing_key(path, passphrase_from_env()) if path.exists() else None
+    return load_private_key(path, passphrase_from_env(), "the root key") if path.exists() else None
 
 
 def active_record(storage: Storage) -> SigningKeyRecord:
@@ -90,22 +156,38 @@ def load_active_key(settings: Settings, storage: Storage) -> ActiveKey:
         KeyFileError: its file is missing, unreadable, or the passphrase is wrong.
     """
     rec = active_record(storage)
-    return ActiveKey(rec, load_signing_key(settings.keys_path / rec.path, passphrase_from_env()))
+    return ActiveKey(rec, load_private_key(settings.keys_path / rec.path, passphrase_from_env(), "the signing key"))
 
 
 def rotate(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg = Alg.EdDSA) -> tuple[str, str]:
     """Add a new signing key and retire the current one; return (old kid, new kid).
 
-    The retired key stays in the trust list until the last code it signed has expired.
+    The retired key stays in the trust list until the last code it signed has expired. Everything that
+    can fail is checked before the first write (the current key opens with the passphrase, which must be
+    set when the keys here are encrypted; the root key, when kept here, opens too; every public key the
+    trust list names is readable), and the database records the new key and retires the old one in one
+    transaction; if that fails, the new key files are removed. A failure leaves keys/ and the database
+    as they were.
 
     Raises:
         NoSigningKey: there is no key to rotate.
-        KeyFileError: the new key file cannot be written.
+        KeyFileError: a key cannot be opened (wrong or missing passphrase: the message names
+            ``SUISHENMA_KEY_PASSPHRASE``), a public key is unreadable, or the new key cannot be written.
+        Conflict: another rotation retired the current key meanwhile.
     """
     old = active_record(storage)
-    new = create_signing_key(settings, storage, now, actor, alg)
-    storage.signing_key_retire(old.kid, now, actor)
-    return old.kid, new
+    passphrase = passphrase_for_new_keys(settings)
+    load_private_key(settings.keys_path / old.path, passphrase, "the current signing key")
+    root_signing_key(settings)
+    trust_entries(settings, storage, now)
+    key = SigningKey.generate(alg)
+    priv, pub = _write_new_key(settings, key, passphrase)
+    try:
+        storage.signing_key_rotate(old.kid, key.kid.hex(), alg.name, priv.name, now, actor)
+    except BaseException:
+        _remove(priv, pub)
+        raise
+    return old.kid, key.kid.hex()
 
 
 def trust_entries(settings: Settings, storage: Storage, now: int) -> list[IssuerEntry]:

@@ -376,11 +376,18 @@ class SQLiteStorage:
             )
             self._audit(c, now, actor, "key.add", kid, {"alg": alg})
 
-    def signing_key_retire(self, kid: str, now: int, actor: str) -> None:
+    def signing_key_rotate(self, old_kid: str, kid: str, alg: str, path: str, now: int, actor: str) -> None:
         with self._write() as c:
-            cur = c.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL", (now, kid))
-            if cur.rowcount:
-                self._audit(c, now, actor, "key.retire", kid, {})
+            cur = c.execute(
+                "UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL", (now, old_kid)
+            )
+            if not cur.rowcount:
+                raise Conflict(f"signing key {old_kid} is no longer current: another rotation came first")
+            c.execute(
+                "INSERT INTO signing_keys (kid, alg, path, created_at) VALUES (?, ?, ?, ?)", (kid, alg, path, now)
+            )
+            self._audit(c, now, actor, "key.add", kid, {"alg": alg})
+            self._audit(c, now, actor, "key.retire", old_kid, {})
 
     # published lists
     def list_get(self, name: str) -> PublishedList | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
@@ -19,7 +20,7 @@ from issuer import Settings, create_app
 from issuer.auth import hash_api_key
 from issuer.cli import main
 from issuer.sqlite_store import SQLiteStorage
-from suishenma import load_verification_key, parse_trust_list, verify
+from suishenma import SigningKey, load_verification_key, parse_trust_list, verify
 
 from .conftest import bearer, enrol, trust_list
 
@@ -86,6 +87,64 @@ def test_init_encrypts_keys_with_passphrase_from_environment(tmp_path: Path, mon
         assert b"ENCRYPTED" in p.read_bytes()
     monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "wrong")
     assert main(["--dir", str(tmp_path), "trust-list", "sign"]) == 1
+
+
+def _state(base: Path) -> tuple[object, ...]:
+    """Every file under ``base`` with its content hash, and the signing keys and audit rows the database holds."""
+    files = sorted(
+        (str(p.relative_to(base)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in base.rglob("*") if p.is_file()
+    )
+    conn = sqlite3.connect(base / "var" / "issuer.db")
+    keys = conn.execute("SELECT * FROM signing_keys ORDER BY kid").fetchall()
+    audit = conn.execute("SELECT COUNT(*), MAX(hash) FROM audit").fetchone()
+    conn.close()
+    return files, keys, audit
+
+
+@pytest.mark.parametrize("passphrase", [None, "wrong"])
+def test_rotation_with_a_missing_or_wrong_passphrase_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], passphrase: str | None
+) -> None:
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "correct horse")
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    before = _state(tmp_path)
+    if passphrase is None:
+        monkeypatch.delenv("SUISHENMA_KEY_PASSPHRASE")
+    else:
+        monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", passphrase)
+    capsys.readouterr()
+    assert main(["--dir", str(tmp_path), "keys", "rotate"]) == 1
+    err = capsys.readouterr().err
+    assert "SUISHENMA_KEY_PASSPHRASE" in err and "passphrase" in err
+    assert _state(tmp_path) == before  # no key file written, none recorded or retired, no audit row
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "correct horse")
+    assert main(["--dir", str(tmp_path), "keys", "rotate"]) == 0
+    assert all(b"ENCRYPTED" in p.read_bytes() for p in (tmp_path / "keys").glob("*.key"))
+
+
+def test_rotation_with_an_unopenable_root_key_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "correct horse")
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    root = tmp_path / "keys" / "root.key"
+    root.write_bytes(SigningKey.generate().pem(b"another passphrase"))  # re-encrypted by someone else
+    before = _state(tmp_path)
+    assert main(["--dir", str(tmp_path), "keys", "rotate"]) == 1
+    assert "the root key root.key (SUISHENMA_KEY_PASSPHRASE is set)" in capsys.readouterr().err
+    assert _state(tmp_path) == before
+
+
+def test_init_beside_encrypted_keys_without_passphrase_writes_no_plaintext_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SUISHENMA_KEY_PASSPHRASE", "correct horse")
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    (tmp_path / "var" / "issuer.db").unlink()  # a lost database: init runs again beside the old keys
+    monkeypatch.delenv("SUISHENMA_KEY_PASSPHRASE")
+    assert main(["--dir", str(tmp_path), "init"]) == 1
+    assert "are encrypted: set SUISHENMA_KEY_PASSPHRASE" in capsys.readouterr().err
+    assert all(b"ENCRYPTED" in p.read_bytes() for p in (tmp_path / "keys").glob("*.key"))
 
 
 def test_api_key_is_printed_once_as_last_line_and_stored_hashed(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
