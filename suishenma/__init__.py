@@ -3,6 +3,7 @@
 Pure library: no web, database or camera imports; every time decision takes ``now``.
 """
 
+from .checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from .claims import DEFAULT_SKEW, DEVICE_TTL, DYNAMIC_TTL, OFFLINE_TTL, Claims, VerifiedCode
 from .codes import Inspection, inspect, mint, verify
 from .dcc import DccResult, dcc_signer, verify_dcc
@@ -43,6 +44,7 @@ __all__ = [
     "DYNAMIC_TTL",
     "OFFLINE_TTL",
     "Alg",
+    "Checkpoint",
     "Claims",
     "CodeClaimsError",
     "CodeError",
@@ -80,11 +82,13 @@ __all__ = [
     "mask_name",
     "mint",
     "mint_credential",
+    "parse_checkpoint",
     "parse_status_list",
     "parse_trust_list",
     "passphrase_from_env",
     "present",
     "read_credential",
+    "sign_checkpoint",
     "sign_status_list",
     "sign_trust_list",
     "unprintable_character",

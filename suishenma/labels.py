@@ -54,6 +54,9 @@ class SmField(IntEnum):
     LIST_VERSION = 10
     TRUST_ISSUERS = 11
     LIST_SIZE = 12
+    # Audit checkpoints (checkpoint.py): the id of the audit log's last row and that row's hash.
+    AUDIT_SEQ = 13
+    AUDIT_HEAD = 14
 
 
 class Status(IntEnum):
@@ -128,6 +131,7 @@ STATUS_LIST_BITS = "bits"
 STATUS_LIST_LST = "lst"
 STATUS_LIST_TYP = "application/statuslist+cwt"
 TRUST_LIST_TYP = "application/suishenma-trustlist+cwt"
+CHECKPOINT_TYP = "application/suishenma-checkpoint+cwt"
 
 CODE_PREFIX = "SM1:"
 # Device-bound codes: another prefix, so verifiers that predate them refuse them as not theirs.
