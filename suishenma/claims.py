@@ -7,9 +7,10 @@ and every field of ours in one private claim (``Claim.SUISHENMA``) holding a sma
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
+from . import _cbor
 from .device_key import DeviceKey
 from .errors import CodeClaimsError, CodeFormatError, Reason, UsageError
 from .keyring import TrustedKey
@@ -60,16 +61,7 @@ class Claims:
         Raises:
             UsageError: a value out of range.
         """
-        return cls(
-            issuer,
-            subject,
-            now,
-            now + ttl,
-            Status(status),
-            CodeType.DYNAMIC,
-            mask_name(name) if name else None,
-            mask_id_number(id_number) if id_number else None,
-        ).checked()
+        return cls._masked(issuer, subject, now, ttl, status, CodeType.DYNAMIC, name, id_number)
 
     @classmethod
     def offline(
@@ -89,17 +81,7 @@ class Claims:
         Raises:
             UsageError: a value out of range.
         """
-        return cls(
-            issuer,
-            subject,
-            now,
-            now + ttl,
-            Status(status),
-            CodeType.OFFLINE,
-            mask_name(name) if name else None,
-            mask_id_number(id_number) if id_number else None,
-            status_index,
-        ).checked()
+        return cls._masked(issuer, subject, now, ttl, status, CodeType.OFFLINE, name, id_number, status_index)
 
     @classmethod
     def device(
@@ -120,20 +102,28 @@ class Claims:
         Raises:
             UsageError: a value out of range, or ``ttl`` beyond a day.
         """
-        if ttl > DEVICE_TTL:
-            raise UsageError(f"a device credential lives at most {DEVICE_TTL} s")
-        return cls(
-            issuer,
-            subject,
-            now,
-            now + ttl,
-            Status(status),
-            CodeType.DEVICE,
-            mask_name(name) if name else None,
-            mask_id_number(id_number) if id_number else None,
-            status_index,
-            device_key,
-        ).checked()
+        return cls._masked(
+            issuer, subject, now, ttl, status, CodeType.DEVICE, name, id_number, status_index, device_key
+        )
+
+    @classmethod
+    def _masked(
+        cls,
+        issuer: str,
+        subject: bytes,
+        now: int,
+        ttl: int,
+        status: Status,
+        code_type: CodeType,
+        name: str | None,
+        id_number: str | None,
+        status_index: int | None = None,
+        device_key: DeviceKey | None = None,
+    ) -> Claims:
+        masked_name = mask_name(name) if name else None
+        masked_id = mask_id_number(id_number) if id_number else None
+        claims = cls(issuer, subject, now, now + ttl, Status(status), code_type, masked_name, masked_id)
+        return replace(claims, status_index=status_index, device_key=device_key).checked()
 
     def checked(self) -> Claims:
         """Return self after checking every field's range.
@@ -254,6 +244,18 @@ _STATUS, _CODE_TYPE, _NAME = int(SmField.STATUS), int(SmField.CODE_TYPE), int(Sm
 _MASKED_ID, _INDEX = int(SmField.MASKED_ID), int(SmField.STATUS_INDEX)
 _STATUSES = {int(s): s for s in Status}
 _CODE_TYPES = {int(t): t for t in CodeType}
+
+
+def decode_claims(payload: bytes) -> Any:
+    """The claims map of a verified payload, decoded within the caps (docs/format.md §3, §4).
+
+    Raises:
+        CodeFormatError: MALFORMED.
+    """
+    try:
+        return _cbor.loads(payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
+    except ValueError as exc:
+        raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
 
 
 def credential_device_key(m: Any) -> DeviceKey:

@@ -12,10 +12,10 @@ from typing import Any
 from . import _cbor, _cose, _text
 from .claims import (
     DEFAULT_SKEW,
-    MAX_CLAIMS_BYTES,
     Claims,
     VerifiedCode,
     check_key_limits,
+    decode_claims,
     signed_digest,
 )
 from .device import verify_presentation
@@ -54,12 +54,8 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
         return verify_presentation(text, keyring, now=now, skew=skew)
     msg = _cose.parse(_text.decode(text, CODE_PREFIX))
     key = _cose.verify(msg, keyring.keys_by_kid)
-    try:
-        m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
-    except ValueError as exc:
-        raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
     trusted = keyring[msg.kid]
-    claims = Claims.from_cbor_map(m, trusted.issuer)
+    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer)
     if claims.code_type is CodeType.DEVICE:  # a credential alone proves nothing: its phone must sign
         raise CodeClaimsError(Reason.BAD_CLAIM, "a device credential is valid only as its phone's presentation")
     check_key_limits(claims, trusted)
@@ -95,7 +91,7 @@ def inspect(text: str) -> Inspection:
     message = _text.decode(text, prefix)
     msg = _cose.parse(message)
     try:
-        m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
+        m = decode_claims(msg.payload)
         claims: Any = Claims.from_cbor_map(m, "?")
     except (ValueError, CodeClaimsError, CodeFormatError):
         claims = None

@@ -18,11 +18,11 @@ from . import _cbor, _cose, _text
 from .claims import (
     DEFAULT_SKEW,
     DYNAMIC_TTL,
-    MAX_CLAIMS_BYTES,
     Claims,
     VerifiedCode,
     check_key_limits,
     credential_device_key,
+    decode_claims,
     signed_digest,
 )
 from .device_key import DeviceKey, b64url_decode
@@ -97,7 +97,7 @@ def present(credential: bytes, device: SigningKey, *, now: int) -> str:
     """
     try:
         msg = _cose.parse(credential)
-        bound = credential_device_key(_cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64))
+        bound = credential_device_key(decode_claims(msg.payload))
     except (CodeFormatError, CodeClaimsError, ValueError) as exc:
         raise UsageError(f"not a device credential: {exc}") from None
     if msg.unprotected:
@@ -127,12 +127,8 @@ def verify_presentation(text: str, keyring: KeyRing, *, now: int, skew: int = DE
     msg = _cose.parse(_text.decode(text, DEVICE_PREFIX))
     countersignature, presented_at = _presentation_headers(msg.unprotected)
     key = _cose.verify(msg, keyring.keys_by_kid)
-    try:
-        m = _cbor.loads(msg.payload, max_bytes=MAX_CLAIMS_BYTES, max_items=64)
-    except ValueError as exc:
-        raise CodeFormatError(Reason.MALFORMED, f"claims: {exc}") from None
     trusted = keyring[msg.kid]
-    claims = Claims.from_cbor_map(m, trusted.issuer)
+    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer)
     if claims.device_key is None:
         raise CodeClaimsError(Reason.BAD_CLAIM, "not a device credential")
     check_key_limits(claims, trusted)
