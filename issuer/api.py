@@ -5,16 +5,18 @@ conflict, no signing key, ...) become HTTP answers in one place: ``app.DOMAIN_ER
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from starlette.responses import Response
 
+from suishenma.labels import CHECKPOINT_TYP
 from suishenma.masking import mask_id_number, mask_name
 
+from .anchor import verify_audit
 from .api_errors import ApiError
-from .audit import verify_chain
 from .auth import MAX_KEY_CHARS
 from .context import Context, Principal
 from .models import (
@@ -32,6 +34,7 @@ from .models import (
     StatusResponse,
     SubjectResponse,
 )
+from .publish import etag_of
 from .render import png, qr_matrix, svg
 from .storage import PublishedList, ScanRecord
 
@@ -258,8 +261,31 @@ async def scan_logs(body: ScanLogBatch, caller: Annotated[Caller, require("kiosk
 
 @router.get("/audit", response_model=AuditResponse, tags=["admin"])
 async def audit(caller: Annotated[Caller, require("admin")]) -> Response:
-    """Walk the audit log's hash chain and report its head hash (record it elsewhere to pin it)."""
+    """Walk the audit log's hash chain, hold it against the signed checkpoint, and report its head hash."""
     ctx = caller.ctx
-    storage = ctx.service.storage
-    report = verify_chain(storage.audit_rows(), storage.audit_high_water())
-    return as_json({"rows": report.rows, "head": report.head, "ok": report.ok, "problems": list(report.problems)})
+    v = verify_audit(ctx.service.settings, ctx.service.storage)
+    body = {
+        "rows": v.chain.rows,
+        "head": v.chain.head,
+        "ok": v.ok,
+        "problems": list(v.problems),
+        "checkpoint_seq": v.checkpoint.seq if v.checkpoint else None,
+    }
+    return as_json(body)
+
+
+@router.get("/audit/checkpoint", tags=["lists"], responses={200: {"content": {CHECKPOINT_TYP: {}}}, 304: {}, 404: {}})
+async def audit_checkpoint(ctx: Ctx, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """The latest signed checkpoint of the audit log's head (public): keep copies, and a database that
+    ends before it or differs from it is caught by ``suishenma-issuer audit verify --checkpoint``."""
+    settings = ctx.service.settings
+    try:
+        body = settings.audit_checkpoint_path.read_bytes()
+    except FileNotFoundError:
+        raise ApiError("not_found", {"checkpoint": "none written yet"}) from None
+    etag = etag_of(body)
+    max_age = min(settings.list_cache_s, math.ceil(settings.audit_checkpoint_s))
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=CHECKPOINT_TYP, headers=headers)

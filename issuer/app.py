@@ -19,6 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from suishenma import KeyFileError, UsageError, __version__
 
 from . import api, wallet
+from .anchor import Ticker
 from .api_errors import ApiError, error_response
 from .asgi_guard import Guard
 from .context import Context
@@ -42,7 +43,12 @@ def create_app(settings: Settings, storage: Storage | None = None, clock: Callab
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(store, SQLiteStorage):
             store.checkpoint_in_background()
+        # signed audit checkpoints: at start, every audit_checkpoint_s while serving, and at shutdown
+        ticker = Ticker(lambda: ctx.service.anchor.write(ctx.now()), settings.audit_checkpoint_s)
+        app.state.audit_ticker = ticker
+        ticker.start()
         yield
+        ticker.stop()
         store.close()
 
     app = FastAPI(

@@ -2,8 +2,9 @@
 
 A row's hash is SHA-256 over the previous hash and the row's canonical JSON, so editing, inserting or
 deleting any row changes every hash after it. Deleting the newest rows is caught by the database's
-AUTOINCREMENT high-water mark (see ``SQLiteStorage.audit_rows``) and by comparing the head hash with
-one recorded elsewhere.
+AUTOINCREMENT high-water mark (see ``SQLiteStorage.audit_high_water``), which a forger can reset; the
+signed checkpoints of ``anchor.py`` and a head hash recorded elsewhere (``--expect-head``) catch that,
+and a chain recomputed after an edit, from outside the database.
 """
 
 from __future__ import annotations

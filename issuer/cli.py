@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from suishenma import SuishenmaError, load_signing_key, passphrase_from_env, unprintable_character
 
-from .audit import verify_chain
+from .anchor import CheckpointRefused, verify_audit
 from .auth import hash_api_key, new_api_key, parse_scopes
 from .keystore import NoSigningKey, create_root_key, create_signing_key, root_signing_key, rotate
 from .models import KIOSK_ID_MAX, KIOSK_ID_PATTERN
@@ -75,8 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     ti.add_argument("file", type=Path)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
-    av = audit.add_parser("verify", help="check the hash chain; exit 1 on any edited or deleted row")
+    av = audit.add_parser(
+        "verify", help="check the hash chain against the signed checkpoint; exit 1 on any edited or deleted row"
+    )
     av.add_argument("--expect-head", default=None, help="head hash recorded earlier, to catch deleted tails")
+    av.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a checkpoint kept elsewhere (e.g. fetched from /v1/audit/checkpoint) instead of var/'s",
+    )
 
     paper = sub.add_parser("offline-codes", help="issue printable paper codes for a list of subjects")
     paper.add_argument("--subjects", type=Path, required=True, help="file with one subject id per line")
@@ -100,12 +108,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _service(settings: Settings) -> Iterator[IssuerService]:
+def _service(settings: Settings, *, anchor: bool = True) -> Iterator[IssuerService]:
+    """The service on the configured database; after a command that may have written, a fresh signed
+    checkpoint of the audit head (a failure to sign one is a warning: the change itself is done)."""
     service = IssuerService(settings, SQLiteStorage(settings.db_path, settings.sqlite_synchronous))
     try:
         yield service
+        if anchor:
+            _write_checkpoint(service)
     finally:
         service.storage.close()
+
+
+def _write_checkpoint(service: IssuerService) -> None:
+    try:
+        service.anchor.write(int(time.time()))
+    except CheckpointRefused as exc:
+        print(f"warning: audit checkpoint refused: {exc}", file=sys.stderr)
+    except (SuishenmaError, NoSigningKey, OSError) as exc:
+        print(
+            f"warning: the audit checkpoint was not updated ({exc}); the server or the next command will",
+            file=sys.stderr,
+        )
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
@@ -179,7 +203,7 @@ def _revoke_key(settings: Settings, name: str) -> int:
 
 
 def _list_keys(settings: Settings) -> int:
-    with _service(settings) as service:
+    with _service(settings, anchor=False) as service:
         for k in service.storage.api_keys():
             state = "revoked" if k.revoked else "active"
             print(f"{k.name:<24} {state:<8} {','.join(sorted(k.scopes)):<40} {k.rate_per_s:g}/s")
@@ -234,15 +258,17 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     storage = SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
     try:
-        report = verify_chain(storage.audit_rows(), storage.audit_high_water())
+        verdict = verify_audit(settings, storage, args.checkpoint)
     finally:
         storage.close()
-    problems = list(report.problems)
+    report = verdict.chain
+    problems = list(verdict.problems)
     if args.expect_head and args.expect_head != report.head and not any(args.expect_head in p for p in problems):
         problems.append(f"head is {report.head}, expected {args.expect_head}: rows were removed or rewritten")
     for p in problems:
         print(f"FAIL {p}")
-    print(f"{'OK' if not problems else 'TAMPERED'}: {report.rows} rows, head {report.head}")
+    anchored = f", checkpoint at row {verdict.checkpoint.seq}" if verdict.checkpoint else ""
+    print(f"{'OK' if not problems else 'TAMPERED'}: {report.rows} rows, head {report.head}{anchored}")
     return 0 if not problems else 1
 
 

@@ -114,6 +114,7 @@ class AuditResponse(BaseModel):
     head: str
     ok: bool
     problems: list[str]
+    checkpoint_seq: int | None = Field(description="Last row the signed checkpoint vouches for (None: no checkpoint)")
 
 
 class ErrorBody(BaseModel):

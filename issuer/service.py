@@ -15,6 +15,7 @@ from typing import Literal
 from suishenma import Claims, Status, mint
 from suishenma.masking import mask_id_number, mask_name
 
+from .anchor import Anchor
 from .keystore import ActiveKey, active_record, load_active_key
 from .publish import Publisher
 from .settings import Settings
@@ -60,6 +61,7 @@ class IssuerService:
         self.settings = settings
         self.storage = storage
         self.publisher = Publisher(settings, storage)
+        self.anchor = Anchor(settings, storage, lambda: self.key.key)
         self._key: ActiveKey | None = None
         self._key_checked = 0.0
 

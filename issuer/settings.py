@@ -20,6 +20,12 @@ class Settings(BaseSettings):
 
     base_dir: Path = Field(default=Path("."), description="Folder holding var/ and keys/")
     database: Path = Field(default=Path("var/issuer.db"), description="SQLite database file")
+    audit_checkpoint: Path = Field(
+        default=Path("var/audit-checkpoint.cwt"), description="Signed checkpoint of the audit log's head"
+    )
+    audit_checkpoint_s: float = Field(
+        default=5.0, gt=0, le=3600, allow_inf_nan=False, description="Seconds between checkpoints while serving"
+    )
     keys_dir: Path = Field(default=Path("keys"), description="Signing keys and the development root key")
     issuer_id: str = Field(default="SH", min_length=1, max_length=8, description="Issuer (region) id in codes")
     sqlite_synchronous: str = Field(
@@ -46,6 +52,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.path(self.database)
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.path(self.audit_checkpoint)
 
     @property
     def keys_path(self) -> Path:

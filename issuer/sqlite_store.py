@@ -480,3 +480,13 @@ class SQLiteStorage:
         with self._lock:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
         return int(row[0]) if row else 0
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._lock:
+            row = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def audit_hash_at(self, row_id: int) -> str | None:
+        with self._lock:
+            row = self.conn.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
+        return str(row[0]) if row else None

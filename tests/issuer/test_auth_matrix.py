@@ -24,7 +24,7 @@ ENDPOINTS = [
     ("POST", "/v1/scan-logs", {"kiosk_id": "{name}", "records": []}, "kiosk"),
     ("GET", "/v1/audit", None, "admin"),
 ]
-PUBLIC = ["/v1/trust-list", "/v1/status-lists/SH", "/healthz", "/metrics", "/openapi.json"]
+PUBLIC = ["/v1/trust-list", "/v1/status-lists/SH", "/v1/audit/checkpoint", "/healthz", "/metrics", "/openapi.json"]
 
 
 @pytest.fixture()
