@@ -22,6 +22,7 @@ from . import api, wallet
 from .anchor import Ticker
 from .api_errors import ApiError, error_response
 from .asgi_guard import Guard
+from .auth import RateLimiter
 from .context import Context
 from .keystore import NoSigningKey
 from .metrics import Metrics
@@ -34,10 +35,16 @@ from .storage import Storage
 log = logging.getLogger("issuer")
 
 
-def create_app(settings: Settings, storage: Storage | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
-    """Build the app on ``storage`` (default: the SQLite file named in ``settings``)."""
+def create_app(
+    settings: Settings,
+    storage: Storage | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """Build the app on ``storage`` (default: the SQLite file named in ``settings``). ``clock`` is the time
+    codes and lists are signed with; ``monotonic`` paces rate limits and the API-key cache."""
     store = storage or SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
-    ctx = Context(IssuerService(settings, store), Metrics(), clock)
+    ctx = Context(IssuerService(settings, store), Metrics(), clock, RateLimiter(clock=monotonic), monotonic)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

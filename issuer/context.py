@@ -29,6 +29,7 @@ class Context:
     metrics: Metrics
     clock: Callable[[], float] = time.time
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    monotonic: Callable[[], float] = time.monotonic  # paces the API-key cache
 
     _keys: dict[bytes, tuple[ApiKeyRecord | None, float]] = field(default_factory=dict)
 
@@ -38,7 +39,7 @@ class Context:
     def lookup_key(self, key: str) -> ApiKeyRecord | None:
         digest = hash_api_key(key)
         hit = self._keys.get(digest)
-        mono = time.monotonic()
+        mono = self.monotonic()
         if hit is not None and mono - hit[1] < KEY_CACHE_S:
             return hit[0]
         record = self.service.storage.api_key_by_hash(digest)

@@ -94,11 +94,18 @@ def migrate(db: sqlite_utils.Database) -> int:
 
 
 class Checkpointer(threading.Thread):
-    """Checkpoints the WAL from its own connection; a failure is logged and retried, never raised."""
+    """Checkpoints the WAL from its own connection; a failure is logged and retried, never raised.
+
+    ``checkpoints`` counts completed checkpoints, ``last`` holds the latest (busy, WAL frames, frames
+    checkpointed) and ``checkpointed`` is set after each: tests wait on it instead of sleeping.
+    """
 
     def __init__(self, path: Path, interval: float) -> None:
         super().__init__(name="wal-checkpoint", daemon=True)
         self.path, self.interval = path, interval
+        self.checkpoints = 0
+        self.last: tuple[int, int, int] | None = None
+        self.checkpointed = threading.Event()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -106,12 +113,17 @@ class Checkpointer(threading.Thread):
         try:
             while not self._stop_event.wait(self.interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._done(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
                 except sqlite3.Error as exc:
                     log.warning("WAL checkpoint failed: %s", exc)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+
+    def _done(self, row: tuple[int, int, int]) -> None:
+        self.last = (int(row[0]), int(row[1]), int(row[2]))
+        self.checkpoints += 1
+        self.checkpointed.set()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -148,6 +160,11 @@ class SQLiteStorage:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = Checkpointer(self.path, interval)
             self._checkpointer.start()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The background WAL checkpointer, once ``checkpoint_in_background`` has started it."""
+        return self._checkpointer
 
     def close(self) -> None:
         if self._checkpointer is not None:

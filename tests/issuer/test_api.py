@@ -11,6 +11,7 @@ import zxingcpp
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from issuer import Settings, create_app
 from suishenma import CodeType, EntryStatus, Status, parse_status_list, verify
 
 from .conftest import PERSON, Clock, bearer, enrol, trust_list
@@ -344,15 +345,30 @@ def test_scan_log_record_rewritten_under_a_held_seq_is_a_conflict_not_acknowledg
     assert 'suishenma_scan_records_received_total{outcome="conflict"} 2' in client.get("/metrics").text
 
 
-def test_rate_limit_answers_429_with_retry_after(client: TestClient, keys: dict[str, str], home: Path) -> None:
+def test_rate_limit_answers_429_with_retry_after_and_refills_with_time(
+    settings: Settings, keys: dict[str, str]
+) -> None:
     from issuer.auth import hash_api_key, new_api_key
 
-    key = new_api_key()
-    client.app.state.ctx.service.storage.api_key_create("slow", hash_api_key(key), ["status"], 1.0, 0, "t")  # type: ignore[attr-defined]
-    codes = [client.get("/v1/subjects/0123456789abcdef", headers=bearer(key)).status_code for _ in range(5)]
-    assert codes[:2] == [404, 404] and codes[-1] == 429
-    r = client.get("/v1/subjects/0123456789abcdef", headers=bearer(key))
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and r.json()["message_zh"]
+    t = [1000.0]
+    with TestClient(create_app(settings, monotonic=lambda: t[0])) as client:
+        key = new_api_key()
+        client.app.state.ctx.service.storage.api_key_create("slow", hash_api_key(key), ["status"], 1.0, 0, "t")  # type: ignore[attr-defined]
+
+        def ask() -> int:
+            return client.get("/v1/subjects/0123456789abcdef", headers=bearer(key)).status_code
+
+        assert [ask(), ask(), ask()] == [404, 404, 429]  # 1 request/s, bursts of 2 s
+        r = client.get("/v1/subjects/0123456789abcdef", headers=bearer(key))
+        assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["error"] == "rate_limited"
+        assert r.json()["detail"] == {"retry_after_s": 1} and r.json()["message_zh"]
+        t[0] += 0.5
+        assert ask() == 429  # half a token is not a request
+        t[0] += 0.5
+        assert [ask(), ask()] == [404, 429]  # one second, one request
+        t[0] += 3600
+        assert [ask(), ask(), ask()] == [404, 404, 429]  # idle time refills the burst, never more
+        assert client.get("/v1/subjects/0123456789abcdef", headers=bearer(keys["status"])).status_code == 404
 
 
 def test_metrics_count_mints_errors_and_latency(client: TestClient, keys: dict[str, str]) -> None:
