@@ -44,6 +44,7 @@ class Health:
     status_lists: Mapping[str, ListHealth] = field(default_factory=dict)
     scans_today: int = 0
     pending_uploads: int = 0
+    upload_conflicts: int = 0  # records the issuer holds differently under the same seq (kept here)
 
 
 class Verifier:
@@ -265,7 +266,7 @@ class Verifier:
             stale = stale or any(i not in status for i in trust.issuer_ids())
         local = time.localtime(at)
         midnight = int(time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)))
-        today, pending = self.store.counts(midnight)
+        today, pending, conflicts = self.store.counts(midnight)
         return Health(
             scenario=p.name,
             trust_list_version=trust.version if trust else None,
@@ -276,6 +277,7 @@ class Verifier:
             status_lists=lists,
             scans_today=today,
             pending_uploads=pending,
+            upload_conflicts=conflicts,
         )
 
 

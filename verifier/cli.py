@@ -113,6 +113,7 @@ def _status(v: Verifier, args: argparse.Namespace) -> int:
     print(
         f"{'STALE' if h.stale else 'fresh'}; {'offline (last sync failed)' if h.offline else 'online'}; "
         f"{h.scans_today} scans today, {h.pending_uploads} waiting to upload"
+        + (f", {h.upload_conflicts} in conflict with the issuer's records" if h.upload_conflicts else "")
     )
     return 0
 

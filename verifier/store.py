@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from .kiosk_key import KEY_FILE_NAME, write_key_file
 from .trust_state import HeldList
 
 DB_NAME = "verifier.db"
+PENDING, UPLOADED, CONFLICT = 0, 1, 2  # values of scans.uploaded
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS lists (name TEXT PRIMARY KEY, version INTEGER NOT NULL, body BLOB,"
@@ -43,7 +44,8 @@ class ScanRow:
     reason: str
     subject: str | None
     issuer: str | None
-    uploaded: bool
+    uploaded: bool  # the issuer acknowledged it
+    conflict: bool = False  # the issuer holds another record under this seq: kept here, not re-sent
 
 
 class Store:
@@ -172,16 +174,23 @@ class Store:
             ).fetchall()
         return [_row(r) for r in rows]
 
-    def mark_uploaded(self, last_seq: int, first_seq: int) -> None:
+    def mark_uploaded(self, last_seq: int, first_seq: int, conflicts: Collection[int] = ()) -> None:
+        """Mark the pending records from ``first_seq`` to ``last_seq`` acknowledged, except ``conflicts``,
+        which the issuer refused because it holds other records under those numbers."""
         with self.tx() as c:
-            c.execute("UPDATE scans SET uploaded = 1 WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
+            c.execute(
+                "UPDATE scans SET uploaded = ? WHERE seq BETWEEN ? AND ? AND uploaded = ?",
+                (UPLOADED, first_seq, last_seq, PENDING),
+            )
+            c.executemany("UPDATE scans SET uploaded = ? WHERE seq = ?", ((CONFLICT, seq) for seq in conflicts))
 
-    def counts(self, since: int) -> tuple[int, int]:
-        """(scans since ``since``, records not yet uploaded)."""
+    def counts(self, since: int) -> tuple[int, int, int]:
+        """(scans since ``since``, records not yet uploaded, records in conflict with the issuer's)."""
         with self.lock:
             today = self.conn.execute("SELECT COUNT(*) FROM scans WHERE at >= ?", (since,)).fetchone()[0]
-            pending = self.conn.execute("SELECT COUNT(*) FROM scans WHERE uploaded = 0").fetchone()[0]
-        return int(today), int(pending)
+            pending = self.conn.execute("SELECT COUNT(*) FROM scans WHERE uploaded = ?", (PENDING,)).fetchone()[0]
+            conflicts = self.conn.execute("SELECT COUNT(*) FROM scans WHERE uploaded = ?", (CONFLICT,)).fetchone()[0]
+        return int(today), int(pending), int(conflicts)
 
     def scans(self, since_seq: int = 0) -> Iterator[ScanRow]:
         """Every record after ``since_seq``, in order, read in chunks."""
@@ -219,4 +228,4 @@ def _private_files(state_dir: Path) -> None:
 
 
 def _row(r: tuple[Any, ...]) -> ScanRow:
-    return ScanRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+    return ScanRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] == UPLOADED, r[8] == CONFLICT)

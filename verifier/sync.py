@@ -135,15 +135,32 @@ def upload_scans(
         except NetworkError as exc:
             report.fail(f"scan-log upload: {exc.detail}")
             return
-        if not _acknowledges(reply, len(rows)):  # only what the issuer says it holds counts as uploaded
+        conflicts = _acknowledged(reply, {r.seq for r in rows})
+        if conflicts is None:  # only what the issuer says it holds counts as uploaded
             report.fail(f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}")
             return
-        store.mark_uploaded(rows[-1].seq, rows[0].seq)
-        report.uploaded += len(rows)
+        store.mark_uploaded(rows[-1].seq, rows[0].seq, conflicts)
+        report.uploaded += len(rows) - len(conflicts)
+        if conflicts:
+            seqs = ", ".join(str(s) for s in sorted(conflicts)[:5])
+            report.fail(
+                f"scan-log upload: the issuer holds other records under {len(conflicts)} of this kiosk's sequence"
+                f" numbers ({seqs}{', ...' if len(conflicts) > 5 else ''}); they are kept here, marked as conflicts"
+            )
 
 
-def _acknowledges(reply: object, sent: int) -> bool:
+def _acknowledged(reply: object, sent: set[int]) -> set[int] | None:
+    """The seqs the issuer refused as conflicts, or None when the reply does not account for every record.
+
+    The reply is ``{"accepted": n, "duplicates": n, "conflicts": [seq, ...]}``; an issuer that predates
+    conflicts leaves the list out.
+    """
     if not isinstance(reply, dict):
-        return False
-    accepted, duplicates = reply.get("accepted"), reply.get("duplicates")
-    return isinstance(accepted, int) and isinstance(duplicates, int) and accepted + duplicates == sent
+        return None
+    accepted, duplicates, conflicts = reply.get("accepted"), reply.get("duplicates"), reply.get("conflicts", [])
+    if not (isinstance(accepted, int) and isinstance(duplicates, int) and isinstance(conflicts, list)):
+        return None
+    refused = {c for c in conflicts if type(c) is int}
+    if len(refused) != len(conflicts) or not refused <= sent or accepted + duplicates + len(refused) != len(sent):
+        return None
+    return refused

@@ -34,7 +34,8 @@ DAY = 86400
 @dataclass
 class Route:
     body: bytes = b""
-    mode: str = "ok"  # ok | error | endless | drip | slow-headers | hang-up; for scan-logs also html | ack-none
+    # ok | error | endless | drip | slow-headers | hang-up; for scan-logs also html | ack-none | conflict-*
+    mode: str = "ok"
     hits: int = 0
 
 
@@ -219,6 +220,14 @@ class IssuerSim:
                     data = b"<html><body>Please log in</body></html>"
                 elif mode == "ack-none":  # a reply that acknowledges nothing
                     data = json.dumps({"accepted": 0, "duplicates": 0}).encode()
+                elif mode == "conflict-first":  # the issuer holds another record under the first seq
+                    first = body["records"][0]["seq"]
+                    sim.scan_batches.append(body)
+                    n = len(body["records"]) - 1
+                    data = json.dumps({"accepted": n, "duplicates": 0, "conflicts": [first]}).encode()
+                elif mode == "conflict-stranger":  # names a seq the kiosk never sent
+                    n = len(body["records"]) - 1
+                    data = json.dumps({"accepted": n, "duplicates": 0, "conflicts": [10**9]}).encode()
                 else:
                     sim.scan_batches.append(body)
                     data = json.dumps({"accepted": len(body["records"]), "duplicates": 0}).encode()

@@ -158,7 +158,7 @@ def test_verify_never_raises_on_arbitrary_or_mutated_text(sim: IssuerSim, make_v
     check()
 
 
-@pytest.mark.parametrize("mode", ["html", "ack-none"])
+@pytest.mark.parametrize("mode", ["html", "ack-none", "conflict-stranger"])
 def test_scan_logs_stay_pending_when_the_reply_is_not_an_acknowledgement(
     sim: IssuerSim, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
@@ -169,3 +169,23 @@ def test_scan_logs_stay_pending_when_the_reply_is_not_an_acknowledgement(
     report = v.sync(now=sim.now)  # must not raise
     assert not report.ok and report.uploaded == 0 and "scan-log upload" in report.errors[-1]
     assert v.health(now=sim.now).pending_uploads == 1
+
+
+def test_scan_record_the_issuer_holds_differently_is_kept_as_a_conflict_not_marked_uploaded(
+    sim: IssuerSim, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone uploaded other records under this kiosk's numbers first: the kiosk keeps its own."""
+    monkeypatch.setenv("SUISHENMA_KIOSK_API_KEY", sim.api_key)
+    v = make_verifier("venue")
+    for _ in range(3):
+        v.verify(sim.code(), now=sim.now)
+    sim.routes["/v1/scan-logs"] = type(sim.routes["/v1/trust-list"])(mode="conflict-first")
+    report = v.sync(now=sim.now)
+    assert report.uploaded == 2 and not report.ok
+    assert "holds other records under 1 of this kiosk's sequence numbers (1)" in report.errors[-1]
+    rows = list(v.store.scans())
+    assert [(r.uploaded, r.conflict) for r in rows] == [(False, True), (True, False), (True, False)]
+    h = v.health(now=sim.now)
+    assert h.pending_uploads == 0 and h.upload_conflicts == 1
+    del sim.routes["/v1/scan-logs"]
+    assert v.sync(now=sim.now).uploaded == 0  # the conflicting record is not sent again and again
