@@ -21,6 +21,9 @@ from .auth import MAX_KEY_CHARS
 from .context import Context, Principal
 from .models import (
     AuditResponse,
+    DeviceCredentialRequest,
+    DeviceCredentialResponse,
+    DeviceRevokeResponse,
     EnrolRequest,
     EnrolResponse,
     ErrorBody,
@@ -173,7 +176,8 @@ async def get_subject(subject: SubjectId, caller: Annotated[Caller, require("sta
 
 @router.put("/subjects/{subject}/status", response_model=StatusResponse, tags=["subjects"])
 async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[Caller, require("status")]) -> Response:
-    """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them."""
+    """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them;
+    any change revokes the current credentials of the person's devices (their next credential says the new status)."""
     ctx = caller.ctx
     changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
     return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
@@ -201,6 +205,40 @@ async def issue_offline(subject: SubjectId, caller: Annotated[Caller, require("m
     return as_json(body, 201)
 
 
+@router.post(
+    "/subjects/{subject}/device-credentials", status_code=201, response_model=DeviceCredentialResponse, tags=["codes"]
+)
+async def issue_device_credential(
+    subject: SubjectId, body: DeviceCredentialRequest, caller: Annotated[Caller, require("mint")]
+) -> Response:
+    """A day credential for a phone's key: the phone then makes its own codes, offline (docs/format.md §4).
+
+    The first request for a key registers the device (up to ``max_devices`` per person: 409
+    ``device_limit``); later requests renew its credential. A revoked device gets 409 ``device_revoked``.
+    """
+    ctx = caller.ctx
+    minted = ctx.service.issue_device_credential(subject, body.jwk, ctx.now(), caller.actor, identity=body.identity)
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"')
+    out = {
+        "credential": minted.code,
+        "expires_at": minted.expires_at,
+        "status_index": minted.status_index,
+        "status": minted.status,
+    }
+    return as_json(out, 201)
+
+
+@router.post("/device-credentials/{index}/revoke", response_model=DeviceRevokeResponse, tags=["codes"])
+async def revoke_device(
+    index: Annotated[int, Path(ge=1, lt=2**32)], caller: Annotated[Caller, require("revoke")]
+) -> Response:
+    """Revoke a lost phone, by any status-list index its credentials carried: final; kiosks refuse its
+    codes after their next sync. Repeating the request changes nothing."""
+    ctx = caller.ctx
+    changed = ctx.service.revoke_device(index, ctx.now(), caller.actor)
+    return as_json({"status_index": index, "changed": changed})
+
+
 @router.post("/offline-codes/{index}/{action}", response_model=OfflineStateResponse, tags=["codes"])
 async def set_offline_state(
     index: Annotated[int, Path(ge=1, lt=2**32)],
@@ -225,7 +263,7 @@ async def trust_list(ctx: Ctx, if_none_match: Annotated[str | None, Header()] = 
 async def status_list(
     issuer_id: Annotated[str, Path(max_length=8)], ctx: Ctx, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
-    """The issuer's signed Token Status List: 2 bits per paper code (public; cacheable)."""
+    """The issuer's signed Token Status List: 2 bits per paper code or device (public; cacheable)."""
     if issuer_id != ctx.service.settings.issuer_id:
         raise ApiError("not_found", {"issuer_id": issuer_id})
     lst = ctx.service.publisher.status_list(ctx.now())

@@ -24,6 +24,16 @@ CATALOG: dict[str, tuple[int, str, str]] = {
         "This ID number is already enrolled: use the existing subject instead of enrolling again.",
         "该证件号码已登记，请使用已有的登记记录，勿重复登记。",
     ),
+    "device_limit": (
+        409,
+        "This person has as many active devices as allowed: revoke a lost or old phone first.",
+        "此人已登记的设备数已达上限，请先注销丢失或不再使用的手机。",
+    ),
+    "device_revoked": (
+        409,
+        "This phone's key was revoked: make a new key pair on the phone and register it.",
+        "此手机密钥已被注销，请在手机上生成新的密钥后重新登记。",
+    ),
     "status_expired": (409, "The person's status has lapsed: set it again first.", "此人的状态已失效，请先重新设置。"),
     "body_too_large": (413, "Request body is too large.", "请求体过大。"),
     "not_acceptable": (406, "Ask for application/json, image/png or image/svg+xml.", "请求的格式不受支持。"),

@@ -27,7 +27,15 @@ from .context import Context
 from .keystore import NoSigningKey
 from .metrics import Metrics
 from .publish import NoTrustList
-from .service import AlreadyEnrolled, Conflict, IssuerService, NotFound, StatusExpired
+from .service import (
+    AlreadyEnrolled,
+    Conflict,
+    DeviceLimit,
+    DeviceRevoked,
+    IssuerService,
+    NotFound,
+    StatusExpired,
+)
 from .settings import Settings
 from .sqlite_store import SQLiteStorage
 from .storage import Storage
@@ -127,6 +135,8 @@ def create_app(
 DOMAIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (StatusExpired, "status_expired"),
     (AlreadyEnrolled, "already_enrolled"),
+    (DeviceLimit, "device_limit"),
+    (DeviceRevoked, "device_revoked"),
     (NotFound, "not_found"),
     (Conflict, "conflict"),
     (UsageError, "invalid_input"),

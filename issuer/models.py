@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -76,6 +76,27 @@ class OfflineCodeResponse(BaseModel):
     code: str
     status_index: int
     expires_at: int
+
+
+class DeviceCredentialRequest(Strict):
+    jwk: dict[str, Any] = Field(
+        max_length=16,
+        description="The phone's public key as a JWK (OKP/Ed25519 or EC/P-256), e.g. as WebCrypto exports it;"
+        " a JWK holding a private key is refused",
+    )
+    identity: bool = Field(default=False, description="Carry the masked name and ID number (hospitals need them)")
+
+
+class DeviceCredentialResponse(BaseModel):
+    credential: str = Field(description="The device credential, base64url; the phone presents it (SMD1: codes)")
+    expires_at: int
+    status_index: int = Field(description="The device's status-list index: give it to revoke a lost phone")
+    status: str
+
+
+class DeviceRevokeResponse(BaseModel):
+    status_index: int
+    changed: bool = Field(description="False when the device was revoked already")
 
 
 class OfflineStateResponse(BaseModel):

@@ -2,7 +2,7 @@
 
 Trust list: signed by the root. When the root key is kept here (development) it is re-signed
 automatically; in production the root stays offline and an operator re-signs with the CLI.
-Status list: 2 bits per paper code (valid / revoked / suspended), signed by the current issuer key,
+Status list: 2 bits per paper code or device (valid / revoked / suspended), signed by the current issuer key,
 rebuilt lazily on the first request after a change.
 """
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from suishenma import Claims, Status, mint
+from suishenma import Claims, DeviceKey, Status, credential_text, mint, mint_credential
 from suishenma.masking import mask_id_number, mask_name
 
 from .anchor import Anchor
@@ -25,6 +25,9 @@ from .storage import (
     VALID,
     AlreadyEnrolled,
     Conflict,
+    DeviceIssue,
+    DeviceLimit,
+    DeviceRevoked,
     MintRecord,
     NotFound,
     ScanLogResult,
@@ -40,7 +43,16 @@ STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate"
 KEY_RECHECK_S = 2.0
 log = logging.getLogger(__name__)
 
-__all__ = ["AlreadyEnrolled", "Conflict", "IssuerService", "MintedCode", "NotFound", "StatusExpired"]
+__all__ = [
+    "AlreadyEnrolled",
+    "Conflict",
+    "DeviceLimit",
+    "DeviceRevoked",
+    "IssuerService",
+    "MintedCode",
+    "NotFound",
+    "StatusExpired",
+]
 
 
 class StatusExpired(Conflict):
@@ -160,6 +172,46 @@ class IssuerService:
             id_number=rec.id_number,
         )
         return MintedCode(mint(claims, active.key), expires_at, rec.status, mask_name(rec.name), index)
+
+    def issue_device_credential(
+        self, subject: str, jwk: dict[str, object], now: int, actor: str, *, identity: bool = False
+    ) -> MintedCode:
+        """A device credential for the phone whose public key is ``jwk``: its status, a status-list index
+        that stays the device's until a status change or revocation, masked identity when asked for; valid
+        ``device_ttl`` seconds and never past the status's own validity. Audited.
+
+        Raises:
+            UsageError: not a usable public JWK (a private one is refused and never stored).
+            NotFound, StatusExpired, DeviceRevoked, DeviceLimit, NoSigningKey, KeyFileError.
+        """
+        device = DeviceKey.from_jwk(jwk)
+        rec = self._current(subject, now)
+        ttl = self.settings.device_ttl
+        if rec.status_until is not None:
+            ttl = min(ttl, rec.status_until - now)
+        active = self.key
+        issue = DeviceIssue(subject, device.thumbprint(), device.alg.name, active.record.kid, now + ttl, now, actor)
+        index = self.storage.device_credential(issue, self.settings.max_devices)
+        claims = Claims.device(
+            bytes.fromhex(subject),
+            Status[rec.status.upper()],
+            now,
+            index,
+            device,
+            ttl=ttl,
+            issuer=self.settings.issuer_id,
+            name=rec.name if identity else None,
+            id_number=rec.id_number if identity else None,
+        )
+        credential = credential_text(mint_credential(claims, active.key))
+        return MintedCode(credential, claims.expires_at, rec.status, mask_name(rec.name), index)
+
+    def revoke_device(self, index: int, now: int, actor: str) -> bool:
+        """Revoke a lost phone by any status-list index its credentials carried; False when already revoked.
+
+        Raises: NotFound.
+        """
+        return self.storage.device_revoke(index, now, actor)
 
     def set_offline(self, index: int, action: OfflineAction, now: int, actor: str) -> bool:
         """Revoke, suspend or reinstate a paper code; False when nothing changed (idempotent).

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     )
     dynamic_ttl: int = Field(default=60, ge=10, le=3600, description="Seconds a phone's code stays valid")
     offline_ttl: int = Field(default=365 * DAY, ge=DAY, description="Seconds a printed code stays valid")
+    device_ttl: int = Field(default=DAY, ge=600, le=DAY, description="Seconds a device credential stays valid")
+    max_devices: int = Field(default=3, ge=1, le=20, description="Active devices (phones) a person may register")
     trust_list_ttl: int = Field(default=30 * DAY, ge=3600, description="Validity of a trust list re-signed here")
     status_list_valid_for: int = Field(default=7 * DAY, ge=600, description="Validity of a signed status list")
     status_list_ttl: int = Field(default=300, ge=10, description="Seconds after which verifiers should refetch")

@@ -14,11 +14,15 @@ import sqlite_utils
 from .audit import GENESIS, AuditRow, canonical, row_hash
 from .private import private_database
 from .storage import (
+    REVOKED,
     SUSPENDED,
     VALID,
     AlreadyEnrolled,
     ApiKeyRecord,
     Conflict,
+    DeviceIssue,
+    DeviceLimit,
+    DeviceRevoked,
     MintRecord,
     NotFound,
     OfflineCodeRecord,
@@ -67,6 +71,16 @@ MIGRATIONS: tuple[str, ...] = (
     # still open; subject_create refuses new duplicates inside its write transaction.
     """
     CREATE INDEX subjects_id_number ON subjects(id_number);
+    """,
+    # 3: device-bound codes. A device is a phone's key registered for a person; each of its status-list
+    # indices is a row of offline_codes (the table holds every status-list entry) naming the device.
+    """
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY, subject TEXT NOT NULL REFERENCES subjects(subject), thumbprint TEXT NOT NULL,
+        alg TEXT NOT NULL, current_idx INTEGER, created_at INTEGER NOT NULL, last_issued_at INTEGER NOT NULL,
+        revoked_at INTEGER, UNIQUE (subject, thumbprint));
+    ALTER TABLE offline_codes ADD COLUMN device_id INTEGER REFERENCES devices(id);
+    CREATE INDEX offline_codes_device ON offline_codes(device_id) WHERE device_id IS NOT NULL;
     """,
 )
 EXPIRY_STEP = 600
@@ -292,21 +306,24 @@ class SQLiteStorage:
             if status == "green":
                 changed = c.execute(
                     "UPDATE offline_codes SET state = 0, auto_suspended = 0"
-                    " WHERE subject = ? AND state = 2 AND auto_suspended = 1 RETURNING idx",
+                    " WHERE subject = ? AND state = 2 AND auto_suspended = 1 AND device_id IS NULL RETURNING idx",
                     (subject,),
                 ).fetchall()
             else:
                 changed = c.execute(
                     "UPDATE offline_codes SET state = 2, auto_suspended = 1"
-                    " WHERE subject = ? AND state = 0 RETURNING idx",
+                    " WHERE subject = ? AND state = 0 AND device_id IS NULL RETURNING idx",
                     (subject,),
                 ).fetchall()
             indices = sorted(r[0] for r in changed)
-            if indices:
+            devices = self._retire_device_indices(c, subject)
+            if indices or devices:
                 self._status_lists_changed(c)
             detail: dict[str, object] = {"from": row[0], "to": status, "reason": reason, "until": until}
             if indices:
                 detail["offline_codes"] = indices
+            if devices:
+                detail["device_indices"] = devices
             self._audit(c, now, actor, "subject.status", subject, detail)
             return indices
 
@@ -339,7 +356,9 @@ class SQLiteStorage:
     def offline_get(self, index: int) -> OfflineCodeRecord | None:
         with self._lock:
             row = self.conn.execute(
-                "SELECT idx, subject, kid, issued_at, expires_at, state FROM offline_codes WHERE idx = ?", (index,)
+                "SELECT idx, subject, kid, issued_at, expires_at, state FROM offline_codes"
+                " WHERE idx = ? AND device_id IS NULL",
+                (index,),
             ).fetchone()
         return OfflineCodeRecord(*row) if row else None
 
@@ -349,7 +368,7 @@ class SQLiteStorage:
         Raises: NotFound; Conflict when reinstating or suspending a revoked code (revocation is final).
         """
         with self._write() as c:
-            row = c.execute("SELECT state FROM offline_codes WHERE idx = ?", (index,)).fetchone()
+            row = c.execute("SELECT state FROM offline_codes WHERE idx = ? AND device_id IS NULL", (index,)).fetchone()
             if row is None:
                 raise NotFound(f"no offline code {index}")
             if row[0] == state:
@@ -360,6 +379,79 @@ class SQLiteStorage:
             self._status_lists_changed(c)
             self._audit(c, now, actor, "offline.state", str(index), {"from": row[0], "to": state})
             return True
+
+    # devices
+    def device_credential(self, issue: DeviceIssue, max_devices: int) -> int:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT id, current_idx, revoked_at FROM devices WHERE subject = ? AND thumbprint = ?",
+                (issue.subject, issue.thumbprint),
+            ).fetchone()
+            if row is not None and row[2] is not None:
+                raise DeviceRevoked("this device was revoked; make a new key pair on the phone")
+            if row is None:
+                active = c.execute(
+                    "SELECT COUNT(*) FROM devices WHERE subject = ? AND revoked_at IS NULL", (issue.subject,)
+                ).fetchone()[0]
+                if active >= max_devices:
+                    raise DeviceLimit(f"{issue.subject} has {active} active devices; revoke one first")
+                cur = c.execute(
+                    "INSERT INTO devices (subject, thumbprint, alg, created_at, last_issued_at) VALUES (?,?,?,?,?)",
+                    (issue.subject, issue.thumbprint, issue.alg, issue.at, issue.at),
+                )
+                device_id, index = int(cur.lastrowid or 0), None
+                self._audit(c, issue.at, issue.actor, "device.register", issue.subject, {"device": device_id})
+            else:
+                device_id, index = int(row[0]), row[1]
+            if index is None:  # new, or its index was retired by a status change
+                index = int(
+                    c.execute(
+                        "INSERT INTO offline_codes (subject, kid, issued_at, expires_at, device_id)"
+                        " VALUES (?, ?, ?, ?, ?) RETURNING idx",
+                        (issue.subject, issue.kid, issue.at, issue.expires_at, device_id),
+                    ).fetchone()[0]
+                )
+            c.execute(
+                "UPDATE offline_codes SET kid = ?, expires_at = MAX(expires_at, ?) WHERE idx = ?",
+                (issue.kid, issue.expires_at, index),
+            )
+            c.execute(
+                "UPDATE devices SET current_idx = ?, last_issued_at = ? WHERE id = ?", (index, issue.at, device_id)
+            )
+            self._raise_last_expiry(c, issue.kid, issue.expires_at)
+            detail: dict[str, object] = {"device": device_id, "index": index, "kid": issue.kid, "exp": issue.expires_at}
+            self._audit(c, issue.at, issue.actor, "device.credential", issue.subject, detail)
+            return index
+
+    def device_revoke(self, index: int, now: int, actor: str) -> bool:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT d.id, d.subject, d.current_idx, d.revoked_at FROM offline_codes o"
+                " JOIN devices d ON d.id = o.device_id WHERE o.idx = ?",
+                (index,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no device credential {index}")
+            device_id, subject, current, revoked_at = row
+            if revoked_at is not None:
+                return False
+            c.execute("UPDATE devices SET revoked_at = ?, current_idx = NULL WHERE id = ?", (now, device_id))
+            if current is not None:
+                c.execute("UPDATE offline_codes SET state = ? WHERE idx = ?", (REVOKED, current))
+                self._status_lists_changed(c)
+            self._audit(c, now, actor, "device.revoke", subject, {"device": device_id, "index": current})
+            return True
+
+    @staticmethod
+    def _retire_device_indices(c: sqlite3.Connection, subject: str) -> list[int]:
+        """Revoke the current index of each of the subject's devices; their next credential gets a new one."""
+        rows = c.execute(
+            "UPDATE offline_codes SET state = ? WHERE state != ? AND idx IN"
+            " (SELECT current_idx FROM devices WHERE subject = ? AND current_idx IS NOT NULL) RETURNING idx",
+            (REVOKED, REVOKED, subject),
+        ).fetchall()
+        c.execute("UPDATE devices SET current_idx = NULL WHERE subject = ?", (subject,))
+        return sorted(int(r[0]) for r in rows)
 
     @staticmethod
     def _status_lists_changed(c: sqlite3.Connection) -> None:

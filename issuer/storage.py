@@ -25,6 +25,14 @@ class Conflict(Exception):
     """The request contradicts the stored state (e.g. reinstating a revoked code)."""
 
 
+class DeviceLimit(Conflict):
+    """The person has as many active devices as allowed: one must be revoked first."""
+
+
+class DeviceRevoked(Conflict):
+    """This device key was revoked (a lost phone): it never gets a credential again."""
+
+
 class AlreadyEnrolled(Conflict):
     """The ID number belongs to a person enrolled before; the message never names the number or subject."""
 
@@ -101,6 +109,19 @@ class StatusSnapshot:
 
 
 @dataclass(frozen=True)
+class DeviceIssue:
+    """What the issuer records when it signs a device credential (never the credential itself)."""
+
+    subject: str
+    thumbprint: str  # RFC 7638 thumbprint of the device's public key
+    alg: str
+    kid: str  # the issuer key that signs it
+    expires_at: int
+    at: int
+    actor: str
+
+
+@dataclass(frozen=True)
 class ScanRecord:
     seq: int
     at: int
@@ -145,14 +166,37 @@ class Storage(Protocol):
 
     def subject_set_status(
         self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str
-    ) -> list[int]: ...
+    ) -> list[int]:
+        """Set the status: a non-green one suspends the person's paper codes, green reinstates them; any
+        change revokes the current indices of the person's devices, so credentials signed before it are
+        refused once kiosks sync (each device gets a new index with its next credential).
+
+        Returns the paper-code indices whose state changed. Raises: NotFound.
+        """
+        ...
 
     # minting
     def record_mint(self, mint: MintRecord) -> None: ...
     def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int: ...
     def offline_get(self, index: int) -> OfflineCodeRecord | None: ...
     def offline_set_state(self, index: int, state: int, now: int, actor: str) -> bool: ...
-    def status_snapshot(self, name: str) -> StatusSnapshot: ...
+    def status_snapshot(self, name: str) -> StatusSnapshot:
+        """Status-list entries of paper codes and devices alike (they share the index space)."""
+        ...
+
+    # devices (device-bound codes)
+    def device_credential(self, issue: DeviceIssue, max_devices: int) -> int:
+        """Register the device on first use and return its current status-list index (allocating one when
+        it has none), recording and auditing the issuance.
+
+        Raises: DeviceRevoked; DeviceLimit when a new device would pass ``max_devices`` active ones.
+        """
+        ...
+
+    def device_revoke(self, index: int, now: int, actor: str) -> bool:
+        """Revoke, for good, the device that holds or held status-list ``index`` (a lost phone), and its
+        current index. False when it was revoked already. Raises: NotFound."""
+        ...
 
     # signing keys
     def signing_keys(self) -> list[SigningKeyRecord]: ...

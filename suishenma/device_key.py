@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,12 @@ class DeviceKey:
             return {"kty": "OKP", "crv": "Ed25519", "x": _b64encode(raw)}
         point = self.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return {"kty": "EC", "crv": "P-256", "x": _b64encode(point[1:33]), "y": _b64encode(point[33:])}
+
+    def thumbprint(self) -> str:
+        """RFC 7638 JWK thumbprint (SHA-256, base64url): the same key gives the same value in any form."""
+        jwk = self.to_jwk()
+        members = ",".join(f'"{name}":"{jwk[name]}"' for name in sorted(jwk))  # required members only
+        return _b64encode(hashlib.sha256(("{" + members + "}").encode()).digest())
 
     def verify(self, data: bytes, signature: bytes) -> None:
         """Verify a COSE signature (Ed25519, or ES256 as raw r || s; RFC 9053 §2).

@@ -352,3 +352,11 @@ DEVICE_RING = KeyRing([TrustedKey(_ISSUER.public(), "SH")])
 DEVICE_CODE = present(
     mint_credential(Claims.device(SUBJECT, Status.GREEN, NOW, 9, DeviceKey.of(_PHONE)), _ISSUER), _PHONE, now=NOW
 )
+
+
+def test_jwk_thumbprint_matches_rfc_7638_example() -> None:
+    """RFC 8037 §A.3: the thumbprint of its Ed25519 example key."""
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert DeviceKey.from_jwk(jwk).thumbprint() == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    p256 = DeviceKey.of(SigningKey.generate(Alg.ES256))
+    assert DeviceKey.from_cose(p256.to_cose()).thumbprint() == p256.thumbprint()  # compressed or not
