@@ -71,9 +71,10 @@ def test_wallet_page_shows_a_code_that_verifies_and_renews(home: Path, keys: dic
         root = load_verification_key(home / "keys" / "root.pub")
         trust = parse_trust_list(httpx.get(server.url + "/v1/trust-list").content, root, now=int(time.time()))
 
-        browser.get(f"{server.url}/demo/wallet/{subject}")  # type: ignore[attr-defined]
+        browser.get(f"{server.url}/demo/wallet/{subject}?mode=server")  # type: ignore[attr-defined]
         card = browser.find_element(By.ID, "card")  # type: ignore[attr-defined]
         _wait_for(browser, lambda: card.get_attribute("data-code"))
+        assert card.get_attribute("data-mode") == "server"
         first = card.get_attribute("data-code")
         assert _qr_from_screenshot(browser) == first
         claims = verify(first, trust.keyring, now=int(time.time())).claims
@@ -109,3 +110,56 @@ def test_wallet_unknown_subject_is_404(home: Path) -> None:
     with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
         assert httpx.get(server.url + "/demo/wallet/0123456789abcdef").status_code == 404
         assert httpx.get(server.url + "/demo/wallet/0123456789abcdef/code").status_code == 404
+
+
+def test_wallet_makes_device_bound_codes_offline_that_a_kiosk_allows_then_denies_after_a_status_change(
+    home: Path, keys: dict[str, str], browser: object, tmp_path: Path
+) -> None:
+    """The page keeps its own key, fetches a credential, then goes offline (DevTools) and keeps making
+    codes: the kiosk allows them; the person turns red, the kiosk syncs, and the next one is denied."""
+    from verifier import Decision, Verifier
+
+    with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
+        auth = {"Authorization": f"Bearer {keys['all']}"}
+        subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
+        kiosk = Verifier.init(tmp_path / "gate", server.url, load_verification_key(home / "keys/root.pub"), "venue")
+        assert kiosk.sync().ok
+
+        browser.get(f"{server.url}/demo/wallet/{subject}?refresh=2")  # type: ignore[attr-defined]
+        card = browser.find_element(By.ID, "card")  # type: ignore[attr-defined]
+        _wait_for(browser, lambda: (card.get_attribute("data-code") or "").startswith("SMD1:"), 20)
+        assert card.get_attribute("data-mode") == "device"
+        online = card.get_attribute("data-code")
+        assert kiosk.verify(online).decision is Decision.ALLOW
+
+        browser.execute_cdp_cmd("Network.enable", {})  # type: ignore[attr-defined]
+        browser.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        reached = browser.execute_async_script(  # type: ignore[attr-defined]
+            "const done = arguments[0];"
+            "fetch('/healthz', {cache: 'no-store'}).then(() => done(true), () => done(false));"
+        )
+        assert reached is False, "the page can still reach the issuer"
+
+        def next_code(after: str) -> str:
+            _wait_for(browser, lambda: card.get_attribute("data-presented-at") != after, 20)
+            code = card.get_attribute("data-code")
+            _wait_for(browser, lambda: _qr_from_screenshot(browser) == code, 20)
+            return str(code)
+
+        seen = card.get_attribute("data-presented-at")
+        offline = next_code(seen)
+        assert offline != online and "本机生成" in browser.find_element(By.ID, "mode").text  # type: ignore[attr-defined]
+        verdict = kiosk.verify(offline)
+        assert verdict.decision is Decision.ALLOW and verdict.display["code_type"] == "device"
+
+        r = httpx.put(f"{server.url}/v1/subjects/{subject}/status", json={"status": "red"}, headers=auth)
+        assert r.status_code == 200
+        assert kiosk.sync().ok
+        red = next_code(card.get_attribute("data-presented-at"))
+        denied = kiosk.verify(red)
+        assert denied.decision is Decision.DENY and denied.reason.value == "revoked"
+        browser.save_screenshot(str(tmp_path / "wallet-offline.png"))  # type: ignore[attr-defined]
+        kiosk.close()
