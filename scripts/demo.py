@@ -4,7 +4,8 @@
    person, renders its QR to out/demo-code.png and verifies it offline, printing the verdict.
 2. Issuer: initialises the issuer here (var/issuer.db, keys/issuer-*.key, keys/root.key) once,
    starts it on the embedded SQLite default, enrols a demo person and prints the wallet page's URL.
-3. Verifier: a venue verifier under var/demo-venue syncs from the issuer and verifies the code.
+   A phone key is registered for the person and a device-bound code made from its credential, offline.
+3. Verifier: a venue verifier under var/demo-venue syncs from the issuer and verifies both codes.
 4. Scanner: a short generated video of the person's phone runs through the kiosk scanner headless,
    which prints one JSON line per verdict.
    With a terminal attached it keeps serving until Ctrl-C; otherwise (or with --no-wait) it stops.
@@ -28,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from issuer.live import LiveIssuer, create_api_key, init_dir  # noqa: E402
 from suishenma import (  # noqa: E402
+    Alg,
     Claims,
+    DeviceKey,
     IssuerEntry,
     SigningKey,
     Status,
@@ -36,6 +39,8 @@ from suishenma import (  # noqa: E402
     load_signing_key,
     mint,
     parse_trust_list,
+    present,
+    read_credential,
     sign_trust_list,
     verify,
     write_key_pair,
@@ -89,8 +94,9 @@ def _post(url: str, key: str, body: dict[str, object]) -> dict[str, object]:
         return result
 
 
-def step_issuer(port: int) -> tuple[LiveIssuer, str, str]:
-    """Start the issuer here; enrol a demo person. Returns the server, the subject and a venue code."""
+def step_issuer(port: int) -> tuple[LiveIssuer, str, list[str]]:
+    """Start the issuer here; enrol a demo person. Returns the server, the subject, a venue code and a
+    device-bound code made by the person's phone."""
     with contextlib.redirect_stdout(io.StringIO()):
         init_dir(ROOT)
     key = create_api_key(ROOT, f"demo-{int(time.time())}", "enrol,status,mint,revoke,kiosk")
@@ -104,11 +110,18 @@ def step_issuer(port: int) -> tuple[LiveIssuer, str, str]:
     print(f"\nissuer running at {server.url} (API docs {server.url}/docs), database {ROOT / 'var' / 'issuer.db'}")
     print(f"demo person enrolled as subject {subject}")
     print(f"wallet page: {server.url}/demo/wallet/{subject}")
-    return server, subject, code
+    phone = SigningKey.generate(Alg.ES256)  # a phone keeps its key in hardware, as P-256
+    body = {"jwk": DeviceKey.of(phone).to_jwk()}
+    issued = _post(f"{server.url}/v1/subjects/{subject}/device-credentials", key, body)
+    device_code = present(read_credential(str(issued["credential"])), phone, now=int(time.time()))
+    print(f"phone registered (status-list index {issued['status_index']}); it makes its own codes until")
+    print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(int(str(issued['expires_at']))))}, offline:")
+    print(device_code)
+    return server, subject, [code, device_code]
 
 
-def step_verifier(issuer_url: str, code: str) -> int:
-    """An offline verifier for a venue: state under var/, synced from the issuer, then the verdict."""
+def step_verifier(issuer_url: str, codes: list[str]) -> int:
+    """An offline verifier for a venue: state under var/, synced from the issuer, then the verdicts."""
     from suishenma import load_verification_key
     from verifier import Verifier
 
@@ -118,13 +131,16 @@ def step_verifier(issuer_url: str, code: str) -> int:
     with Verifier.init(state, issuer_url, root, "venue", "demo-gate") as v:
         report = v.sync()
         print(f"verifier ({state}): trust list version {report.trust_list_version}, status lists {report.status_lists}")
-        verdict = v.verify(code)
-        shown = " ".join(f"{k}={val}" for k, val in verdict.display.items())
-        print(
-            f"verdict: {verdict.decision.value} {verdict.message_zh} / {verdict.message_en} {shown}"
-            f" ({verdict.elapsed_ms:.2f} ms)"
-        )
-    return 0 if verdict.decision.value == "ALLOW" else 1
+        allowed = True
+        for code in codes:
+            verdict = v.verify(code)
+            shown = " ".join(f"{k}={val}" for k, val in verdict.display.items())
+            print(
+                f"verdict: {verdict.decision.value} {verdict.message_zh} / {verdict.message_en} {shown}"
+                f" ({verdict.elapsed_ms:.2f} ms)"
+            )
+            allowed = allowed and verdict.decision.value == "ALLOW"
+    return 0 if allowed else 1
 
 
 def step_scanner(code: str) -> int:
@@ -151,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if step_core() != 0:
         return 1
-    server, _subject, code = step_issuer(args.port)
+    server, _subject, codes = step_issuer(args.port)
     try:
-        step_verifier(server.url, code)
-        step_scanner(code)
+        step_verifier(server.url, codes)
+        step_scanner(codes[0])
         if not args.no_wait and sys.stdin.isatty():
             print("serving; press Ctrl-C to stop")
             while server.proc is not None and server.proc.poll() is None:
