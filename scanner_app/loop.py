@@ -231,11 +231,10 @@ class Scanner:
         except Exception:
             log.exception("health check failed")
             return
-        last = getattr(h, "last_sync_at", None)
-        age = getattr(h, "trust_list_age_s", None)
+        age = getattr(h, "sync_age_s", None)  # since the last sync that succeeded, never a failed attempt
         self._screen = replace(
             self._screen,
-            sync_age_s=int(now - last) if last else age,
+            sync_age_s=int(age) if age is not None else None,
             offline=bool(getattr(h, "offline", False)),
             stale=bool(getattr(h, "stale", False)),
             scans_today=int(getattr(h, "scans_today", 0)),

@@ -39,8 +39,11 @@ class Health:
     trust_list_version: int | None
     trust_list_age_s: int | None
     stale: bool  # a list this scenario relies on is stale, expired or missing
-    offline: bool  # the last sync failed (or never ran)
-    last_sync_at: int | None
+    offline: bool  # the last list sync failed, or none ever succeeded
+    last_successful_sync: int | None  # POSIX time the lists last synced without an error; None: never
+    last_sync_attempt: int | None = None
+    sync_age_s: int | None = None  # seconds since ``last_successful_sync``
+    upload_error: str | None = None  # the last scan-log upload's failure, if it failed
     status_lists: Mapping[str, ListHealth] = field(default_factory=dict)
     scans_today: int = 0
     pending_uploads: int = 0
@@ -67,8 +70,7 @@ class Verifier:
         self.state = TrustState(VerificationKey.from_pem(cfg["root_key"].encode()))
         held, versions = store.lists()
         self.load_problems = self.state.load(held, versions, int(time.time()))
-        self.last_sync_at = int(cfg["last_sync_at"]) if cfg.get("last_sync_at") else None
-        self.last_sync_ok = cfg.get("last_sync_ok") == "1"
+        self.sync_state = _SyncState.load(cfg)
 
     @classmethod
     def init(
@@ -238,12 +240,12 @@ class Verifier:
                 try:
                     api_key = kiosk_key(self._api_key_file)
                 except UsageError as exc:
-                    report.fail(f"scan-log upload: {exc.detail}")
+                    report.fail_upload(f"scan-log upload: {exc.detail}")
                 else:
                     upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
             self.store.prune_replay(at - 3600)
-            self.last_sync_at, self.last_sync_ok = at, report.ok
-            self.store.set_config({"last_sync_at": str(at), "last_sync_ok": "1" if report.ok else "0"})
+            self.sync_state = self.sync_state.after(at, report)
+            self.store.set_config(self.sync_state.config())
         trust = self.state.trust
         report.trust_list_version = trust.version if trust else None
         report.status_lists = {i: s.version for i, s in self.state.status.items()}
@@ -272,8 +274,11 @@ class Verifier:
             trust_list_version=trust.version if trust else None,
             trust_list_age_s=at - trust_held.checked_at if trust_held else None,
             stale=stale,
-            offline=not self.last_sync_ok,
-            last_sync_at=self.last_sync_at,
+            offline=not self.sync_state.lists_ok,
+            last_successful_sync=self.sync_state.last_successful,
+            last_sync_attempt=self.sync_state.last_attempt,
+            sync_age_s=at - last if (last := self.sync_state.last_successful) is not None else None,
+            upload_error=self.sync_state.upload_error,
             status_lists=lists,
             scans_today=today,
             pending_uploads=pending,
@@ -290,3 +295,39 @@ def _printable(text: str) -> str:
     if unprintable_character(text) is None:
         return text
     return "".join("\ufffd" if unprintable_character(c) else c for c in text)
+
+
+@dataclass(frozen=True)
+class _SyncState:
+    """The outcome of past syncs, as kept in the state's config: the lists' and the upload's apart."""
+
+    last_attempt: int | None = None
+    last_successful: int | None = None
+    lists_ok: bool = False  # the last list sync succeeded
+    upload_error: str | None = None
+
+    @classmethod
+    def load(cls, cfg: Mapping[str, str]) -> _SyncState:
+        def num(key: str) -> int | None:
+            return int(cfg[key]) if cfg.get(key, "").isdigit() else None
+
+        if "last_sync_attempt" not in cfg and "last_sync_at" in cfg:  # a state from an older version
+            ok = cfg.get("last_sync_ok") == "1"
+            return cls(num("last_sync_at"), num("last_sync_at") if ok else None, ok)
+        return cls(
+            num("last_sync_attempt"),
+            num("last_successful_sync"),
+            cfg.get("last_sync_lists_ok") == "1",
+            cfg.get("last_upload_error") or None,
+        )
+
+    def after(self, at: int, report: SyncReport) -> _SyncState:
+        return _SyncState(at, at if report.lists_ok else self.last_successful, report.lists_ok, report.upload_error)
+
+    def config(self) -> dict[str, str]:
+        return {
+            "last_sync_attempt": str(self.last_attempt or ""),
+            "last_successful_sync": str(self.last_successful or ""),
+            "last_sync_lists_ok": "1" if self.lists_ok else "0",
+            "last_upload_error": self.upload_error or "",
+        }

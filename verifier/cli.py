@@ -101,11 +101,15 @@ def _verify(v: Verifier, args: argparse.Namespace) -> int:
 
 
 def _status(v: Verifier, args: argparse.Namespace) -> int:
+    """Exit 0 when the lists are usable, 1 when they are stale or were never synced."""
     h = v.health()
+    code = 1 if h.stale or h.last_successful_sync is None else 0
     if args.json:
         print(json.dumps(dataclasses.asdict(h), ensure_ascii=False))
-        return 0
-    print(f"scenario {h.scenario}; trust list version {h.trust_list_version}, confirmed {h.trust_list_age_s} s ago")
+        return code
+    synced = "never" if h.sync_age_s is None else f"{h.sync_age_s} s ago"
+    print(f"scenario {h.scenario}; last successful sync {synced}; upload {h.upload_error or 'ok'}")
+    print(f"trust list version {h.trust_list_version}, confirmed {h.trust_list_age_s} s ago")
     for issuer, lst in h.status_lists.items():
         print(
             f"status list {issuer}: version {lst.version}, confirmed {lst.age_s} s ago{' STALE' if lst.stale else ''}"
@@ -115,7 +119,7 @@ def _status(v: Verifier, args: argparse.Namespace) -> int:
         f"{h.scans_today} scans today, {h.pending_uploads} waiting to upload"
         + (f", {h.upload_conflicts} in conflict with the issuer's records" if h.upload_conflicts else "")
     )
-    return 0
+    return code
 
 
 def _export(v: Verifier, args: argparse.Namespace) -> int:

@@ -24,7 +24,12 @@ UPLOAD_BATCH = 500
 
 @dataclass
 class SyncReport:
+    """What one sync did. ``ok`` is everything; ``lists_ok`` only the lists: a scan-log upload that fails
+    (``upload_error``) leaves fresh lists fresh."""
+
     ok: bool = True
+    lists_ok: bool = True
+    upload_error: str | None = None
     errors: list[str] = field(default_factory=list)
     trust_list_version: int | None = None
     status_lists: dict[str, int] = field(default_factory=dict)  # issuer -> version held after sync
@@ -33,7 +38,15 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)  # e.g. a mirror that did not answer
 
     def fail(self, message: str) -> None:
+        """A list could not be fetched or was refused."""
+        self.ok = self.lists_ok = False
+        self.errors.append(message)
+        log.warning("sync: %s", message)
+
+    def fail_upload(self, message: str) -> None:
+        """Scan records could not be handed over (they stay pending or in conflict)."""
         self.ok = False
+        self.upload_error = message
         self.errors.append(message)
         log.warning("sync: %s", message)
 
@@ -133,17 +146,19 @@ def upload_scans(
         try:
             reply = poster.post_json(urljoin(base.rstrip("/") + "/", "v1/scan-logs"), body, api_key)
         except NetworkError as exc:
-            report.fail(f"scan-log upload: {exc.detail}")
+            report.fail_upload(f"scan-log upload: {exc.detail}")
             return
         conflicts = _acknowledged(reply, {r.seq for r in rows})
         if conflicts is None:  # only what the issuer says it holds counts as uploaded
-            report.fail(f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}")
+            report.fail_upload(
+                f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}"
+            )
             return
         store.mark_uploaded(rows[-1].seq, rows[0].seq, conflicts)
         report.uploaded += len(rows) - len(conflicts)
         if conflicts:
             seqs = ", ".join(str(s) for s in sorted(conflicts)[:5])
-            report.fail(
+            report.fail_upload(
                 f"scan-log upload: the issuer holds other records under {len(conflicts)} of this kiosk's sequence"
                 f" numbers ({seqs}{', ...' if len(conflicts) > 5 else ''}); they are kept here, marked as conflicts"
             )

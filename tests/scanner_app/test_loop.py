@@ -43,7 +43,7 @@ class FakeVerifier:
         return type("R", (), {"ok": False, "errors": ["timeout"], "updated": []})()
 
     def health(self, now: float | None = None) -> Any:
-        return type("H", (), {"offline": True, "stale": False, "scans_today": 0, "last_sync_at": None})()
+        return type("H", (), {"offline": True, "stale": False, "scans_today": 0, "sync_age_s": None})()
 
 
 class Frames:

@@ -99,3 +99,42 @@ def test_key_left_in_an_old_state_database_is_moved_out_and_overwritten(
     Verifier.open(state).close()
     assert (state / "kiosk-api-key").read_text().strip() == secret
     assert secret.encode() not in _db_bytes(state)
+
+
+def test_failed_sync_is_not_reported_as_synced(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
+    """The kiosk must not show "synced 5 s ago" beside OFFLINE after a sync that failed."""
+    v = make_verifier()
+    assert v.health(now=sim.now + 10).last_successful_sync == sim.now
+    sim.close()
+    assert not v.sync(now=sim.now + 100).ok
+    h = v.health(now=sim.now + 110)
+    assert h.offline and h.last_successful_sync == sim.now and h.sync_age_s == 110
+    assert h.last_sync_attempt == sim.now + 100
+    reopened = Verifier.open(v.state_dir)  # kept across restarts
+    assert reopened.health(now=sim.now + 110).last_successful_sync == sim.now
+    reopened.close()
+
+
+def test_rejected_upload_leaves_fresh_lists_online(
+    sim: IssuerSim, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 on the scan-log upload is an upload problem, not an offline kiosk."""
+    monkeypatch.setenv(KIOSK_KEY_ENV, "a-key-the-issuer-does-not-know")
+    v = make_verifier(sync=False)
+    v.verify(sim.code(), now=sim.now)
+    report = v.sync(now=sim.now)
+    assert report.lists_ok and not report.ok and "401" in (report.upload_error or "")
+    h = v.health(now=sim.now)
+    assert not h.offline and h.last_successful_sync == sim.now and "401" in (h.upload_error or "")
+
+
+def test_status_exits_1_when_never_synced_or_stale(sim: IssuerSim, tmp_path: Path) -> None:
+    from verifier.cli import main
+
+    v = Verifier.init(tmp_path / "never", sim.url, sim.root.public(), "venue", "g")
+    v.close()
+    assert main(["status", "--state", str(tmp_path / "never"), "--json"]) == 1
+    v = Verifier.open(tmp_path / "never", fetcher=quick_fetcher())
+    assert v.sync().ok
+    v.close()
+    assert main(["status", "--state", str(tmp_path / "never")]) == 0
