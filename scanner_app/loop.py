@@ -19,8 +19,9 @@ from .cues import GateHook, Sound
 from .decode import Decoder
 from .dedup import Dedup
 from .sources import EndOfStream, FrameSource
-from .ui import Screen
+from .ui import IDLE_MESSAGES, Screen
 
+_IDLE_REASONS = frozenset(IDLE_MESSAGES) - {"camera"}  # waiting screens; "camera" is held while away
 log = logging.getLogger(__name__)
 UNREADABLE_FRAMES = 8  # a symbol seen but not decoded this many frames in a row: ask to adjust the phone
 
@@ -108,6 +109,7 @@ class Scanner:
         self._shown_at = 0.0
         self._health_at = -1.0
         self._unreadable = 0
+        self._idle_reason = ""  # "" when the kiosk can decide; else an IDLE_HEADLINE key
 
     def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> Stats:
         while (max_frames is None or self.stats.frames < max_frames) and not (stop and stop.is_set()):
@@ -198,7 +200,7 @@ class Scanner:
         if getattr(self.source, "connected", True):
             return
         if self._screen.reason != "camera":
-            zh, en = "摄像头未连接，正在重连", "Camera disconnected: reconnecting"
+            zh, en = IDLE_MESSAGES["camera"]
             self._set_screen(replace(self._screen, decision=None, reason="camera", message_zh=zh, message_en=en), 0.0)
         self._shown_at = self.clock()  # keep the message up while the camera is away
 
@@ -212,17 +214,15 @@ class Scanner:
         now = self.clock()
         if now - self._health_at >= 1.0:
             self._refresh_health(now)
-        if (self._screen.decision is not None or self._screen.reason) and now - self._shown_at > self.hold:
-            idle = Screen()
-            self._screen = replace(
-                self._screen,
-                decision=None,
-                reason="",
-                masked_name="",
-                message_zh=idle.message_zh,
-                message_en=idle.message_en,
-            )
+        transient = self._screen.decision is not None or self._screen.reason not in _IDLE_REASONS
+        if not transient or now - self._shown_at > self.hold:  # idle follows the lists' state as it changes
+            self._screen = self._idle(self._screen)
         return self.display.show(frame, self._screen)
+
+    def _idle(self, screen: Screen) -> Screen:
+        """The waiting screen: ready for a code, or why the kiosk cannot decide one."""
+        zh, en = IDLE_MESSAGES[self._idle_reason]
+        return replace(screen, decision=None, reason=self._idle_reason, masked_name="", message_zh=zh, message_en=en)
 
     def _refresh_health(self, now: float) -> None:
         self._health_at = now
@@ -232,6 +232,12 @@ class Scanner:
             log.exception("health check failed")
             return
         age = getattr(h, "sync_age_s", None)  # since the last sync that succeeded, never a failed attempt
+        if getattr(h, "trust_list_version", 0) is None:
+            self._idle_reason = "no_trust_list"
+        elif getattr(h, "stale", False):
+            self._idle_reason = "stale_lists"
+        else:
+            self._idle_reason = ""
         self._screen = replace(
             self._screen,
             sync_age_s=int(age) if age is not None else None,

@@ -72,7 +72,7 @@ class CaptureSource:
                 return None
             self._cap, self.connected = cap, True
             if self.reconnects:
-                log.info("camera %s reconnected", self.target)
+                log.info("camera %s reconnected", self.device)
         ok, frame = self._cap.read()
         if not ok:
             self._fail("stopped delivering frames")
@@ -87,11 +87,18 @@ class CaptureSource:
                 release()
             self._cap = None
         if self.connected:
-            log.warning("camera %s %s; reconnecting", self.target, why)
+            log.warning("camera %s %s; reconnecting", self.device, why)
+        elif self.reconnects == 0:  # never opened at start-up: say so once, naming the device
+            log.error("camera %s %s: check that it is plugged in; retrying every few seconds", self.device, why)
         self.connected = False
         self.reconnects += 1
         self._retry_at = self._clock() + self._backoff
         self._backoff = min(self._max_backoff, self._backoff * 2)
+
+    @property
+    def device(self) -> str:
+        """The camera as an operator knows it: ``/dev/video0`` for index 0, else the URL or path."""
+        return f"/dev/video{self.target}" if isinstance(self.target, int) else str(self.target)
 
     def close(self) -> None:
         if self._cap is not None:

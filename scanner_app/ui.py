@@ -25,6 +25,21 @@ STATUS_H, BANNER_H = 56, 300
 COLOURS = {"ALLOW": (0, 135, 60), "DENY": (200, 30, 30), "REFER": (255, 176, 0), "GREY": (85, 85, 85)}
 TEXT_ON = {"ALLOW": (255, 255, 255), "DENY": (255, 255, 255), "REFER": (0, 0, 0), "GREY": (255, 255, 255)}
 HEADLINE = {"ALLOW": "通过  PASS", "DENY": "禁止通行  STOP", "REFER": "请找工作人员  SEE STAFF"}
+# With no verdict showing, the headline says whether the kiosk can decide at all, and if not, why:
+# it never invites a scan it cannot judge.
+IDLE_HEADLINE = {
+    "": "请出示随申码  SHOW CODE",
+    "camera": "摄像头未连接  NO CAMERA",
+    "no_trust_list": "暂停服务  NOT READY",
+    "stale_lists": "名单过期  LISTS OUT OF DATE",
+}
+IDLE_MESSAGES = {
+    "": ("请将随申码对准摄像头", "Hold your code up to the camera"),
+    "camera": ("摄像头未连接，正在重连；请检查线缆", "Camera disconnected: reconnecting; check the cable"),
+    "no_trust_list": ("尚未同步名单，请联系工作人员", "Lists not synced yet: call staff"),
+    "stale_lists": ("名单已过期，请联网同步或联系工作人员", "Lists out of date: connect to sync, or call staff"),
+}
+SCENARIO_LABELS = {"venue": "场所 · Venue", "hospital": "医院 · Hospital", "transit": "交通 · Transit"}
 FONT_PATHS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-{w}.ttc",
     "/usr/share/fonts/noto-cjk/NotoSansCJK-{w}.ttc",
@@ -64,15 +79,21 @@ class Screen:
     """What to show. ``decision`` None means idle (waiting for a code)."""
 
     decision: str | None = None
-    reason: str = ""
-    message_zh: str = "请出示随申码"
-    message_en: str = "Show your Suishenma code"
+    reason: str = ""  # with no decision: "" (ready), or why the kiosk cannot decide (IDLE_HEADLINE)
+    message_zh: str = IDLE_MESSAGES[""][0]
+    message_en: str = IDLE_MESSAGES[""][1]
     masked_name: str = ""
     sync_age_s: int | None = None
     offline: bool = False
     stale: bool = False
     scans_today: int = 0
     scenario: str = ""
+
+    @property
+    def headline(self) -> str:
+        if self.decision is None:
+            return IDLE_HEADLINE.get(self.reason, IDLE_HEADLINE[""])
+        return HEADLINE[self.decision]
 
     @property
     def colour_key(self) -> str:
@@ -97,6 +118,33 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: float, size: int, bold: bo
     while size > floor and draw.textlength(text, font=font(size, bold)) > width:
         size = max(floor, int(size * 0.92))
     return font(size, bold)
+
+
+MARGIN = 20
+
+
+def status_line(
+    draw: ImageDraw.ImageDraw, screen: Screen, w: int
+) -> tuple[str, ImageFont.FreeTypeFont, str, ImageFont.FreeTypeFont]:
+    """The top line's text and the scenario label, each with a font that keeps them apart on a ``w``
+    wide screen: the label keeps its size, the text shrinks, then drops its English, then the count."""
+    label = SCENARIO_LABELS.get(screen.scenario, screen.scenario)
+    label_font = font(30, bold=False)
+    room = w - 3 * MARGIN - (draw.textlength(label, font=label_font) if label else 0)
+    zh, en = _age(screen.sync_age_s)
+    flags = [("离线", "OFFLINE")] * screen.offline + [("名单过期", "LISTS STALE")] * screen.stale
+    count = (f"今日 {screen.scans_today} 次", f"{screen.scans_today} scans today")
+    candidates = [
+        "   |   ".join([f"{zh} · {en}", *(f"{a} {b}" for a, b in flags), f"{count[0]} · {count[1]}"]),
+        "  |  ".join([zh, *(f"{a} {b}" for a, b in flags), count[0]]),
+        "  |  ".join([zh, *(a for a, _ in flags), count[0]]),
+        "  |  ".join([zh, *(a for a, _ in flags)]),
+    ]
+    for text in candidates:
+        text_font = _fit(draw, text, room, 30, bold=False)
+        if draw.textlength(text, font=text_font) <= room:
+            return text, text_font, label, label_font
+    return candidates[-1], font(18, bold=False), label, label_font
 
 
 def render(preview: Frame | None, screen: Screen, size: tuple[int, int] = (W, H)) -> Frame:
@@ -132,7 +180,7 @@ def _overlay(screen: Screen, size: tuple[int, int]) -> tuple[Frame, Frame]:
     key = screen.colour_key
     draw.rectangle([0, bottom, w - 1, h - 1], fill=COLOURS[key])
     ink = TEXT_ON[key]
-    headline = "请扫码  SCAN" if screen.decision is None else HEADLINE[screen.decision]
+    headline = screen.headline
     name_w = draw.textlength(screen.masked_name, font=font(72)) + 60 if screen.masked_name else 0
     draw.text((40, bottom + 18), headline, font=_fit(draw, headline, w - 80 - name_w, 92), fill=ink)
     if screen.masked_name:
@@ -141,16 +189,10 @@ def _overlay(screen: Screen, size: tuple[int, int]) -> tuple[Frame, Frame]:
     draw.text((40, bottom + 218), screen.message_en, font=_fit(draw, screen.message_en, w - 80, 46, False), fill=ink)
 
     draw.rectangle([0, 0, w - 1, STATUS_H - 1], fill=(20, 20, 20))
-    zh, en = _age(screen.sync_age_s)
-    parts = [f"{zh} · {en}"]
-    if screen.offline:
-        parts.append("离线 OFFLINE")
-    if screen.stale:
-        parts.append("名单过期 LISTS STALE")
-    parts.append(f"今日 {screen.scans_today} 次 · {screen.scans_today} scans today")
+    text, text_font, label, label_font = status_line(draw, screen, w)
     status_ink = (255, 210, 0) if screen.offline or screen.stale else (235, 235, 235)
-    draw.text((20, 10), "   |   ".join(parts), font=font(30, bold=False), fill=status_ink)
-    if screen.scenario:
-        draw.text((w - 20, 10), screen.scenario, font=font(30, bold=False), fill=(235, 235, 235), anchor="ra")
+    draw.text((MARGIN, 10), text, font=text_font, fill=status_ink)
+    if label:
+        draw.text((w - MARGIN, 10), label, font=label_font, fill=(235, 235, 235), anchor="ra")
     bgr = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
     return bgr[:STATUS_H].copy(), bgr[bottom:].copy()

@@ -52,6 +52,11 @@ BUILTIN: dict[str, Policy] = {
     "hospital": Policy(
         "hospital",
         {"green": Decision.ALLOW, "yellow": Decision.REFER, "red": Decision.REFER},
+        # under the amber "see staff" banner: where to go, not "no entry"
+        messages={
+            VerdictReason.STATUS_YELLOW: ("黄码：请到发热门诊就诊", "Yellow code: please go to the fever clinic"),
+            VerdictReason.STATUS_RED: ("红码：请到发热门诊就诊", "Red code: please go to the fever clinic"),
+        },
         on_invalid=Decision.REFER,
         required_claims=IDENTITY_FIELDS,
         max_list_age_s=7 * DAY,

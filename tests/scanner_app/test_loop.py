@@ -9,6 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from scanner_app import Scanner, SyncThread, synthetic
 from scanner_app.cues import GateHook, wav_bytes
 from scanner_app.sources import EndOfStream
@@ -136,5 +138,32 @@ def test_screen_says_camera_disconnected_and_returns_to_idle() -> None:
     Scanner(Camera(), FakeVerifier(), display=Display(), clock=tick, verdict_hold_s=1.0).run()
     reasons = [s.reason for s in shown]
     assert "camera" in reasons
-    assert any("摄像头未连接" in s.message_zh for s in shown)
-    assert reasons[-1] == "" and shown[-1].message_zh == "请出示随申码"  # back to idle once frames return
+    assert any("摄像头未连接" in s.message_zh and s.headline == "摄像头未连接  NO CAMERA" for s in shown)
+    assert reasons[-1] == "" and shown[-1].headline == "请出示随申码  SHOW CODE"  # back to idle once frames return
+
+
+@pytest.mark.parametrize(
+    ("health", "headline"),
+    [
+        ({"trust_list_version": None, "stale": True}, "暂停服务  NOT READY"),
+        ({"trust_list_version": 3, "stale": True}, "名单过期  LISTS OUT OF DATE"),
+        ({"trust_list_version": 3, "stale": False}, "请出示随申码  SHOW CODE"),
+    ],
+)
+def test_kiosk_never_invites_a_scan_it_cannot_decide(health: dict[str, object], headline: str) -> None:
+    from scanner_app.ui import Screen
+
+    shown: list[Screen] = []
+
+    class Display:
+        def show(self, frame: Any, screen: Screen) -> bool:
+            shown.append(screen)
+            return True
+
+    class Lists(FakeVerifier):
+        def health(self, now: float | None = None) -> Any:
+            return type("H", (), {"offline": False, "scans_today": 0, "sync_age_s": 5, **health})()
+
+    frames = [synthetic.empty_frame(i) for i in range(3)]
+    Scanner(Frames(frames), Lists(), display=Display()).run()
+    assert shown[-1].headline == headline and shown[-1].decision is None

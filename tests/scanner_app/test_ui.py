@@ -87,8 +87,12 @@ def _xwd_to_bgr(data: bytes) -> np.ndarray:
 
 
 @pytest.mark.skipif(not shutil.which("Xvfb") or not shutil.which("xwd"), reason="xvfb and x11-apps not installed")
-def test_real_window_under_xvfb_shows_the_green_banner(sim: IssuerSim, state: Path, tmp_path: Path) -> None:
-    display = f":{50 + os.getpid() % 200}"
+@pytest.mark.parametrize("fullscreen", [False, True], ids=["window", "fullscreen"])
+def test_real_window_under_xvfb_shows_the_green_banner(
+    sim: IssuerSim, state: Path, tmp_path: Path, fullscreen: bool
+) -> None:
+    """A bare X server (no window manager, as kiosks often run): --fullscreen must fill the screen."""
+    display = f":{50 + os.getpid() % 200 + 300 * fullscreen}"
     xvfb = subprocess.Popen(
         ["Xvfb", display, "-screen", "0", "1600x900x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
     )
@@ -117,6 +121,7 @@ def test_real_window_under_xvfb_shows_the_green_banner(sim: IssuerSim, state: Pa
                 "--no-sync",
                 "--config",
                 str(config),
+                *(["--fullscreen"] if fullscreen else []),
             ],
             env=env,
             cwd=Path(__file__).resolve().parents[2],
@@ -140,6 +145,43 @@ def test_real_window_under_xvfb_shows_the_green_banner(sim: IssuerSim, state: Pa
         cv2.imwrite(str(tmp_path / "screen.png"), shot)
         ys, xs = np.nonzero(np.all(shot == np.array(COLOURS["ALLOW"][::-1], np.uint8), axis=2))
         assert xs.max() - xs.min() > 1000 and ys.max() - ys.min() > 200  # the wide banner, not a speck
+        if fullscreen:  # edge to edge, down to the bottom of the 1600x900 screen
+            assert xs.min() <= 2 and xs.max() >= 1597 and ys.max() >= 897, (xs.min(), xs.max(), ys.max())
     finally:
         xvfb.terminate()
         xvfb.wait(10)
+
+
+@pytest.mark.parametrize("width", [1280, 1024, 800])
+def test_top_line_never_runs_into_the_scenario_label(width: int) -> None:
+    """OFFLINE and STALE together, a long custom scenario name, a narrow screen: nothing overlaps."""
+    from PIL import Image, ImageDraw
+
+    from scanner_app.ui import MARGIN, status_line
+
+    draw = ImageDraw.Draw(Image.new("RGB", (width, STATUS_H)))
+    for scenario in ("venue", "hospital", "city-hall-east-entrance"):
+        screen = Screen(sync_age_s=7300, offline=True, stale=True, scans_today=12345, scenario=scenario)
+        text, text_font, label, label_font = status_line(draw, screen, width)
+        right_edge = MARGIN + draw.textlength(text, font=text_font)
+        label_left = width - MARGIN - draw.textlength(label, font=label_font)
+        assert right_edge + MARGIN <= label_left, (width, scenario, text)
+        assert "离线" in text and "名单过期" in text  # the warnings survive any shortening
+
+
+def test_scenario_label_is_chinese_first() -> None:
+    from PIL import Image, ImageDraw
+
+    from scanner_app.ui import status_line
+
+    draw = ImageDraw.Draw(Image.new("RGB", (W, STATUS_H)))
+    assert status_line(draw, Screen(scenario="hospital"), W)[2] == "医院 · Hospital"
+    assert status_line(draw, Screen(scenario="clinic"), W)[2] == "clinic"  # a custom policy's own name
+
+
+def test_hospital_referral_says_where_to_go_not_no_entry() -> None:
+    from verifier import BUILTIN, VerdictReason
+
+    zh, en = BUILTIN["hospital"].message(VerdictReason.STATUS_YELLOW)
+    assert "发热门诊" in zh and "fever clinic" in en and "不予通行" not in zh
+    assert BUILTIN["venue"].message(VerdictReason.OK) != ("通过", "Pass")  # the headline already says PASS
