@@ -13,6 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+from suishenma import cliutil
+
 from .config import ScannerConfig, load_config
 from .cues import GateHook, Sound
 from .decode import Decoder
@@ -24,7 +26,8 @@ log = logging.getLogger("scanner")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suishenma-scanner", description="Suishenma kiosk scanner / 随申码扫码终端")
+    p = argparse.ArgumentParser(prog="suishenma-scanner", description="随申码扫码终端 / Suishenma kiosk scanner")
+    p.add_argument("--version", action="version", version=f"%(prog)s {cliutil.version()}")
     p.add_argument("--state", help="verifier state folder (suishenma-verifier init)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, help="webcam index (default 0)")
@@ -54,7 +57,11 @@ def make_source(cfg: ScannerConfig) -> FrameSource:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         cfg = load_config(
             args.config,
@@ -69,13 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             hook_url=args.hook_url,
         )
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}\n错误：配置无效（{exc}）", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the verdicts
     if not cfg.state:
-        print("error: --state (or state in the config) is required", file=sys.stderr)
+        print(
+            "error: --state (or state in the config) is required\n错误：需要 --state（或配置中的 state）",
+            file=sys.stderr,
+        )
         return 2
     from suishenma import SuishenmaError
     from verifier import Verifier
@@ -128,4 +139,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_exit() -> None:
-    sys.exit(main())
+    cliutil.run(main)

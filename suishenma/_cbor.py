@@ -10,10 +10,17 @@ It also enforces, before anything is allocated: nesting at most ``max_depth``, a
 ``max_items`` items, declared lengths within the input, no duplicate map keys (RFC 8949 §5.6:
 a duplicate makes a map invalid) and no trailing bytes. Every failure is a ``CborError`` (a
 ``ValueError``), whatever the input.
+
+One caller widens the subset: the EU DCC profile (``dcc=True``, docs/format.md §7) reads finite floats
+(NumericDate ``iat``/``exp`` and whole-number doses that issuers encode as floats) and tag 0 on a text
+string (RFC 8949 §3.4.1; the DCC schema says "Validators MUST be able to read both tagged and untagged
+data"). Nothing else passes, and no other format sets it.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 from typing import Any
 
 import cbor2
@@ -29,15 +36,20 @@ class CborError(ValueError):
     """The bytes are not one well-formed item of the subset, or break a cap."""
 
 
-class _Reader:
-    __slots__ = ("data", "end", "items", "max_depth", "max_items")
+_FLOAT_FORMATS = {25: ">e", 26: ">f", 27: ">d"}
+_DATE_TIME_TAG = 0  # RFC 8949 §3.4.1: standard date/time string
 
-    def __init__(self, data: bytes, max_depth: int, max_items: int) -> None:
+
+class _Reader:
+    __slots__ = ("data", "dcc", "end", "items", "max_depth", "max_items")
+
+    def __init__(self, data: bytes, max_depth: int, max_items: int, dcc: bool = False) -> None:
         self.data = data
         self.end = len(data)
         self.items = 0
         self.max_depth = max_depth
         self.max_items = max_items
+        self.dcc = dcc
 
     def item(self, pos: int, depth: int) -> tuple[Any, int]:
         """Decode the item at ``pos``; return it and the position after it.
@@ -110,9 +122,17 @@ class _Reader:
                 m[key], pos = item(pos, depth + 1)
             return m, pos
         if major == 6:
+            if self.dcc and arg == _DATE_TIME_TAG:
+                value, pos = self.item(pos, depth + 1)
+                if type(value) is str:
+                    return value, pos
             raise CborError(f"CBOR tag {arg} is not allowed here")
         if info < 24 and arg in _SIMPLE:
             return _SIMPLE[arg], pos
+        if self.dcc and info in _FLOAT_FORMATS:
+            (number,) = struct.unpack(_FLOAT_FORMATS[info], arg.to_bytes(1 << (info - 24), "big"))
+            if math.isfinite(number):
+                return float(number), pos
         raise CborError("CBOR floats and simple values other than false, true and null are not allowed")
 
 
@@ -125,15 +145,25 @@ def decode_at(data: bytes, pos: int, *, max_depth: int = MAX_DEPTH, max_items: i
     return _Reader(data, max_depth, max_items).item(pos, 0)
 
 
-def loads(data: bytes, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS, max_bytes: int | None = None) -> Any:
+def loads(
+    data: bytes,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_items: int = MAX_ITEMS,
+    max_bytes: int | None = None,
+    dcc: bool = False,
+) -> Any:
     """Decode ``data``, which must be exactly one item of the subset within the caps.
+
+    ``dcc`` is for an EU DCC payload only: it also admits finite floats and tag 0 on a text string
+    (returned as the string).
 
     Raises:
         CborError: over ``max_bytes``, outside the subset, over a cap, or trailing bytes.
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise CborError(f"CBOR item larger than {max_bytes} bytes")
-    value, end = _Reader(data, max_depth, max_items).item(0, 0)
+    value, end = _Reader(data, max_depth, max_items, dcc).item(0, 0)
     if end != len(data):
         raise CborError("trailing bytes after CBOR item")
     return value

@@ -139,11 +139,16 @@ def _protected_header(p_bytes: bytes) -> Any:
     return _cbor.loads(p_bytes, max_items=64)
 
 
-def parse(data: bytes, *, allow_unprotected_kid: bool = False) -> Sign1:
+def parse(data: bytes, *, allow_unprotected_kid: bool = False, dcc_headers: bool = False) -> Sign1:
     """Parse a tagged COSE_Sign1 structure (RFC 9052 §4.2) without verifying it.
 
     The fixed outer layout (tag 18, array of 4, byte strings) is read directly, which is both
     stricter and faster than a generic decoder; only the headers go through CBOR decoding.
+
+    ``dcc_headers`` applies the EU DCC header rules (eHealth Network, "Electronic Health Certificate
+    Container Format" §3.3.3; dgc-testdata cases CO18–CO23): the algorithm and the key id are each
+    taken from the protected header, or from the unprotected one when the protected header lacks
+    them, and an unprotected copy of a protected parameter is ignored. Only the DCC profile sets it.
 
     Raises:
         CodeFormatError: UNTAGGED when tag 18 is missing; MALFORMED for anything
@@ -173,14 +178,16 @@ def parse(data: bytes, *, allow_unprotected_kid: bool = False) -> Sign1:
     if not isinstance(protected, dict) or not isinstance(unprotected, dict):
         raise CodeFormatError(Reason.MALFORMED, "COSE headers must be maps")
     alg = protected.get(Header.ALG)
+    if alg is None and dcc_headers:
+        alg = unprotected.get(Header.ALG)
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise CodeFormatError(Reason.MALFORMED, "algorithm missing from the protected header")
-    if Header.ALG in unprotected:
+    if Header.ALG in unprotected and not dcc_headers:
         raise CodeFormatError(Reason.MALFORMED, "algorithm must not be in the unprotected header")
     kid = protected.get(Header.KID)
-    if kid is None and allow_unprotected_kid:
+    if kid is None and (allow_unprotected_kid or dcc_headers):
         kid = unprotected.get(Header.KID)
-    elif Header.KID in unprotected:
+    elif Header.KID in unprotected and not dcc_headers:
         raise CodeFormatError(Reason.MALFORMED, "kid must be in the protected header only")
     if not isinstance(kid, bytes) or not 1 <= len(kid) <= 64:
         raise CodeFormatError(Reason.MALFORMED, "kid missing or invalid")
@@ -190,13 +197,17 @@ def parse(data: bytes, *, allow_unprotected_kid: bool = False) -> Sign1:
 def verify(msg: Sign1, keys: Mapping[bytes, VerificationKey]) -> VerificationKey:
     """Verify ``msg`` with the key its kid names; return that key.
 
+    The header algorithm must be the key's algorithm; for an Ed25519 key both EdDSA (-8) and the
+    fully-specified Ed25519 (-19, RFC 9864) name it.
+
     Raises:
         CodeSignatureError: UNKNOWN_KID, ALG_MISMATCH or BAD_SIGNATURE (RFC 9052 §4.4).
     """
     key = keys.get(msg.kid)
     if key is None:
         raise CodeSignatureError(Reason.UNKNOWN_KID, f"kid {msg.kid.hex()}")
-    if msg.alg != key.alg:
+    # RFC 9864 §2.2: the fully-specified Ed25519 (-19) is accepted wherever EdDSA (-8) on Ed25519 is.
+    if msg.alg != key.alg and not (msg.alg == Alg.Ed25519 and key.alg == Alg.EdDSA):
         name = Alg(msg.alg).name if msg.alg in Alg._value2member_map_ else str(msg.alg)
         raise CodeSignatureError(Reason.ALG_MISMATCH, f"header says {name}, key is {key.alg.name}")
     key.verify_signature(_sig_structure(msg.protected_bytes, msg.payload), msg.signature)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import cli_device, codes, dcc, qr
+from . import cli_device, cliutil, codes, dcc, qr
 from ._clock import format_instant, parse_instant
 from .claims import DEFAULT_ISSUER, DEFAULT_SKEW, DEVICE_TTL, Claims
 from .device import credential_text, mint_credential
@@ -289,6 +289,7 @@ def _cmd_status_show(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="suishenma", description="Signed short-lived QR credentials (Suishenma format v1).")
+    cliutil.add_version(p)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     cli_device.add_parser(sub)
@@ -315,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_mint)
 
     v = sub.add_parser("verify", help="verify a code offline; exit 0 valid, 1 invalid")
-    v.add_argument("code")
+    cliutil.add_code_argument(v)
     v.add_argument("--key", action="append", help="trusted public key or certificate (repeatable)")
     v.add_argument("--trust-list")
     v.add_argument("--root", help="pinned root public key for --trust-list")
@@ -328,20 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_verify)
 
     q = sub.add_parser("qr", help="render a code as PNG or SVG")
-    q.add_argument("code")
+    cliutil.add_code_argument(q)
     q.add_argument("--out", required=True)
     q.add_argument("--ecc", choices=list(qr.ECC_LEVELS), default="M")
     q.set_defaults(func=_cmd_qr)
 
     i = sub.add_parser("inspect", help="decode WITHOUT verifying (debugging only)")
-    i.add_argument("code")
+    cliutil.add_code_argument(i)
     i.set_defaults(func=_cmd_inspect)
 
     tl = sub.add_parser("trust-list", help="sign or show trust lists").add_subparsers(dest="tl_command", required=True)
     ts = tl.add_parser("sign", help="sign a trust list with the root key")
     ts.add_argument("--root-key", required=True)
     ts.add_argument("--entry", action="append", help="ISSUER=PUBFILE (repeatable)")
-    ts.add_argument("--code-types", default="dynamic,offline")
+    ts.add_argument("--code-types", default="dynamic,offline,device")
     ts.add_argument("--status-uri", help="where verifiers fetch the issuer's status list")
     ts.add_argument("--valid-from", help="ISO 8601: first instant the keys may sign (default: a day before --at)")
     ts.add_argument("--key-valid-days", type=int, default=365, help="keys may sign until this many days after --at")
@@ -384,8 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if "code" in args and "file" in args:
+            args.code = cliutil.read_code(args)
         return int(args.func(args))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -396,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    cliutil.run(main)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class SuishenmaError(Exception):
         self.detail = detail
         en, zh = MESSAGES[reason]
         self.message_en = f"{en} ({detail})" if detail else en
-        self.message_zh = zh
+        self.message_zh = f"{zh}（{detail}）" if detail else zh  # the same detail in both languages
         super().__init__(self.message_en)
 
 

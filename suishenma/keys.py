@@ -56,7 +56,8 @@ def _alg_for(public_key: PublicKey, alg: Alg | None) -> Alg:
         expected = Alg.PS256
     else:
         raise KeyFileError(Reason.KEY_FILE, f"unsupported key type {type(public_key).__name__}")
-    if alg is not None and alg != expected:
+    # RFC 9864 §2.2: Ed25519 (-19) names the same algorithm as EdDSA (-8) on an Ed25519 key.
+    if alg is not None and alg != expected and not (alg == Alg.Ed25519 and expected == Alg.EdDSA):
         raise KeyFileError(Reason.KEY_FILE, f"key is {expected.name}, not {Alg(alg).name}")
     return expected
 

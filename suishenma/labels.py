@@ -21,11 +21,14 @@ class Header(IntEnum):
 
 
 class Alg(IntEnum):
-    """COSE algorithm identifiers (RFC 9053 §2, RFC 8230 §2)."""
+    """COSE algorithm identifiers (RFC 9053 §2, RFC 8230 §2, RFC 9864 §2.2)."""
 
     EdDSA = -8
     ES256 = -7
     PS256 = -37
+    # RFC 9864: the fully-specified identifier for EdDSA on Ed25519. Verification accepts it for an
+    # Ed25519 key beside EdDSA; our issuers still mint EdDSA (docs/format.md §7).
+    Ed25519 = -19
 
 
 class Claim(IntEnum):
@@ -126,6 +129,10 @@ class EntryStatus(IntEnum):
     SUSPENDED = 2
 
 
+# draft-ietf-oauth-status-list §4.1, §4.3: a list holds 1, 2, 4 or 8 bits per token.
+STATUS_LIST_BITS_ALLOWED = (1, 2, 4, 8)
+
+
 # Text keys of the Status List CBOR map (draft-ietf-oauth-status-list §4.3).
 STATUS_LIST_BITS = "bits"
 STATUS_LIST_LST = "lst"
@@ -141,3 +148,8 @@ COUNTERSIGN0_CONTEXT = "CounterSignature0V2"
 DCC_PREFIX = "HC1:"
 # EU DCC claim key holding the health certificate (eHealth Network, DCC format §3.3.1).
 DCC_HCERT_CLAIM = -260
+# ... and the key of the EU DCC v1 inside it (same section).
+DCC_EU_V1 = 1
+# CBOR tags a DCC verifier meets (RFC 8392 §6, RFC 8949 §3.4.1): the CWT tag may wrap COSE_Sign1.
+CWT_TAG = 61
+DATE_TIME_TAG = 0

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, unprintable_character, verify
 
@@ -90,17 +91,23 @@ class Verifier:
         folder; ``$SUISHENMA_KIOSK_API_KEY_FILE`` names a key file to use instead (see kiosk_key.py).
 
         Raises:
-            UsageError: the folder is already initialised, or the policy is invalid.
+            UsageError: the folder is already initialised, the policy is invalid, or an issuer URL has no
+                http(s) scheme or host.
         """
         state_dir = Path(state_dir)
         policy_text = Path(scenario).read_text("utf-8") if isinstance(scenario, Path) else scenario
         resolve_policy(policy_text)  # fail before writing anything
+        urls = [u.strip().rstrip("/") for u in issuer_url.split(",") if u.strip()]
+        for url in urls or [""]:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise UsageError(f"issuer URL {url!r} must start with https:// (or http://) and name a host")
         store = Store(state_dir)
         if "root_key" in store.config():
             store.close()
             raise UsageError(f"{state_dir} is already initialised; use a new folder or Verifier.open")
         values = {
-            "issuer_urls": ",".join(u.strip().rstrip("/") for u in issuer_url.split(",") if u.strip()),
+            "issuer_urls": ",".join(urls),
             "root_key": root_key.pem().decode(),
             "scenario": policy_text,
             "kiosk_id": kiosk_id,

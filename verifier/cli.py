@@ -10,11 +10,11 @@ import csv
 import dataclasses
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from suishenma import SuishenmaError, load_verification_key
+from suishenma import SuishenmaError, cliutil, load_verification_key
 
 from ._verifier import Verifier
 from .store import ScanRow
@@ -24,7 +24,8 @@ EXIT = {Decision.ALLOW: 0, Decision.DENY: 1, Decision.REFER: 3}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suishenma-verifier", description="Suishenma offline verifier / 随申码离线核验")
+    p = argparse.ArgumentParser(prog="suishenma-verifier", description="随申码离线核验 / Suishenma offline verifier")
+    cliutil.add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create a state folder pinned to a root key")
     init.add_argument("--issuer", required=True, help="issuer base URL (mirrors separated by commas)")
@@ -34,9 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--kiosk-id", default="kiosk")
     s = sub.add_parser("sync", help="download lists, upload scan logs")
     s.add_argument("--state", type=Path, required=True)
+    s.add_argument("--json", action="store_true")
     v = sub.add_parser("verify", help="decide on a code (exit 0 ALLOW, 1 DENY, 3 REFER)")
     v.add_argument("--state", type=Path, required=True)
-    v.add_argument("code")
+    cliutil.add_code_argument(v)
     v.add_argument("--json", action="store_true")
     v.add_argument("--at", default=None, help="ISO 8601 instant instead of now (testing)")
     st = sub.add_parser("status", help="list versions, ages and staleness")
@@ -51,20 +53,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "init":
             return _init(args)
+        if args.command == "verify":
+            args.code = cliutil.read_code(args)
         with Verifier.open(args.state) as v:
             if args.command == "sync":
-                return _sync(v)
+                return _sync(v, args)
             if args.command == "verify":
                 return _verify(v, args)
             if args.command == "status":
                 return _status(v, args)
             return _export(v, args)
-    except (SuishenmaError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except SuishenmaError as exc:
+        print(f"error: {exc.message_en}\n错误：{exc.message_zh}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read or write {exc.filename or 'a file'}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"错误：无法读写 {exc.filename or '文件'}（{exc.strerror or exc}）", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: invalid value: {exc}\n错误：值无效（{exc}）", file=sys.stderr)
         return 2
 
 
@@ -78,8 +93,11 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync(v: Verifier) -> int:
+def _sync(v: Verifier, args: argparse.Namespace) -> int:
     report = v.sync()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report), ensure_ascii=False))
+        return 0 if report.ok else 1
     print(
         f"trust list version {report.trust_list_version}; status lists {report.status_lists}; "
         f"updated {report.updated or 'nothing'}; uploaded {report.uploaded} scan records"
@@ -131,6 +149,7 @@ def _export(v: Verifier, args: argparse.Namespace) -> int:
             writer.writerow(names)
         for row in v.store.scans():
             values = dataclasses.asdict(row)
+            values["at"] = datetime.fromtimestamp(row.at, timezone.utc).isoformat().replace("+00:00", "Z")
             if writer:
                 writer.writerow([values[n] for n in names])
             else:
@@ -142,4 +161,4 @@ def _export(v: Verifier, args: argparse.Namespace) -> int:
 
 
 def main_exit() -> None:
-    sys.exit(main())
+    cliutil.run(main)

@@ -6,6 +6,7 @@ of them; the table in README.md ("Scenario policies") lists the defaults.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -139,4 +140,8 @@ def resolve_policy(scenario: str) -> Policy:
     """
     if scenario in BUILTIN:
         return BUILTIN[scenario]
+    if "\n" not in scenario and "=" not in scenario:  # a name, not TOML: a misspelled built-in
+        close = difflib.get_close_matches(scenario, list(BUILTIN), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown scenario {scenario!r}{hint}: use {', '.join(BUILTIN)}, or a policy TOML file")
     return policy_from_toml(scenario)

@@ -86,3 +86,10 @@ def test_missing_state_or_source_is_a_usage_error(tmp_path: Path, capsys: pytest
     assert main(["--state", str(tmp_path / "none"), "--video", "x.avi", "--headless"]) == 2
     assert "init" in capsys.readouterr().err
     assert main(["--video", "x.avi", "--headless"]) == 2
+
+
+def test_version_and_usage_without_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("suishenma-scanner ")
+    assert main([]) == 2 and "usage: suishenma-scanner" in capsys.readouterr().err

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shlex
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,38 @@ def test_inspect_says_not_verified(keys: Path, capsys: pytest.CaptureFixture[str
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "mint" in capsys.readouterr().out
+
+
+def test_version_and_usage_without_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("suishenma ")
+    assert main([]) == 2
+    assert "usage: suishenma" in capsys.readouterr().err
+
+
+def test_code_from_stdin_or_file_survives_shell_characters(
+    keys: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Codes hold $ % * and spaces: a shell mangles them unquoted, so '-' and --file take them whole."""
+    code = _mint(keys, capsys)
+    monkeypatch.setattr("sys.stdin", io.StringIO(code + "\n"))
+    assert main(["verify", "-", "--key", str(keys / "issuer.pub"), "--at", LATER]) == 0
+    (keys / "code.txt").write_text(code + "\n")
+    assert main(["inspect", "--file", str(keys / "code.txt")]) == 0
+    capsys.readouterr()
+    assert main(["verify", code, "--file", str(keys / "code.txt"), "--key", str(keys / "issuer.pub")]) == 2
+    assert "one of them" in capsys.readouterr().err
+
+
+def test_output_into_a_pipe_closed_early_is_no_error(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _mint(keys, capsys)
+    cmd = [sys.executable, "-m", "suishenma", "inspect", code]
+    head = subprocess.run(f"{shlex.join(cmd)} | head -c 1", shell=True, capture_output=True, text=True, check=False)
+    assert head.stdout == "{" and "BrokenPipeError" not in head.stderr and "Traceback" not in head.stderr
+
+
+def test_errors_carry_the_same_detail_in_chinese(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "SM1:AB", "--key", "/nonexistent.pub"]) == 2
+    err = capsys.readouterr().err
+    en, zh = err.splitlines()[:2]
+    assert "/nonexistent.pub" in en and "/nonexistent.pub" in zh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -63,3 +64,45 @@ def test_venue_deny_exits_1_and_bad_usage_exits_2(
         str(tmp_path / "b"),
     ]
     assert main(bad) == 2
+
+
+def test_conventions_version_usage_stdin_json_iso_times(
+    sim: IssuerSim, root_pub: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("suishenma-verifier ")
+    assert main([]) == 2 and "usage: suishenma-verifier" in capsys.readouterr().err
+    state = str(tmp_path / "st")
+    assert main(["init", "--issuer", sim.url, "--root", str(root_pub), "--scenario", "venue", "--state", state]) == 0
+    capsys.readouterr()
+    assert main(["sync", "--state", state, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lists_ok"] is True
+    monkeypatch.setattr("sys.stdin", io.StringIO(sim.code() + "\n"))
+    assert main(["verify", "--state", state, "-"]) == 0
+    (tmp_path / "code.txt").write_text(sim.code())
+    assert main(["verify", "--state", state, "--file", str(tmp_path / "code.txt")]) == 0
+    capsys.readouterr()
+    assert main(["log", "export", "--state", state]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["at"].endswith("Z") and first["at"][:4].isdigit() and "T" in first["at"]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "scenario", "problem"),
+    [
+        ("issuer.example", "venue", "must start with https://"),  # no scheme: refused now, not at the first sync
+        ("https://", "venue", "must start with https://"),
+        ("http://127.0.0.1:1", "venu", "unknown scenario 'venu' (did you mean 'venue'?)"),  # not read as a file
+    ],
+)
+def test_init_refuses_what_would_fail_later(
+    root_pub: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], issuer: str, scenario: str, problem: str
+) -> None:
+    state = tmp_path / "st"
+    assert (
+        main(["init", "--issuer", issuer, "--root", str(root_pub), "--scenario", scenario, "--state", str(state)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert problem in err and "错误：" in err
+    assert not (state / "verifier.db").exists()  # nothing written

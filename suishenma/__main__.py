@@ -1,0 +1,5 @@
+"""``python -m suishenma``: the same as the ``suishenma`` command."""
+
+from .cli import main_exit
+
+main_exit()
