@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -149,7 +149,7 @@ def _export(v: Verifier, args: argparse.Namespace) -> int:
             writer.writerow(names)
         for row in v.store.scans():
             values = dataclasses.asdict(row)
-            values["at"] = datetime.fromtimestamp(row.at, timezone.utc).isoformat().replace("+00:00", "Z")
+            values["at"] = datetime.fromtimestamp(row.at, UTC).isoformat().replace("+00:00", "Z")
             if writer:
                 writer.writerow([values[n] for n in names])
             else:

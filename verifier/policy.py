@@ -100,23 +100,23 @@ def policy_from_toml(text: str) -> Policy:
 
 
 def _convert(data: dict[str, Any]) -> dict[str, Any]:
+    """Typed policy fields from TOML values. Raises: ValueError naming the field."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key == "statuses":
-            out[key] = {str(k): Decision(str(v).upper()) for k, v in dict(value).items()}
+            out[key] = {str(k): _decision(f"statuses.{k}", v) for k, v in _table(key, value).items()}
             if set(out[key]) != {"green", "yellow", "red"}:
                 raise ValueError("statuses must give a decision for green, yellow and red")
         elif key in ("on_invalid", "on_stale"):
-            out[key] = Decision(str(value).upper())
+            out[key] = _decision(key, value)
         elif key == "required_claims":
-            claims = tuple(str(v) for v in value)
-            if not set(claims) <= set(IDENTITY_FIELDS):
-                raise ValueError(f"required_claims must be among {', '.join(IDENTITY_FIELDS)}")
-            out[key] = claims
+            if not isinstance(value, list) or not set(value) <= set(IDENTITY_FIELDS):
+                raise ValueError(f"required_claims must be a list among {', '.join(IDENTITY_FIELDS)}")
+            out[key] = tuple(value)
         elif key == "messages":
-            out[key] = {VerdictReason(k): (str(v[0]), str(v[1])) for k, v in dict(value).items()}
+            out[key] = {_reason(k): _message_pair(f"messages.{k}", v) for k, v in _table(key, value).items()}
         elif key in ("max_code_age_s", "skew_s", "max_list_age_s"):
-            if not isinstance(value, int) or value < 0:
+            if type(value) is not int or value < 0:  # a TOML boolean is not a duration
                 raise ValueError(f"{key} must be a non-negative integer")
             out[key] = value
         elif key == "replay":
@@ -128,8 +128,34 @@ def _convert(data: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError("status_list must be 'offline' or 'always'")
             out[key] = value
         elif key == "name":
-            out[key] = str(value)
+            if not isinstance(value, str) or not value:
+                raise ValueError("name must be a non-empty string")
+            out[key] = value
     return out
+
+
+def _table(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} must be a table")
+    return value
+
+
+def _decision(key: str, value: Any) -> Decision:
+    if not isinstance(value, str) or value.upper() not in Decision.__members__:
+        raise ValueError(f"{key} must be one of {', '.join(Decision.__members__)}, not {value!r}")
+    return Decision(value.upper())
+
+
+def _reason(key: str) -> VerdictReason:
+    if key not in VerdictReason._value2member_map_:
+        raise ValueError(f"messages.{key} is not a verdict reason")
+    return VerdictReason(key)
+
+
+def _message_pair(key: str, value: Any) -> tuple[str, str]:
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"{key} must be a pair of texts: [Chinese, English]")
+    return value[0], value[1]
 
 
 def resolve_policy(scenario: str) -> Policy:
