@@ -24,6 +24,7 @@ from .api_errors import ApiError, error_response
 from .asgi_guard import Guard
 from .auth import RateLimiter
 from .context import Context
+from .health import SigningHealth
 from .keystore import NoSigningKey
 from .metrics import Metrics
 from .publish import NoTrustList
@@ -78,10 +79,20 @@ def create_app(
     )
     app.state.ctx = ctx
 
-    @app.get("/healthz", tags=["operations"])
+    health = SigningHealth(ctx.service)
+
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        responses={503: {"description": "The issuer cannot sign; `reason` says why, the messages what to do."}},
+    )
     async def healthz() -> Response:
-        """Liveness: answers without touching the database."""
-        return Response(b'{"ok":true}', media_type="application/json")
+        """`{"ok": true}` while the issuer can sign; otherwise 503 with `reason` (`not_initialised`,
+        `key_file_missing`, `key_file_unreadable`, `key_file_damaged`, `passphrase_missing`,
+        `passphrase_wrong`, `key_not_encrypted`, `unavailable`) and a message in Chinese and English."""
+        result = health.check()
+        body = json.dumps(result.body(), ensure_ascii=False).encode()
+        return Response(body, 200 if result.ok else 503, media_type="application/json")
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
@@ -148,9 +159,10 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
 
 def _domain_handler(code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handle(request: Request, exc: Exception) -> Response:
-        if code == "unavailable":  # the log has the cause; key file paths stay out of responses
-            log.error("cannot sign in %s: %s", request.url.path, type(exc).__name__)
-            return error_response(code)
+        if code == "unavailable":  # the log has the cause and the path; responses only the reason code
+            log.error("cannot sign in %s: %s: %s", request.url.path, type(exc).__name__, exc)
+            cause = getattr(exc, "cause", None)
+            return error_response(code, {"reason": str(cause)} if cause else None)
         return error_response(code, exc.detail if isinstance(exc, UsageError) else str(exc))
 
     return handle

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .problems import InputError
+
 SCOPES = ("enrol", "status", "mint", "revoke", "kiosk", "admin")
 KEY_PREFIX = "ssk_"
 MAX_KEY_CHARS = 128
@@ -33,7 +35,10 @@ def parse_scopes(text: str) -> list[str]:
     scopes = sorted({s.strip() for s in text.split(",") if s.strip()})
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
-        raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {text!r}")
+        raise InputError(
+            f"scopes must be among {', '.join(SCOPES)}; got {text!r}",
+            f"权限须为 {', '.join(SCOPES)} 之一或其组合；收到的是 {text!r}",
+        )
     return scopes
 
 

@@ -16,14 +16,14 @@ from suishenma import (
     KeyFileError,
     Reason,
     SigningKey,
-    load_signing_key,
     load_verification_key,
     passphrase_from_env,
     write_key_pair,
 )
-from suishenma.keys import PASSPHRASE_ENV
+from suishenma.keys import MAX_KEY_FILE, PASSPHRASE_ENV
 
 from .private import private_dir
+from .problems import Cause, KeyUnusable, NotInitialised
 from .settings import Settings
 from .storage import SigningKeyRecord, Storage
 
@@ -34,8 +34,8 @@ KEY_LIFETIME = 5 * 365 * 86400
 SKEW = 300
 
 
-class NoSigningKey(RuntimeError):
-    """No usable signing key: run ``suishenma-issuer init``."""
+class NoSigningKey(NotInitialised):
+    """No signing key recorded: run ``suishenma-issuer init``."""
 
 
 def keystore_encrypted(settings: Settings) -> bool:
@@ -59,27 +59,66 @@ def passphrase_for_new_keys(settings: Settings) -> bytes | None:
     """
     passphrase = passphrase_from_env()
     if passphrase is None and keystore_encrypted(settings):
-        raise KeyFileError(
-            Reason.KEY_FILE,
-            f"the private keys in {settings.keys_path} are encrypted: set {PASSPHRASE_ENV} to their passphrase"
-            " (no plaintext private key is written beside them)",
-        )
+        raise KeysEncrypted(settings.keys_path)
     return passphrase
 
 
-def load_private_key(path: Path, passphrase: bytes | None, what: str) -> SigningKey:
-    """Load a private key; a failure names the passphrase variable and whether it was set.
+class KeysEncrypted(KeyFileError):
+    """The keys in a folder are encrypted and no passphrase is set: a new key would be the only plaintext one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.message_en = (
+            f"the private keys in {folder} are encrypted: set {PASSPHRASE_ENV} to their passphrase"
+            " (no plaintext private key is written beside them)"
+        )
+        self.message_zh = (
+            f"{folder} 中的私钥已加密：请将环境变量 {PASSPHRASE_ENV} 设为其口令（不会在加密的密钥旁写入未加密的私钥）"
+        )
+        super().__init__(Reason.KEY_FILE, self.message_en)
+
+    def __str__(self) -> str:
+        return self.message_en
+
+
+def read_key_file(path: Path, what: str) -> bytes:
+    """The bytes of a private key file, checked to be one (PEM), without decrypting it.
 
     Raises:
-        KeyFileError: missing or unreadable file, wrong or missing passphrase.
+        KeyUnusable: missing (``key_file_missing``), unreadable (``key_file_unreadable``), or too large or
+            not a PEM private key (``key_file_damaged``).
     """
     try:
-        return load_signing_key(path, passphrase)
+        with path.open("rb") as f:
+            pem = f.read(MAX_KEY_FILE + 1)
+    except FileNotFoundError:
+        raise KeyUnusable(Cause.KEY_FILE_MISSING, path, what) from None
+    except OSError as exc:
+        raise KeyUnusable(Cause.KEY_FILE_UNREADABLE, path, what, exc.strerror or type(exc).__name__) from None
+    if len(pem) > MAX_KEY_FILE or b"PRIVATE KEY-----" not in pem:
+        raise KeyUnusable(Cause.KEY_FILE_DAMAGED, path, what, "no PEM private key")
+    return pem
+
+
+def load_private_key(path: Path, passphrase: bytes | None, what: str) -> SigningKey:
+    """Load a private key; a failure says which of the causes in ``problems.Cause`` it is.
+
+    Raises:
+        KeyUnusable: the file is missing, unreadable or damaged; it is encrypted and ``passphrase`` is None
+            (``passphrase_missing``) or wrong (``passphrase_wrong``); it is not encrypted but a passphrase
+            is set (``key_not_encrypted``).
+    """
+    pem = read_key_file(path, what)
+    encrypted = b"ENCRYPTED" in pem
+    if encrypted and passphrase is None:
+        raise KeyUnusable(Cause.PASSPHRASE_MISSING, path, what)
+    try:
+        key = SigningKey.from_pem(pem, passphrase if encrypted else None)
     except KeyFileError as exc:
-        state = "is not set" if passphrase is None else "is set"
-        raise KeyFileError(
-            Reason.KEY_FILE, f"cannot open {what} {path.name} ({PASSPHRASE_ENV} {state}): {exc.detail}"
-        ) from None
+        cause = Cause.PASSPHRASE_WRONG if encrypted else Cause.KEY_FILE_DAMAGED
+        raise KeyUnusable(cause, path, what, exc.detail) from None
+    if not encrypted and passphrase is not None:  # a readable key, but not the protected one expected
+        raise KeyUnusable(Cause.KEY_NOT_ENCRYPTED, path, what)
+    return key
 
 
 def create_signing_key(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg = Alg.EdDSA) -> str:
@@ -128,7 +167,7 @@ def root_signing_key(settings: Settings) -> SigningKey | None:
     """The root key when it is kept here (development); None when it stays offline, as in production.
 
     Raises:
-        KeyFileError: it is here but cannot be opened (the message names the passphrase variable).
+        KeyUnusable: it is here but cannot be opened (the message names the cause).
     """
     path = settings.keys_path / f"{ROOT_KEY}.key"
     return load_private_key(path, passphrase_from_env(), "the root key") if path.exists() else None
@@ -138,7 +177,7 @@ def active_record(storage: Storage) -> SigningKeyRecord:
     """Raises: NoSigningKey."""
     current = [k for k in storage.signing_keys() if k.retired_at is None]
     if not current:
-        raise NoSigningKey("no signing key: run `suishenma-issuer init`")
+        raise NoSigningKey()
     return current[-1]
 
 

@@ -44,8 +44,12 @@ def create_api_key(base: Path, name: str, scopes: str, rate: float | None = None
 class LiveIssuer:
     """``suishenma-issuer serve`` in a child process; ``stop``/``kill``/``start`` for fault tests."""
 
-    def __init__(self, base: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path, port: int | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        """``args`` go after ``serve`` (e.g. ``("--access-log",)``)."""
         self.base = base
+        self.args = args
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -58,7 +62,7 @@ class LiveIssuer:
     def start(self, timeout: float = 20.0) -> LiveIssuer:
         """Raises: RuntimeError when the server does not answer /healthz within ``timeout``."""
         private_dir(self.log.parent)
-        cmd = [sys.executable, "-m", "issuer", "--dir", str(self.base), "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "issuer", "--dir", str(self.base), "serve", "--port", str(self.port), *self.args]
         with os.fdopen(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout

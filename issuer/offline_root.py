@@ -25,6 +25,7 @@ from suishenma import (
 )
 
 from .keystore import ROOT_KEY, active_record, trust_entries
+from .problems import InputError
 from .publish import TRUST_LIST, etag_of
 from .settings import Settings
 from .storage import Conflict, PublishedList, Storage
@@ -61,21 +62,24 @@ def sign_request(path: Path, root: SigningKey, now: int) -> bytes:
         ValueError: the request is malformed, too large, or a kid does not match its key.
     """
     if path.stat().st_size > MAX_REQUEST_BYTES:
-        raise ValueError(f"{path} is larger than any trust-list request")
+        raise InputError(f"{path} is larger than any trust-list request", f"{path} 比任何信任列表请求都大")
     try:
         req = json.loads(path.read_text("utf-8"))
         entries = []
         for e in req["entries"]:
             key = VerificationKey.from_pem(e["public_key"].encode(), Alg[e["alg"]])
             if key.kid.hex() != e["kid"]:
-                raise ValueError(f"entry {e['kid']}: the public key's kid is {key.kid.hex()}")
+                raise InputError(
+                    f"entry {e['kid']}: the public key's kid is {key.kid.hex()}",
+                    f"条目 {e['kid']}：其公钥的 kid 是 {key.kid.hex()}",
+                )
             types = frozenset(CodeType[t.upper()] for t in e["code_types"])
             entries.append(
                 IssuerEntry(key, e["issuer"], int(e["valid_from"]), int(e["valid_until"]), types, e["status_uri"])
             )
         return sign_trust_list(entries, root, version=int(req["version"]), now=now, ttl=int(req["ttl"]))
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a trust-list request: {exc!r}") from None
+        raise InputError(f"{path} is not a trust-list request: {exc!r}", f"{path} 不是信任列表请求：{exc!r}") from None
 
 
 def import_signed(settings: Settings, storage: Storage, body: bytes, now: int, actor: str) -> PublishedList:
@@ -89,10 +93,16 @@ def import_signed(settings: Settings, storage: Storage, body: bytes, now: int, a
     trust = parse_trust_list(body, load_verification_key(settings.keys_path / f"{ROOT_KEY}.pub"), now=now)
     held = storage.list_get(TRUST_LIST)
     if held is not None and trust.version <= held.version:
-        raise Conflict(f"version {trust.version} is not above the published {held.version}")
+        raise Conflict(
+            f"version {trust.version} is not above the published {held.version}",
+            f"版本 {trust.version} 不高于已发布的版本 {held.version}",
+        )
     current = active_record(storage).kid
     if current not in {e.key.kid.hex() for e in trust.issuers}:
-        raise Conflict(f"the list does not include the current signing key {current}")
+        raise Conflict(
+            f"the list does not include the current signing key {current}",
+            f"该列表不包含当前签名密钥 {current}",
+        )
     lst = PublishedList(TRUST_LIST, trust.version, body, etag_of(body), trust.issued_at, trust.expires_at, 0)
     storage.list_put(lst, actor)
     return lst

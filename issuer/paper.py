@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .private import private_dir, write_private
+from .problems import InputError
 from .render import png, qr_matrix, svg
 from .service import Conflict, IssuerService, MintedCode
 
@@ -35,10 +36,16 @@ def read_subjects(path: Path) -> list[str]:
                 continue
             s = row[0].strip().lower()
             if len(s) != 16 or any(c not in "0123456789abcdef" for c in s):
-                raise ValueError(f"{path}:{n}: {s[:40]!r} is not a subject id (16 hex digits)")
+                raise InputError(
+                    f"{path}:{n}: {s[:40]!r} is not a subject id (16 hex digits)",
+                    f"{path} 第 {n} 行：{s[:40]!r} 不是对象编号（16 位十六进制数字）",
+                )
             subjects.append(s)
             if len(subjects) > MAX_SUBJECTS:
-                raise ValueError(f"{path}: more than {MAX_SUBJECTS} subjects; split the file")
+                raise InputError(
+                    f"{path}: more than {MAX_SUBJECTS} subjects; split the file",
+                    f"{path}：对象超过 {MAX_SUBJECTS} 个，请拆分该文件",
+                )
     return list(dict.fromkeys(subjects))
 
 
@@ -55,7 +62,10 @@ def issue_paper_codes(
     records = [service.subject(s) for s in subjects]
     for rec in records:
         if rec.status != "green" or (rec.status_until is not None and rec.status_until <= now):
-            raise Conflict(f"{rec.subject} has no current green status; paper codes are for green people")
+            raise Conflict(
+                f"{rec.subject} has no current green status; paper codes are for green people",
+                f"{rec.subject} 当前不是有效的绿码状态；纸质码只发给绿码人员",
+            )
     private_dir(out)  # year-long credentials: for the operator who prints them only
     made = []
     for s in subjects:

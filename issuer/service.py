@@ -108,7 +108,7 @@ class IssuerService:
         """Raises: NotFound."""
         rec = self.storage.subject_get(subject)
         if rec is None:
-            raise NotFound(f"no subject {subject}")
+            raise NotFound(f"no subject {subject}", f"没有对象 {subject}")
         return rec
 
     def set_status(self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str) -> list[int]:
@@ -120,7 +120,10 @@ class IssuerService:
     def _current(self, subject: str, now: int) -> SubjectRecord:
         rec = self.subject(subject)
         if rec.status_until is not None and rec.status_until <= now:
-            raise StatusExpired(f"the status of {subject} expired at {rec.status_until}; set it again")
+            raise StatusExpired(
+                f"the status of {subject} expired at {rec.status_until}; set it again",
+                f"{subject} 的状态已于 {rec.status_until} 失效，请重新设置",
+            )
         return rec
 
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
@@ -157,7 +160,10 @@ class IssuerService:
         """
         rec = self._current(subject, now)
         if rec.status != "green":
-            raise Conflict(f"paper codes are issued only for green status; {subject} is {rec.status}")
+            raise Conflict(
+                f"paper codes are issued only for green status; {subject} is {rec.status}",
+                f"纸质码只发给绿码人员；{subject} 当前为 {rec.status}",
+            )
         active = self.key
         expires_at = now + self.settings.offline_ttl
         index = self.storage.offline_issue(subject, active.record.kid, expires_at, now, actor)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-CONFIG_ENV = "SUISHENMA_ISSUER_CONFIG"
+ENV_PREFIX = "SUISHENMA_ISSUER_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DAY = 86400
 
 
 class Settings(BaseSettings):
     """Everything an operator can set. Paths are relative to ``base_dir`` unless absolute."""
 
-    model_config = SettingsConfigDict(env_prefix="SUISHENMA_ISSUER_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     base_dir: Path = Field(default=Path("."), description="Folder holding var/ and keys/")
     database: Path = Field(default=Path("var/issuer.db"), description="SQLite database file")
@@ -80,18 +83,119 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config`` (TOML) or ``$SUISHENMA_ISSUER_CONFIG``, the environment, then ``overrides``.
 
     Raises:
-        pydantic.ValidationError: an invalid value, with the field named.
-        FileNotFoundError: ``config`` does not exist.
+        SettingsError: the file is missing, unreadable or not TOML; it or a ``SUISHENMA_ISSUER_*`` variable
+            names an option that does not exist (with the nearest one that does); or a value is invalid.
+            Each problem is one line in Chinese and one in English, naming where the value came from.
     """
     if config is None and os.environ.get(CONFIG_ENV):
         config = Path(os.environ[CONFIG_ENV])
     given = {k: v for k, v in overrides.items() if v is not None}
-    if config is None:
-        return Settings(**given)
-    if not config.is_file():
-        raise FileNotFoundError(f"config file not found: {config}")
+    table = _read_toml(config) if config is not None else {}
+    problems = [
+        _unknown(key, f"设置文件 {config}", f"settings file {config}")
+        for key in table
+        if key not in Settings.model_fields
+    ]
+    for var in sorted(os.environ):
+        key = var[len(ENV_PREFIX) :].lower()
+        if var.upper().startswith(ENV_PREFIX) and var.upper() != CONFIG_ENV and key not in Settings.model_fields:
+            problems.append(_unknown(key, f"环境变量 {var}", f"environment variable {var}", prefix=ENV_PREFIX))
+    if problems:
+        raise SettingsError(problems)
+    try:
+        if config is None:
+            return Settings(**given)
 
-    class FromFile(Settings):
-        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
+        class FromFile(Settings):
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
 
-    return FromFile(**given)
+        return FromFile(**given)
+    except ValidationError as exc:
+        raise SettingsError([_invalid(e, config, table) for e in exc.errors()]) from None
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; ``lines`` holds one (Chinese, English) pair per problem."""
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        self.lines = lines
+        super().__init__("; ".join(en for _, en in lines))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Raises: SettingsError: missing, unreadable, or not TOML (with the line and column)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SettingsError([(f"找不到设置文件 {path}", f"settings file {path} not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise SettingsError(
+            [(f"无法读取设置文件 {path}（{why}）", f"cannot read settings file {path} ({why})")]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = message[message.rfind("(at ") + 4 : -1] if message.endswith(")") and "(at " in message else ""
+        line = where.replace("line ", "").replace("column ", "").split(", ")
+        at_zh = f"第 {line[0]} 行第 {line[1]} 列" if len(line) == 2 else "某处"
+        raise SettingsError(
+            [
+                (
+                    f"设置文件 {path} {at_zh}不是有效的 TOML：{message}",
+                    f"settings file {path} is not valid TOML: {message}",
+                )
+            ]
+        ) from None
+
+
+def _unknown(key: str, where_zh: str, where_en: str, prefix: str = "") -> tuple[str, str]:
+    near = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.6)
+    hint_en = f"; did you mean {prefix}{near[0].upper() if prefix else near[0]}?" if near else ""
+    hint_zh = f"；您是否想写 {prefix}{near[0].upper() if prefix else near[0]}？" if near else ""
+    name = f"{prefix}{key.upper()}" if prefix else key
+    if prefix:
+        return f"{where_zh} 不是任何设置项{hint_zh}", f"{where_en} is not a setting{hint_en}"
+    return f"{where_zh} 中的 {name} 不是任何设置项{hint_zh}", f"{name} in {where_en} is not a setting{hint_en}"
+
+
+# pydantic's error types, in Chinese; the English is pydantic's own message.
+_ZH: dict[str, str] = {
+    "greater_than_equal": "应不小于 {ge}",
+    "greater_than": "应大于 {gt}",
+    "less_than_equal": "应不大于 {le}",
+    "less_than": "应小于 {lt}",
+    "string_pattern_mismatch": "应符合格式 {pattern}",
+    "string_too_short": "至少应有 {min_length} 个字符",
+    "string_too_long": "至多只能有 {max_length} 个字符",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "int_from_float": "应为整数",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "finite_number": "应为有限的数字",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "string_type": "应为文本（在 TOML 中加引号）",
+    "path_type": "应为路径（在 TOML 中加引号）",
+}
+
+
+def _invalid(error: Any, config: Path | None, table: dict[str, Any]) -> tuple[str, str]:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    var = ENV_PREFIX + field.upper()
+    value = error.get("input")
+    if any(k.upper() == var for k in os.environ):
+        what_zh = what_en = f"{var}={value}"
+        what_zh, what_en = f"环境变量 {what_zh}", f"environment variable {what_en}"
+    elif field in table:
+        what_zh, what_en = (
+            f"设置文件 {config} 中的 {field} = {value!r}",
+            f"{field} = {value!r} in settings file {config}",
+        )
+    else:
+        what_zh, what_en = f"命令行参数给出的 {field} = {value!r}", f"{field} = {value!r} from the command line"
+    template = _ZH.get(error.get("type", ""))
+    why_zh = template.format(**error.get("ctx", {})) if template else f"取值无效（{error.get('msg', '')}）"
+    return f"{what_zh} 无效：{why_zh}", f"{what_en} is invalid: {error.get('msg', '')}"

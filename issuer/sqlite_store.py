@@ -219,7 +219,7 @@ class SQLiteStorage:
     ) -> int:
         with self._write() as c:
             if c.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-                raise Conflict(f"an API key named {name!r} exists")
+                raise Conflict(f"an API key named {name!r} exists", f"已有名为 {name!r} 的 API 密钥")
             cur = c.execute(
                 "INSERT INTO api_keys (name, key_hash, scopes, rate_per_s, created_at) VALUES (?,?,?,?,?)",
                 (name, key_hash, ",".join(sorted(scopes)), rate_per_s, now),
@@ -241,7 +241,7 @@ class SQLiteStorage:
         with self._write() as c:
             row = c.execute("SELECT revoked_at FROM api_keys WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise NotFound(f"no API key named {name!r}")
+                raise NotFound(f"no API key named {name!r}", f"没有名为 {name!r} 的 API 密钥")
             if row[0] is not None:
                 return False
             c.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ?", (now, name))
@@ -491,7 +491,10 @@ class SQLiteStorage:
                 "UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL", (now, old_kid)
             )
             if not cur.rowcount:
-                raise Conflict(f"signing key {old_kid} is no longer current: another rotation came first")
+                raise Conflict(
+                    f"signing key {old_kid} is no longer current: another rotation came first",
+                    f"签名密钥 {old_kid} 已不是当前密钥：另一次轮换已先完成",
+                )
             c.execute(
                 "INSERT INTO signing_keys (kid, alg, path, created_at) VALUES (?, ?, ?, ?)", (kid, alg, path, now)
             )
@@ -519,7 +522,10 @@ class SQLiteStorage:
         with self._write() as c:
             held = c.execute("SELECT version FROM lists WHERE name = ?", (lst.name,)).fetchone()
             if held and held[0] >= lst.version:
-                raise Conflict(f"{lst.name} version {lst.version} is not above {held[0]}")
+                raise Conflict(
+                    f"{lst.name} version {lst.version} is not above {held[0]}",
+                    f"{lst.name} 的版本 {lst.version} 不高于已有的 {held[0]}",
+                )
             c.execute(
                 "INSERT INTO lists (name, version, body, etag, issued_at, expires_at, dirty, size)"
                 " VALUES (?,?,?,?,?,?,0,?) ON CONFLICT (name) DO UPDATE SET version = excluded.version,"

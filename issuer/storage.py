@@ -18,11 +18,20 @@ VALID, REVOKED, SUSPENDED = 0, 1, 2
 
 
 class NotFound(LookupError):
-    """The subject, offline code or key does not exist."""
+    """The subject, offline code or key does not exist. ``message_zh`` says it in Chinese, when given."""
+
+    def __init__(self, message: str, zh: str = "") -> None:
+        super().__init__(message)
+        self.message_en, self.message_zh = message, zh
 
 
 class Conflict(Exception):
-    """The request contradicts the stored state (e.g. reinstating a revoked code)."""
+    """The request contradicts the stored state (e.g. reinstating a revoked code). ``message_zh`` says it in
+    Chinese, when given."""
+
+    def __init__(self, message: str, zh: str = "") -> None:
+        super().__init__(message)
+        self.message_en, self.message_zh = message, zh
 
 
 class DeviceLimit(Conflict):

@@ -131,7 +131,9 @@ def test_rotation_with_an_unopenable_root_key_changes_nothing(
     root.write_bytes(SigningKey.generate().pem(b"another passphrase"))  # re-encrypted by someone else
     before = _state(tmp_path)
     assert main(["--dir", str(tmp_path), "keys", "rotate"]) == 1
-    assert "the root key root.key (SUISHENMA_KEY_PASSPHRASE is set)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the passphrase in SUISHENMA_KEY_PASSPHRASE does not open the root key file {root}" in err
+    assert f"错误：环境变量 SUISHENMA_KEY_PASSPHRASE 中的口令打不开根密钥文件 {root}" in err
     assert _state(tmp_path) == before
 
 
