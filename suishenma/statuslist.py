@@ -1,10 +1,16 @@
 """Status lists: revocation of offline codes (IETF Token Status List, CWT form; DESIGN §3).
 
-A status list is a bit string, ``bits`` (1 or 2) per index, least significant bits first
+A status list is a bit string, ``bits`` per index, least significant bits first
 (draft-ietf-oauth-status-list §4.1), zlib-compressed and signed by an issuer key inside a CWT
 (typ ``application/statuslist+cwt``) with claims sub (the list's URI), iat, exp, ttl (65534) and
 status_list (65533) = {"bits", "lst"}; our private claim adds a version that only grows and the
 list's size in entries, which the draft leaves out. A transit blacklist is a status list too.
+
+Following the draft (§5.2, January 2026 text): the token is a COSE_Sign1 tagged 18 and never inside the
+CWT tag 61; ``ttl`` is a positive integer; a verifier reads lists of 1, 2, 4 or 8 bits per token
+(our issuers write 1 or 2: three statuses need no more); a status value other than VALID, INVALID and
+SUSPENDED (3 and 12–15 are application-specific, the rest reserved) makes no statement a verifier can
+rely on and is read as INVALID (§7.1, §8.3 step 7). docs/format.md §6.
 """
 
 from __future__ import annotations
@@ -17,12 +23,25 @@ from . import _cbor, _cose
 from ._signed_list import get, open_signed
 from .errors import ListError, Reason, UsageError
 from .keys import SigningKey, VerificationKey
-from .labels import STATUS_LIST_BITS, STATUS_LIST_LST, STATUS_LIST_TYP, Claim, EntryStatus, Header, SmField
+from .labels import (
+    STATUS_LIST_BITS,
+    STATUS_LIST_BITS_ALLOWED,
+    STATUS_LIST_LST,
+    STATUS_LIST_TYP,
+    Claim,
+    EntryStatus,
+    Header,
+    SmField,
+)
 
 MAX_ENTRIES = 1 << 28  # 268 million: 32 MiB at 1 bit, 64 MiB at 2 bits
 # Compressed lists of 32 million entries at 1 % revoked take about 445 KB; random data caps it.
 MAX_STATUS_LIST_BYTES = 40 * 1024 * 1024
+# What our issuers write: three statuses fit in 2 bits.
 ALLOWED_BITS = (1, 2)
+# A list of 4 or 8 bits per token may hold fewer entries: the inflated bit string is capped at what
+# MAX_ENTRIES takes at 2 bits.
+MAX_INFLATED_BYTES = MAX_ENTRIES * 2 // 8
 
 
 class StatusList:
@@ -84,11 +103,19 @@ class SignedStatusList:
     data: bytes = field(repr=False)
 
     def status(self, index: int) -> EntryStatus:
-        """Status at ``index``; an index beyond the list is INVALID (the code is not ours to vouch for)."""
+        """Status at ``index``; an index beyond the list, or a value other than VALID, INVALID and
+        SUSPENDED (application-specific or reserved, draft §7.1), is INVALID: nothing vouches for the code."""
         if not 0 <= index < self.size:
             return EntryStatus.INVALID
+        value = self.value(index)
+        return EntryStatus(value) if value <= EntryStatus.SUSPENDED else EntryStatus.INVALID
+
+    def value(self, index: int) -> int:
+        """The raw status value at ``index`` (0 to 2**bits - 1). Raises: IndexError out of range."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
         pos = index * self.bits
-        return EntryStatus((self.data[pos >> 3] >> (pos & 7)) & ((1 << self.bits) - 1))
+        return (self.data[pos >> 3] >> (pos & 7)) & ((1 << self.bits) - 1)
 
     def check_newer(self, held_version: int | None) -> None:
         """Raises: ListError (LIST_ROLLBACK) when older than ``held_version``."""
@@ -129,7 +156,9 @@ def sign_status_list(
 def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: int) -> SignedStatusList:
     """Verify a Status List Token signed by one of ``keys`` (its issuer's keys) at ``now``.
 
-    Decompression is capped at exactly the size the signed claims declare.
+    Decompression is capped at exactly the size the signed claims declare. The token must be a COSE_Sign1
+    tagged 18 with typ ``application/statuslist+cwt``, a positive ttl and 1, 2, 4 or 8 bits per token
+    (draft-ietf-oauth-status-list §4.3, §5.2).
 
     Raises:
         ListError: TOO_LARGE, LIST_MALFORMED, LIST_WRONG_SIGNER or LIST_EXPIRED.
@@ -141,9 +170,14 @@ def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now
     ours = get(claims, Claim.SUISHENMA, dict)
     bits = get(body, STATUS_LIST_BITS, int)
     size = get(ours, SmField.LIST_SIZE, int)
-    if bits not in ALLOWED_BITS or not 0 < size <= MAX_ENTRIES:
-        raise ListError(Reason.LIST_MALFORMED, "bits must be 1 or 2, size within limits")
+    if bits not in STATUS_LIST_BITS_ALLOWED or not 0 < size <= MAX_ENTRIES:
+        raise ListError(Reason.LIST_MALFORMED, "bits must be 1, 2, 4 or 8, size within limits")
     expected = (size * bits + 7) // 8
+    if expected > MAX_INFLATED_BYTES:
+        raise ListError(Reason.TOO_LARGE, f"{size} entries of {bits} bits exceed {MAX_INFLATED_BYTES} bytes")
+    ttl = get(claims, Claim.TTL, int)
+    if ttl <= 0:
+        raise ListError(Reason.LIST_MALFORMED, "ttl must be a positive number of seconds")
     inflater = zlib.decompressobj()
     try:
         raw = inflater.decompress(get(body, STATUS_LIST_LST, bytes), expected)
@@ -157,7 +191,7 @@ def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now
         version=get(ours, SmField.LIST_VERSION, int),
         issued_at=get(claims, Claim.IAT, int),
         expires_at=get(claims, Claim.EXP, int),
-        ttl=get(claims, Claim.TTL, int),
+        ttl=ttl,
         bits=bits,
         size=size,
         data=raw,

@@ -1,15 +1,50 @@
-"""EU DCC (HC1) verification: the codec follows the standards, not just itself."""
+"""EU DCC (HC1): the profile accepts what the DCC verifiers accept, rule by rule (docs/format.md §7).
+
+Test names follow the rule they pin; case ids CO16–CO23, H1–H3 and Z2 are those of the eHealth Network
+test list (dgc-testdata, BasicDgcTestsList.md).
+"""
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Mapping
+from pathlib import Path
 
-from suishenma import CodeError, CodeFormatError, CodeSignatureError, CodeTimeError, KeyFileError, Reason, dcc_signer
+import cbor2
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from suishenma import (
+    CodeClaimsError,
+    CodeError,
+    CodeFormatError,
+    CodeSignatureError,
+    CodeTimeError,
+    KeyFileError,
+    KeyRing,
+    Reason,
+    SigningKey,
+    dcc_signer,
+    verify,
+)
 from suishenma._clock import format_instant
 from suishenma.cli import main
-from suishenma.dcc import verify_dcc
+from suishenma.dcc import DccSigner, verify_dcc
 from tests.conftest import NOW
-from tests.suishenma.dcc_fixtures import HCERT, make_hc1, make_signer
+from tests.suishenma import forge
+from tests.suishenma.dcc_fixtures import (
+    ALG_IDS,
+    CERT_FROM,
+    HCERT,
+    build_hc1,
+    claims,
+    kid_of,
+    make_hc1,
+    make_signer,
+)
+
+DAY = 86400
 
 
 @pytest.fixture(scope="module", params=["ES256", "PS256"])
@@ -18,52 +53,328 @@ def signer(request: pytest.FixtureRequest) -> tuple[object, bytes, str]:
     return key, pem, request.param
 
 
+@pytest.fixture(scope="module")
+def es() -> tuple[object, bytes]:
+    return make_signer("ES256")
+
+
+def _signers(pem: bytes) -> dict[bytes, DccSigner]:
+    s = dcc_signer(pem)
+    return {s.kid: s}
+
+
+def _reason(exc: pytest.ExceptionInfo[CodeError]) -> Reason:
+    return exc.value.reason
+
+
+# --- transport: prefix and zlib (hcert spec §4.2) -------------------------------------------------------
+
+
 def test_dcc_verifies_with_signer_certificate(signer: tuple[object, bytes, str]) -> None:
     key, pem, alg = signer
-    code = make_hc1(key, pem, alg, NOW - 100, NOW + 86400)
-    s = dcc_signer(pem)
-    r = verify_dcc(code, {s.kid: s}, now=NOW)
-    assert r.country == "DE" and r.hcert == HCERT and r.kid == s.kid
+    r = verify_dcc(make_hc1(key, pem, alg, NOW - 100, NOW + DAY), _signers(pem), now=NOW)
+    assert r.country == "DE" and r.hcert == HCERT and r.kid == kid_of(pem)
+    assert (r.issued_at, r.expires_at) == (NOW - 100, NOW + DAY)
+
+
+@pytest.mark.parametrize("prefix", ["HC2:", "HL0:", "", "hc1:"])
+def test_dcc_other_context_identifier_rejected(prefix: str, es: tuple[object, bytes]) -> None:
+    """H1–H3: only the context identifier HC1: (a later HCn: is another, incompatible version)."""
+    key, pem = es
+    body = make_hc1(key, pem, "ES256", NOW, NOW + DAY)[len("HC1:") :]
+    with pytest.raises(CodeFormatError) as exc:
+        verify_dcc(prefix + body, _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.WRONG_PREFIX
+
+
+def test_dcc_must_be_zlib_compressed() -> None:
+    """Z2: an uncompressed COSE message is refused (hcert spec §4.2.1: the CWT SHALL be compressed)."""
+    with pytest.raises(CodeFormatError) as exc:
+        verify_dcc("HC1:" + "6BF", {}, now=NOW)  # Base45 of b"\xd2\x84" (raw COSE, no zlib)
+    assert _reason(exc) is Reason.BAD_COMPRESSION
+
+
+# --- CBOR tags around the COSE_Sign1 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["untagged", "cwt"])
+def test_dcc_untagged_or_cwt_tagged_sign1_accepted(form: str, es: tuple[object, bytes]) -> None:
+    """Tag 18 is optional and the CWT tag 61 may wrap it, as hcert-kotlin and the DGCA apps read them."""
+    key, pem = es
+    r = verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, form=form), _signers(pem), now=NOW)
+    assert r.hcert == HCERT
+
+
+@pytest.mark.parametrize("form", ["cwt-untagged", "sign"])
+def test_dcc_other_outer_tags_rejected(form: str, es: tuple[object, bytes]) -> None:
+    """61 around a bare array, or COSE_Sign (98), is not a COSE_Sign1 any DCC verifier reads."""
+    key, pem = es
+    with pytest.raises(CodeFormatError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, form=form), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.UNTAGGED
+
+
+# --- header buckets for kid and alg (hcert spec §3.3.3; CO18–CO23) -------------------------------------
+
+
+def _headers_code(key: object, pem: bytes, protected: Mapping[int, object], unprotected: Mapping[int, object]) -> str:
+    return build_hc1(key, "ES256", claims(NOW, NOW + DAY), protected=dict(protected), unprotected=dict(unprotected))
 
 
 def test_dcc_kid_in_unprotected_header_accepted(signer: tuple[object, bytes, str]) -> None:
+    """CO19 (kid): the kid is not security-critical and may sit in the unprotected header."""
     key, pem, alg = signer
-    s = dcc_signer(pem)
-    assert verify_dcc(make_hc1(key, pem, alg, NOW, NOW + 60, kid_unprotected=True), {s.kid: s}, now=NOW)
+    assert verify_dcc(make_hc1(key, pem, alg, NOW, NOW + 60, kid_unprotected=True), _signers(pem), now=NOW)
+
+
+def test_dcc_alg_and_kid_both_unprotected_accepted(es: tuple[object, bytes]) -> None:
+    """CO19 as generated by hcert-kotlin: every header parameter in the unprotected bucket."""
+    key, pem = es
+    code = _headers_code(key, pem, {}, {1: -7, 4: kid_of(pem)})
+    assert verify_dcc(code, _signers(pem), now=NOW).kid == kid_of(pem)
+
+
+def test_dcc_kid_in_both_headers_accepted(es: tuple[object, bytes]) -> None:
+    """CO20: the same kid in both buckets (RFC 9052 would refuse it; the DCC verifiers do not)."""
+    key, pem = es
+    code = _headers_code(key, pem, {1: -7, 4: kid_of(pem)}, {1: -7, 4: kid_of(pem)})
+    assert verify_dcc(code, _signers(pem), now=NOW)
+
+
+def test_dcc_wrong_unprotected_kid_ignored_when_protected_one_is_right(es: tuple[object, bytes]) -> None:
+    """CO21: the protected kid wins."""
+    key, pem = es
+    code = _headers_code(key, pem, {1: -7, 4: kid_of(pem)}, {4: b"foo"})
+    assert verify_dcc(code, _signers(pem), now=NOW).kid == kid_of(pem)
+
+
+@pytest.mark.parametrize(
+    "protected_kid", [pytest.param(b"12345678", id="CO22-protected-wrong"), pytest.param(None, id="CO23-absent")]
+)
+def test_dcc_right_unprotected_kid_cannot_override_the_protected_one(
+    protected_kid: bytes | None, es: tuple[object, bytes]
+) -> None:
+    """CO22: a wrong protected kid is not rescued by a right unprotected one; CO23: a wrong unprotected kid alone."""
+    key, pem = es
+    protected: dict[int, object] = {1: -7} if protected_kid is None else {1: -7, 4: protected_kid}
+    unprotected = {4: kid_of(pem)} if protected_kid is not None else {4: b"87654321"}
+    with pytest.raises(CodeSignatureError) as exc:
+        verify_dcc(_headers_code(key, pem, protected, unprotected), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.UNKNOWN_KID
+
+
+def test_dcc_protected_alg_wins_over_an_unprotected_one(es: tuple[object, bytes]) -> None:
+    """An unprotected alg cannot change the protected one: the signature is checked as ES256."""
+    key, pem = es
+    code = _headers_code(key, pem, {1: -7, 4: kid_of(pem)}, {1: -37})
+    assert verify_dcc(code, _signers(pem), now=NOW)
+
+
+def test_dcc_without_any_alg_is_malformed(es: tuple[object, bytes]) -> None:
+    key, pem = es
+    with pytest.raises(CodeFormatError) as exc:
+        verify_dcc(_headers_code(key, pem, {4: kid_of(pem)}, {}), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.MALFORMED
+
+
+# --- several signers behind one kid (hcert spec §3.3.3: "MUST check all DSCs with that kid") -----------
+
+
+def test_dcc_every_signer_sharing_the_kid_is_tried(es: tuple[object, bytes]) -> None:
+    key, pem = es
+    _, other_pem = make_signer("ES256")
+    impostor = dcc_signer(other_pem, kid=kid_of(pem))  # another key behind the same kid
+    code = make_hc1(key, pem, "ES256", NOW, NOW + DAY)
+    assert verify_dcc(code, {kid_of(pem): [impostor, dcc_signer(pem)]}, now=NOW)
+    with pytest.raises(CodeSignatureError) as exc:
+        verify_dcc(code, {kid_of(pem): [impostor, impostor]}, now=NOW)
+    assert _reason(exc) is Reason.BAD_SIGNATURE
 
 
 def test_dcc_wrong_certificate_rejected(signer: tuple[object, bytes, str]) -> None:
     key, pem, alg = signer
     _other_key, other_pem = make_signer(alg)
     code = make_hc1(key, pem, alg, NOW, NOW + 60)
-    impostor = dcc_signer(other_pem, kid=dcc_signer(pem).kid)  # same kid, other key
+    impostor = dcc_signer(other_pem, kid=kid_of(pem))  # same kid, other key
     with pytest.raises(CodeSignatureError) as exc:
         verify_dcc(code, {impostor.kid: impostor}, now=NOW)
-    assert exc.value.reason is Reason.BAD_SIGNATURE
-    s = dcc_signer(other_pem)
+    assert _reason(exc) is Reason.BAD_SIGNATURE
     with pytest.raises(CodeSignatureError) as exc:
-        verify_dcc(code, {s.kid: s}, now=NOW)
-    assert exc.value.reason is Reason.UNKNOWN_KID
+        verify_dcc(code, _signers(other_pem), now=NOW)
+    assert _reason(exc) is Reason.UNKNOWN_KID
+
+
+# --- algorithms and key types (hcert spec §3.3.2; CO1–CO4) ----------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "Ed25519", "ES384"])
+def test_dcc_algorithms_other_than_es256_and_ps256_refused(alg: str) -> None:
+    """CO4: an EdDSA, fully-specified Ed25519 or ES384 signature is refused before any key is tried."""
+    key, pem = make_signer(alg, curve=ec.SECP384R1()) if alg == "ES384" else make_signer(alg)
+    code = build_hc1(key, alg, claims(NOW, NOW + DAY), protected={1: ALG_IDS[alg], 4: kid_of(pem)})
+    signers = {} if alg == "ES384" else _signers(pem)  # a P-384 certificate is not even loadable
+    with pytest.raises(CodeSignatureError) as exc:
+        verify_dcc(code, signers, now=NOW)
+    assert _reason(exc) is Reason.ALG_MISMATCH
+
+
+def test_dcc_algorithm_must_fit_the_signer_key() -> None:
+    """An ES256 header over an RSA signer (or PS256 over P-256) is refused, not tried."""
+    rsa_key, rsa_pem = make_signer("PS256")
+    code = build_hc1(rsa_key, "PS256", claims(NOW, NOW + DAY), protected={1: -7, 4: kid_of(rsa_pem)})
+    with pytest.raises(CodeSignatureError) as exc:
+        verify_dcc(code, _signers(rsa_pem), now=NOW)
+    assert _reason(exc) is Reason.ALG_MISMATCH
+
+
+def test_dcc_rsa_3072_signer_accepted() -> None:
+    """CO2: PS256 with a 3072-bit key."""
+    key, pem = make_signer("PS256", rsa_bits=3072)
+    assert verify_dcc(make_hc1(key, pem, "PS256", NOW, NOW + DAY), _signers(pem), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: make_signer("PS256", rsa_bits=1024), id="rsa-1024"),
+        pytest.param(lambda: make_signer("ES256", curve=ec.SECP384R1()), id="p-384"),
+    ],
+)
+def test_dcc_weak_or_foreign_key_types_refused_as_signers(make: object) -> None:
+    _, pem = make()  # type: ignore[operator]
+    with pytest.raises(KeyFileError) as exc:
+        dcc_signer(pem)
+    assert exc.value.reason is Reason.KEY_FILE
+
+
+# --- claims: which are optional, and what a missing one means (hcert spec §3.3) ---------------------------
+
+
+def test_dcc_without_iss_accepted_and_reports_no_country(es: tuple[object, bytes]) -> None:
+    """iss is optional (§3.3.4): the signer is found by kid, the country is reported empty."""
+    key, pem = es
+    assert verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, iss=None), _signers(pem), now=NOW).country == ""
+
+
+def test_dcc_iss_that_is_not_text_rejected(es: tuple[object, bytes]) -> None:
+    key, pem = es
+    with pytest.raises(CodeClaimsError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, iss=276), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.BAD_CLAIM
+
+
+@pytest.mark.parametrize(("iat", "exp"), [(None, NOW + DAY), (NOW, None)], ids=["no-iat", "no-exp"])
+def test_dcc_without_iat_or_exp_rejected(iat: int | None, exp: int | None, es: tuple[object, bytes]) -> None:
+    """iat and exp SHALL be present (§3.3.5, §3.3.6): a certificate without a signature expiry is refused."""
+    key, pem = es
+    with pytest.raises(CodeClaimsError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", iat, exp), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.MISSING_CLAIM
+
+
+def test_dcc_float_numeric_dates_accepted(es: tuple[object, bytes]) -> None:
+    """NumericDate may be a float (RFC 8392 §2); issuers have sent iat and exp as floats."""
+    key, pem = es
+    r = verify_dcc(make_hc1(key, pem, "ES256", NOW - 0.5, NOW + DAY + 0.75), _signers(pem), now=NOW)
+    assert (r.issued_at, r.expires_at) == (NOW - 1, NOW + DAY)
+
+
+@pytest.mark.parametrize("exp", ["2026-09-22", True, [NOW]], ids=["text", "bool", "array"])
+def test_dcc_exp_that_is_not_a_number_rejected(exp: object, es: tuple[object, bytes]) -> None:
+    key, pem = es
+    with pytest.raises(CodeClaimsError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", NOW, exp), _signers(pem), now=NOW)  # type: ignore[arg-type]
+    assert _reason(exc) is Reason.BAD_CLAIM
+
+
+def test_dcc_tagged_date_time_and_float_dose_accepted(es: tuple[object, bytes]) -> None:
+    """The DCC schema: date-times may be tagged 0 ("Validators MUST be able to read both"); some issuers
+    encoded doses as 1.0. Both decode; the tag is dropped."""
+    key, pem = es
+    test_entry = {"tg": "840539006", "sc": cbor2.CBORTag(0, "2026-09-20T10:12:22Z"), "dn": 1.0}
+    hcert = {**HCERT, "t": [test_entry]}
+    r = verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, hcert=hcert), _signers(pem), now=NOW)
+    assert r.hcert["t"] == [{"tg": "840539006", "sc": "2026-09-20T10:12:22Z", "dn": 1.0}]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param({1: "DE", 6: NOW, 4: NOW + DAY}, Reason.MISSING_CLAIM, id="no-hcert"),
+        pytest.param({1: "DE", 6: NOW, 4: NOW + DAY, -260: {2: HCERT}}, Reason.MISSING_CLAIM, id="no-eu-dcc-v1"),
+        pytest.param({1: "DE", 6: NOW, 4: NOW + DAY, -260: [HCERT]}, Reason.BAD_CLAIM, id="hcert-not-a-map"),
+        pytest.param({1: "DE", 6: NOW, 4: NOW + DAY, -260: {1: "x"}}, Reason.BAD_CLAIM, id="dcc-not-a-map"),
+    ],
+)
+def test_dcc_health_certificate_claim_required(
+    payload: dict[int, object], reason: Reason, es: tuple[object, bytes]
+) -> None:
+    key, pem = es
+    code = build_hc1(key, "ES256", payload, protected={1: -7, 4: kid_of(pem)})
+    with pytest.raises(CodeClaimsError) as exc:
+        verify_dcc(code, _signers(pem), now=NOW)
+    assert _reason(exc) is reason
+
+
+def test_dcc_payload_tags_other_than_date_time_are_malformed(es: tuple[object, bytes]) -> None:
+    key, pem = es
+    hcert = {**HCERT, "dob": cbor2.CBORTag(1004, "1964-08-12")}
+    with pytest.raises(CodeFormatError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", NOW, NOW + DAY, hcert=hcert), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.MALFORMED
+
+
+# --- time checks: the signature's, not the certificate content's (§3.3.5, §3.3.6; CO16, CO17) -------------
+
+
+def test_dcc_before_issued_at_rejected(es: tuple[object, bytes]) -> None:
+    """CO16: the validation clock before iat (beyond the clock skew allowance)."""
+    key, pem = es
+    with pytest.raises(CodeTimeError) as exc:
+        verify_dcc(make_hc1(key, pem, "ES256", NOW + 3600, NOW + DAY), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.NOT_YET_VALID
+    assert verify_dcc(make_hc1(key, pem, "ES256", NOW + 200, NOW + DAY), _signers(pem), now=NOW)  # within skew
 
 
 def test_dcc_expired_rejected(signer: tuple[object, bytes, str]) -> None:
+    """CO17: after exp a verifier MUST reject the payload as expired."""
     key, pem, alg = signer
-    s = dcc_signer(pem)
-    with pytest.raises(CodeTimeError):
-        verify_dcc(make_hc1(key, pem, alg, NOW - 1000, NOW - 400), {s.kid: s}, now=NOW)
+    with pytest.raises(CodeTimeError) as exc:
+        verify_dcc(make_hc1(key, pem, alg, NOW - 1000, NOW - 400), _signers(pem), now=NOW)
+    assert _reason(exc) is Reason.EXPIRED
 
 
-def test_dcc_must_be_zlib_compressed() -> None:
-    with pytest.raises(CodeFormatError) as exc:
-        verify_dcc("HC1:" + "6BF", {}, now=NOW)  # Base45 of b"\xd2\x84" (raw COSE, no zlib)
-    assert exc.value.reason is Reason.BAD_COMPRESSION
+def test_dcc_issued_before_or_expiring_after_its_signer_certificate_rejected(es: tuple[object, bytes]) -> None:
+    """exp MUST not exceed the DSC's validity and iat MUST not predate it (§3.3.5, §3.3.6; hcert-kotlin
+    checks both). A bare key given with its kid has no validity period to check."""
+    key, pem = es
+    cert_start = int(CERT_FROM.timestamp())
+    cert_end = int(x509.load_pem_x509_certificate(pem).not_valid_after_utc.timestamp())
+    early = make_hc1(key, pem, "ES256", cert_start - DAY, NOW + DAY)
+    late = make_hc1(key, pem, "ES256", NOW, cert_end + DAY)
+    for code in (early, late):
+        with pytest.raises(CodeClaimsError) as exc:
+            verify_dcc(code, _signers(pem), now=NOW)
+        assert _reason(exc) is Reason.KEY_NOT_VALID
+    public = x509.load_pem_x509_certificate(pem).public_key()
+    bare = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert verify_dcc(late, {kid_of(pem): dcc_signer(bare, kid_of(pem))}, now=NOW)
+
+
+def test_dcc_health_content_left_to_business_rules(es: tuple[object, bytes]) -> None:
+    """A test sampled a year ago verifies: how old a test, vaccination or recovery may be is the
+    checking country's business rule, not the signature's."""
+    key, pem = es
+    hcert = {**HCERT, "t": [{"tg": "840539006", "sc": "2025-09-20T10:00:00Z", "tr": "260415000"}]}
+    r = verify_dcc(make_hc1(key, pem, "ES256", NOW - 10, NOW + DAY, hcert=hcert), _signers(pem), now=NOW)
+    assert r.hcert["t"][0]["sc"] == "2025-09-20T10:00:00Z"
+
+
+# --- signers, our own format, the CLI ----------------------------------------------------------------------
 
 
 def test_dcc_bare_key_needs_kid() -> None:
     _, pem = make_signer("ES256")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     pub = (
         x509.load_pem_x509_certificate(pem)
         .public_key()
@@ -74,18 +385,51 @@ def test_dcc_bare_key_needs_kid() -> None:
     assert dcc_signer(pub, kid=b"12345678").kid == b"12345678"
 
 
+def test_dcc_signer_keeps_its_certificate_validity() -> None:
+    _, pem = make_signer("ES256", days=10)
+    s = dcc_signer(pem)
+    assert s.not_before == int(CERT_FROM.timestamp()) and s.not_after == s.not_before + 10 * DAY
+
+
 def test_dcc_rejects_our_own_profile_codes() -> None:
-    with pytest.raises(CodeError):
+    with pytest.raises(CodeError) as exc:
         verify_dcc("SM1:ABC", {}, now=NOW)
+    assert _reason(exc) is Reason.WRONG_PREFIX
 
 
-def test_cli_verifies_dcc(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
-    from pathlib import Path
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(
+            lambda k: forge.sign1(cbor2.dumps(forge.claims_map()), k, tag=None), Reason.UNTAGGED, id="untagged"
+        ),
+        pytest.param(
+            lambda k: b"\xd8\x3d" + forge.sign1(cbor2.dumps(forge.claims_map()), k), Reason.UNTAGGED, id="cwt-tag"
+        ),
+        pytest.param(
+            lambda k: forge.sign1(cbor2.dumps(forge.claims_map()), k, protected={1: -8}, unprotected={4: k.kid}),
+            Reason.MALFORMED,
+            id="kid-unprotected",
+        ),
+        pytest.param(
+            lambda k: forge.sign1(cbor2.dumps(forge.claims_map()), k, protected={4: k.kid}, unprotected={1: -8}),
+            Reason.MALFORMED,
+            id="alg-unprotected",
+        ),
+    ],
+)
+def test_sm1_keeps_its_strict_rules(make: object, reason: Reason, ed_key: SigningKey, ring: KeyRing) -> None:
+    """None of the DCC allowances reaches our own format."""
+    with pytest.raises(CodeFormatError) as exc:
+        verify(forge.text(make(ed_key)), ring, now=NOW)  # type: ignore[operator]
+    assert _reason(exc) is reason
 
+
+def test_cli_verifies_dcc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key, pem = make_signer("ES256")
-    cert = Path(str(tmp_path)) / "dsc.pem"
+    cert = tmp_path / "dsc.pem"
     cert.write_bytes(pem)
-    code = make_hc1(key, pem, "ES256", NOW, NOW + 86400)
+    code = make_hc1(key, pem, "ES256", NOW, NOW + DAY)
     at = format_instant(NOW + 60)
     assert main(["verify", code, "--profile", "eu-dcc", "--key", str(cert), "--at", at, "--json"]) == 0
     assert '"country": "DE"' in capsys.readouterr().out
