@@ -125,7 +125,7 @@ async def mint_code(
     subject: SubjectId, body: MintRequest, request: Request, caller: Annotated[Caller, require("mint")]
 ) -> Response:
     """A fresh dynamic code for the phone: JSON, or the QR as PNG or SVG (``Accept`` or ``?format=``).
-
+    \f
     ``format`` and ``Accept`` are read from the request directly: on the busiest route, each declared
     parameter costs FastAPI more than the lookup itself.
     """
@@ -211,10 +211,12 @@ async def issue_offline(subject: SubjectId, caller: Annotated[Caller, require("m
 async def issue_device_credential(
     subject: SubjectId, body: DeviceCredentialRequest, caller: Annotated[Caller, require("mint")]
 ) -> Response:
-    """A day credential for a phone's key: the phone then makes its own codes, offline (docs/format.md §4).
+    """A day credential for a phone's key: the phone then makes its own codes, offline.
 
     The first request for a key registers the device (up to ``max_devices`` per person: 409
     ``device_limit``); later requests renew its credential. A revoked device gets 409 ``device_revoked``.
+    \f
+    The credential and the phone's presentation: docs/format.md §4.
     """
     ctx = caller.ctx
     minted = ctx.service.issue_device_credential(subject, body.jwk, ctx.now(), caller.actor, identity=body.identity)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
@@ -42,6 +43,7 @@ from .sqlite_store import SQLiteStorage
 from .storage import Storage
 
 log = logging.getLogger("issuer")
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(
@@ -67,7 +69,9 @@ def create_app(
         ticker.stop()
         store.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they
+    # work with no network, as on an issuer's isolated network or where CDNs are unreliable.
+    app = FastAPIOffline(
         title="Suishenma issuer",
         version=__version__,
         description="Enrols people, keeps their status, mints short-lived signed QR codes, and publishes "
@@ -76,6 +80,8 @@ def create_app(
         # Starlette's trailing-slash redirect builds its Location from the Host header: a cache in front
         # would store a redirect to any host a client names. Every route has one spelling; others are 404.
         redirect_slashes=False,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
     app.state.ctx = ctx
 
