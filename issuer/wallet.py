@@ -1,7 +1,12 @@
-"""The demo wallet: what the mobile app shows. Enabled with ``demo_wallet`` only; it mints without a key."""
+"""The demo wallet: what the mobile app shows. Enabled with ``demo_wallet`` only; it mints without a key.
+
+What a resident sees is written for them, Chinese first: an unknown subject is an HTML page (404), and a
+lapsed status or a refused phone is said on the card by the page's script, never as the API's JSON.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Annotated
@@ -13,9 +18,11 @@ from .api import as_json
 from .context import Context
 from .models import DeviceCredentialRequest
 from .render import qr_matrix, svg
+from .service import NotFound
 
 router = APIRouter(prefix="/demo/wallet", tags=["demo"])
-SubjectId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+SUBJECT_PATTERN = r"[0-9a-f]{16}"
+SubjectId = Annotated[str, Path(pattern=f"^{SUBJECT_PATTERN}$")]
 ACTOR = "demo-wallet"
 
 
@@ -29,13 +36,26 @@ def _page() -> str:
     return page.replace("{{QRCODE_JS}}", qr).replace("{{DEVICE_WALLET_JS}}", device)
 
 
-@router.get("/{subject}", response_class=HTMLResponse)
-async def wallet_page(subject: SubjectId, request: Request) -> Response:
-    """The page: QR, colour, masked name and a countdown. Where the browser has WebCrypto it keeps its own
-    key and makes device-bound codes itself, offline; otherwise it fetches each code from here."""
+@cache
+def _unknown_page() -> str:
+    return resources.files(__package__).joinpath("static/wallet-unknown.html").read_text("utf-8")
+
+
+@router.get("/{subject}", response_class=HTMLResponse, responses={404: {"content": {"text/html": {}}}})
+async def wallet_page(subject: str, request: Request) -> Response:
+    """The page: QR in the status colour, masked name, a live clock and a countdown, and a large-text
+    switch. Where the browser has WebCrypto it keeps its own key and makes device-bound codes itself,
+    offline; otherwise it fetches each code from here. An unknown subject, or a link cut short, gets a
+    page saying so (404)."""
     ctx: Context = request.app.state.ctx
-    ctx.service.subject(subject)  # 404 for an unknown subject
-    return HTMLResponse(_page().replace("{{SUBJECT}}", subject), headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    try:
+        if not re.fullmatch(SUBJECT_PATTERN, subject):
+            raise NotFound("not a subject id")
+        ctx.service.subject(subject)
+    except NotFound:
+        return HTMLResponse(_unknown_page(), 404, headers)
+    return HTMLResponse(_page().replace("{{SUBJECT}}", subject), headers=headers)
 
 
 @router.post("/{subject}/device-credential")

@@ -108,8 +108,10 @@ def test_wallet_is_off_unless_enabled(home: Path, keys: dict[str, str]) -> None:
 
 def test_wallet_unknown_subject_is_404(home: Path) -> None:
     with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
-        assert httpx.get(server.url + "/demo/wallet/0123456789abcdef").status_code == 404
-        assert httpx.get(server.url + "/demo/wallet/0123456789abcdef/code").status_code == 404
+        page = httpx.get(server.url + "/demo/wallet/0123456789abcdef")
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")  # for residents
+        code = httpx.get(server.url + "/demo/wallet/0123456789abcdef/code")
+        assert code.status_code == 404 and code.json()["error"] == "not_found"  # for the page's script
 
 
 def test_wallet_makes_device_bound_codes_offline_that_a_kiosk_allows_then_denies_after_a_status_change(
