@@ -64,10 +64,12 @@ class SigningHealth:
     def __init__(self, service: IssuerService) -> None:
         self.service = service
         self._last: Health | None = None
-        self._verified = b""  # the key file's bytes when they last opened to the current key
+        self._verified: tuple[object, ...] = ()  # the key file's stat when it last opened to the current key
 
     def _check_key_file(self) -> None:
-        """The current key's file is there, readable, and (when its bytes changed) still opens to that key.
+        """The current key's file is there, readable, and still opens to that key. One ``stat`` per call
+        while the file is unchanged (``/healthz`` stays as cheap as a bare endpoint); read and opened again
+        when its inode, size, time or mode changed.
 
         Raises:
             NotInitialised, KeyUnusable.
@@ -75,13 +77,20 @@ class SigningHealth:
         active = self.service.key  # cached; loads the new key after a rotation
         path = self.service.settings.keys_path / active.record.path
         what = "the signing key"
-        pem = read_key_file(path, what)
-        if pem == self._verified:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise KeyUnusable(Cause.KEY_FILE_MISSING, path, what) from None
+        except OSError as exc:
+            raise KeyUnusable(Cause.KEY_FILE_UNREADABLE, path, what, exc.strerror or type(exc).__name__) from None
+        seen = (active.record.kid, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+        if seen == self._verified:
             return
+        read_key_file(path, what)
         key = load_private_key(path, passphrase_from_env(), what)
         if key.kid.hex() != active.record.kid:
             raise KeyUnusable(Cause.KEY_FILE_DAMAGED, path, what, f"it holds key {key.kid.hex()}")
-        self._verified = pem
+        self._verified = seen
 
     def check(self) -> Health:
         """Never raises: a failure is the answer."""
