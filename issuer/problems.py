@@ -122,6 +122,9 @@ def bilingual(exc: BaseException) -> tuple[str, str]:
     detail = str(getattr(exc, "detail", "") or "")
     if isinstance(exc, KeyUnusable):
         return zh, en
+    if isinstance(exc, OSError) and exc.filename and not zh:
+        why = exc.strerror or type(exc).__name__
+        return f"无法使用文件 {exc.filename}（{why}）", f"cannot use {exc.filename} ({why})"
     if detail and zh and detail not in zh:
         return f"{zh.rstrip('。')}：{detail}", en
     return (zh or f"操作失败：{en}"), en

@@ -136,8 +136,18 @@ def test_usage_errors_are_in_both_languages(capsys: pytest.CaptureFixture[str]) 
         ["api-key", "create", "--name", "not a kiosk", "--scopes", "kiosk"],
         ["offline-codes", "--subjects", "{subjects}", "--out", "{out}"],
         ["trust-list", "import", "{missing}"],
+        ["trust-list", "request", "--out", "{subjects}/request.json"],
     ],
-    ids=["unknown-key", "key-exists", "bad-scope", "bad-rate", "kiosk-name", "bad-subject-file", "missing-file"],
+    ids=[
+        "unknown-key",
+        "key-exists",
+        "bad-scope",
+        "bad-rate",
+        "kiosk-name",
+        "bad-subject-file",
+        "missing-file",
+        "unwritable-out",
+    ],
 )
 def test_command_errors_carry_the_same_detail_in_chinese_and_english(
     home: Path, keys: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
