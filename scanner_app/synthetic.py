@@ -60,7 +60,8 @@ def _phone(code: Frame, rng: random.Random) -> Frame:
     h, w = code.shape[:2]
     pad = w // 6
     body = np.full((h + 4 * pad, w + 2 * pad), 25, np.uint8)
-    screen = (code.astype(np.float32) * rng.uniform(0.75, 0.95) + rng.uniform(10, 30)).astype(np.uint8)
+    # clipped, not wrapped: 255 * 0.95 + 30 once wrapped round to a black screen (10 of 200 hard frames)
+    screen = np.clip(code.astype(np.float32) * rng.uniform(0.75, 0.95) + rng.uniform(10, 30), 0, 255).astype(np.uint8)
     screen[::3, :] = (screen[::3, :].astype(np.float32) * 0.93).astype(np.uint8)  # pixel-grid moiré
     body[2 * pad : 2 * pad + h, pad : pad + w] = screen
     return body

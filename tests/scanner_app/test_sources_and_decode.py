@@ -202,4 +202,4 @@ def test_zxing_blackbox_images_read_by_the_pipeline() -> None:
         got = d.decode(cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)).text
         read += got is not None and got.strip() == expected
     assert len(items) == 179
-    assert read / len(items) >= 0.94, f"{read}/{len(items)}"
+    assert read / len(items) >= 0.96, f"{read}/{len(items)}"
