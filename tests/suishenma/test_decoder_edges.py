@@ -187,6 +187,42 @@ def test_cbor_tags_are_refused_whatever_their_number() -> None:
             loads(cbor2.dumps(cbor2.CBORTag(tag, 0)))
 
 
+# --- CBOR: the EU DCC widening stays where it is asked for --------------------------------------
+
+
+FLOAT_DETAIL = "CBOR floats and simple values other than false, true and null are not allowed"
+DCC_ONLY = [
+    (cbor2.dumps(1.5), FLOAT_DETAIL, 1.5),
+    (cbor2.dumps(cbor2.CBORTag(0, "2021-06-01T00:00:00Z")), "CBOR tag 0 is not allowed here", "2021-06-01T00:00:00Z"),
+]
+
+
+@pytest.mark.parametrize(("item", "detail", "value"), DCC_ONLY, ids=["float", "date-time-tag"])
+def test_decode_at_never_admits_dcc_floats_or_tags(item: bytes, detail: str, value: Any) -> None:
+    """COSE headers are read with ``decode_at``: a float or tag 0 there is not the subset."""
+    with pytest.raises(CborError) as exc:
+        decode_at(b"\xff" + item, 1)
+    assert str(exc.value) == detail
+    assert loads(item, dcc=True) == value
+
+
+@pytest.mark.parametrize(("item", "detail", "value"), DCC_ONLY, ids=["float", "date-time-tag"])
+def test_cose_unprotected_header_with_a_dcc_only_item_is_malformed(item: bytes, detail: str, value: Any) -> None:
+    p = cbor2.dumps({1: -8, 4: b"k1"})
+    data = b"\xd2\x84" + bstr_header(len(p)) + p + b"\xa1\x18\x63" + item + b"\x41p\x41s"
+    assert _malformed(data) == detail
+
+
+@pytest.mark.parametrize("content", [[], {}, [["x"]]], ids=["array", "map", "nested"])
+def test_dcc_date_time_tag_on_a_container_is_a_cbor_error(content: Any) -> None:
+    """Tag 0 takes a text string only; its content is decoded one level deeper, like any child."""
+    with pytest.raises(CborError, match="tag 0 is not allowed"):
+        loads(cbor2.dumps(cbor2.CBORTag(0, content)), dcc=True)
+    deep = cbor2.dumps([[[[[[[cbor2.CBORTag(0, [0])]]]]]]])  # the tag at depth 7, its array at 8
+    with pytest.raises(CborError, match="nested too deeply"):
+        loads(deep, dcc=True)
+
+
 # --- COSE_Sign1 ----------------------------------------------------------------------------------
 
 

@@ -83,6 +83,21 @@ def test_resolve_policy_builtin_or_toml() -> None:
     )
     with pytest.raises(UsageError, match="unknown policy keys: airport"):
         resolve_policy("airport = 1")
+    with pytest.raises(UsageError) as exc:
+        resolve_policy("[statuses]\n")  # TOML without "=": still a policy, not a scenario name
+    assert exc.value.detail == "policy value: statuses must give a decision for green, yellow and red"
+
+
+def test_misspelt_scenario_is_named_with_a_hint() -> None:
+    """A typo must not start a gate on some other rule: it is refused, with the likely name."""
+    with pytest.raises(UsageError) as exc:
+        resolve_policy("hospitl")
+    assert exc.value.detail == (
+        "unknown scenario 'hospitl' (did you mean 'hospital'?): use venue, hospital, transit, or a policy TOML file"
+    )
+    with pytest.raises(UsageError) as exc:
+        resolve_policy("zzz")
+    assert exc.value.detail == "unknown scenario 'zzz': use venue, hospital, transit, or a policy TOML file"
 
 
 # --- staleness and messages ------------------------------------------------------------------------
