@@ -3,7 +3,8 @@
 from .app import create_app
 from .service import IssuerService
 from .settings import Settings, load_settings
-from .sqlite_store import SQLiteStorage
 from .storage import Storage
+from .storage.factory import open_storage
+from .storage.sqlite import SQLiteStorage
 
-__all__ = ["IssuerService", "SQLiteStorage", "Settings", "Storage", "create_app", "load_settings"]
+__all__ = ["IssuerService", "SQLiteStorage", "Settings", "Storage", "create_app", "load_settings", "open_storage"]

@@ -190,8 +190,15 @@ class Ticker(threading.Thread):
     """Runs ``step`` at once, then every ``interval`` seconds, and once more when stopped. A failure is
     logged (once until it changes) and retried at the next tick, never raised: serving goes on."""
 
-    def __init__(self, step: Callable[[], object], interval: float, name: str = "audit-checkpoint") -> None:
+    def __init__(
+        self,
+        step: Callable[[], object],
+        interval: float,
+        name: str = "audit-checkpoint",
+        what: str = "audit checkpoint",
+    ) -> None:
         super().__init__(name=name, daemon=True)
+        self.what = what
         self.step, self.interval = step, interval
         self.ticks = 0  # completed steps, for tests and metrics
         self.ticked = threading.Event()  # set after each step
@@ -210,7 +217,7 @@ class Ticker(threading.Thread):
         except Exception as exc:  # logged, retried at the next tick
             text = f"{type(exc).__name__}: {exc}"
             if text != self._last_error:
-                log.error("audit checkpoint not written: %s", text)
+                log.error("%s not written: %s", self.what, text)
                 self._last_error = text
         else:
             self._last_error = ""

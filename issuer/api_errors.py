@@ -38,6 +38,16 @@ CATALOG: dict[str, tuple[int, str, str]] = {
     "body_too_large": (413, "Request body is too large.", "请求体过大。"),
     "not_acceptable": (406, "Ask for application/json, image/png or image/svg+xml.", "请求的格式不受支持。"),
     "unavailable": (503, "The issuer cannot sign right now: see its log.", "签发服务暂时无法签名，请查看日志。"),
+    "database_unavailable": (
+        503,
+        "The database is unavailable: nothing was changed. Retry shortly.",
+        "数据库暂时不可用，本次请求未作任何更改，请稍后重试。",
+    ),
+    "batch_refused": (
+        422,
+        "Some changes name no enrolled person: none of the batch was applied (see detail.failed).",
+        "批次中有变更找不到对应人员，整批均未执行（见 detail.failed）。",
+    ),
     "internal": (500, "Internal error: see the server log.", "内部错误，请查看服务器日志。"),
 }
 

@@ -29,6 +29,7 @@ from .health import SigningHealth
 from .keystore import NoSigningKey
 from .metrics import Metrics
 from .publish import NoTrustList
+from .sealing import SealError
 from .service import (
     AlreadyEnrolled,
     Conflict,
@@ -39,8 +40,9 @@ from .service import (
     StatusExpired,
 )
 from .settings import Settings
-from .sqlite_store import SQLiteStorage
-from .storage import Storage
+from .storage import Storage, StorageUnavailable
+from .storage.factory import open_storage
+from .storage.sqlite import SQLiteStorage
 
 log = logging.getLogger("issuer")
 DOCS_ASSETS = "/docs-assets"
@@ -52,21 +54,29 @@ def create_app(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """Build the app on ``storage`` (default: the SQLite file named in ``settings``). ``clock`` is the time
-    codes and lists are signed with; ``monotonic`` paces rate limits and the API-key cache."""
-    store = storage or SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
-    ctx = Context(IssuerService(settings, store), Metrics(), clock, RateLimiter(clock=monotonic), monotonic)
+    """Build the app on ``storage`` (default: the one ``settings`` name). ``clock`` is the time codes and
+    lists are signed with and shared rate buckets are filled by; ``monotonic`` paces the API-key cache."""
+    store = storage or open_storage(settings)
+    service = IssuerService(settings, store)
+    limiter = RateLimiter(store, clock=clock)
+    ctx = Context(service, Metrics(), clock, limiter, monotonic)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(store, SQLiteStorage):
             store.checkpoint_in_background()
-        # signed audit checkpoints: at start, every audit_checkpoint_s while serving, and at shutdown
-        ticker = Ticker(lambda: ctx.service.anchor.write(ctx.now()), settings.audit_checkpoint_s)
-        app.state.audit_ticker = ticker
-        ticker.start()
+        # signed audit checkpoints: at start, every audit_checkpoint_s while serving, and at shutdown;
+        # mint counters every mint_count_flush_s and at shutdown
+        tickers = [
+            Ticker(lambda: service.anchor.write(ctx.now()), settings.audit_checkpoint_s),
+            Ticker(service.mints.flush, settings.mint_count_flush_s, "mint-counts", "mint counters"),
+        ]
+        app.state.audit_ticker, app.state.mint_ticker = tickers
+        for ticker in tickers:
+            ticker.start()
         yield
-        ticker.stop()
+        for ticker in tickers:
+            ticker.stop()
         store.close()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they
@@ -160,11 +170,16 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (NoSigningKey, "unavailable"),
     (NoTrustList, "unavailable"),
     (KeyFileError, "unavailable"),
+    (StorageUnavailable, "database_unavailable"),
+    (SealError, "unavailable"),
 )
 
 
 def _domain_handler(code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handle(request: Request, exc: Exception) -> Response:
+        if code == "database_unavailable":
+            log.error("database unavailable in %s: %s", request.url.path, exc)
+            return error_response(code)
         if code == "unavailable":  # the log has the cause and the path; responses only the reason code
             log.error("cannot sign in %s: %s: %s", request.url.path, type(exc).__name__, exc)
             cause = getattr(exc, "cause", None)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .problems import InputError
+from .storage import Storage
 
 SCOPES = ("enrol", "status", "mint", "revoke", "kiosk", "admin")
 KEY_PREFIX = "ssk_"
@@ -42,30 +43,41 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class RateLimiter:
-    """Token bucket per key: ``rate`` requests a second on average, bursts of ``burst_s`` seconds' worth."""
+    """Token bucket per API key, shared by every worker and node: ``rate`` requests a second on average,
+    bursts of ``burst_s`` seconds' worth.
 
-    def __init__(self, burst_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._buckets: dict[int, _Bucket] = {}
+    The bucket lives in the database (``Storage.rate_take``); each worker leases tokens from it a tenth of a
+    second's worth at a time and spends them locally, so a busy key costs about ten small writes a second
+    per worker rather than one per request. The most a key can get beyond its rate is one unspent lease
+    per worker. The clock is the wall clock (shared across nodes), injected by tests.
+    """
+
+    LEASE_S = 0.1
+
+    def __init__(self, storage: Storage, burst_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self._storage = storage
+        self._held: dict[int, float] = {}
         self._burst_s = burst_s
         self._clock = clock
+        self._lock = threading.Lock()
 
     def take(self, key_id: int, rate: float) -> int:
-        """Spend one token; return 0 when allowed, else the seconds to wait (for ``Retry-After``)."""
-        now = self._clock()
-        cap = max(1.0, rate * self._burst_s)
-        b = self._buckets.get(key_id)
-        if b is None:
-            b = self._buckets[key_id] = _Bucket(cap, now)
-        b.tokens = min(cap, b.tokens + (now - b.stamp) * rate)
-        b.stamp = now
-        if b.tokens >= 1.0:
-            b.tokens -= 1.0
-            return 0
-        return max(1, math.ceil((1.0 - b.tokens) / rate))
+        """Spend one token; return 0 when allowed, else the seconds to wait (for ``Retry-After``).
+
+        Raises: StorageUnavailable when a new lease is needed and the database is away.
+        """
+        with self._lock:
+            if self._held.get(key_id, 0.0) >= 1.0:
+                self._held[key_id] -= 1.0
+                return 0
+        burst = max(1.0, rate * self._burst_s)
+        want = max(1.0, min(burst, float(int(rate * self.LEASE_S))))
+        granted, left = self._storage.rate_take(key_id, rate, burst, want, self._clock())
+        with self._lock:
+            held = self._held.get(key_id, 0.0) + granted
+            if held >= 1.0:
+                self._held[key_id] = held - 1.0
+                return 0
+            self._held[key_id] = held
+        return max(1, math.ceil((1.0 - left) / rate))

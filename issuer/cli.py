@@ -31,9 +31,11 @@ from .models import KIOSK_ID_MAX, KIOSK_ID_PATTERN
 from .offline_root import import_signed, make_request, sign_request
 from .paper import issue_paper_codes, read_subjects
 from .problems import NotInitialised, bilingual
+from .sealing import SealError
 from .service import Conflict, IssuerService, NotFound
 from .settings import Settings, SettingsError, load_settings
-from .sqlite_store import SQLiteStorage
+from .storage import StorageUnavailable
+from .storage.factory import data_sealer, open_storage
 
 CLI_ACTOR = "cli"
 
@@ -154,7 +156,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](settings, args)
     except BrokenPipeError:  # the reader went away (| head): not an error of the command's
         raise
-    except (SuishenmaError, NotInitialised, NotFound, Conflict, ValueError, OSError) as exc:
+    except (
+        SuishenmaError,
+        NotInitialised,
+        NotFound,
+        Conflict,
+        ValueError,
+        OSError,
+        StorageUnavailable,
+        SealError,
+    ) as exc:
         print_error(*bilingual(exc))
         return 1
 
@@ -169,7 +180,7 @@ def _service(settings: Settings, *, anchor: bool = True, create: bool = False) -
     """
     if not create:
         require_initialised(settings)
-    service = IssuerService(settings, SQLiteStorage(settings.db_path, settings.sqlite_synchronous))
+    service = IssuerService(settings, open_storage(settings, create=create))
     try:
         yield service
         if anchor:
@@ -234,9 +245,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from .app import create_app
 
     require_initialised(settings)
-    storage = SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
+    storage = open_storage(settings, private_data=False)
     try:
         check_can_sign(settings, storage)
+        storage.sealer = data_sealer(settings)
     except BaseException:
         storage.close()
         raise
@@ -385,10 +397,10 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.db_path.exists():
+    if not settings.database_url and not settings.db_path.exists():
         print_error(f"{settings.db_path} 处没有数据库", f"no database at {settings.db_path}")
         return 2
-    storage = SQLiteStorage(settings.db_path, settings.sqlite_synchronous)
+    storage = open_storage(settings, private_data=False)  # the chain needs no data key: a copy can be checked
     try:
         verdict = verify_audit(settings, storage, args.checkpoint)
     finally:

@@ -27,8 +27,8 @@ class Principal:
 class Context:
     service: IssuerService
     metrics: Metrics
-    clock: Callable[[], float] = time.time
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    clock: Callable[[], float]
+    limiter: RateLimiter
     monotonic: Callable[[], float] = time.monotonic  # paces the API-key cache
 
     _keys: dict[bytes, tuple[ApiKeyRecord | None, float]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from suishenma import passphrase_from_env
 
 from .keystore import NoSigningKey, active_record, load_private_key, read_key_file, root_signing_key
 from .problems import Cause, KeyUnusable, NotInitialised
+from .sealing import data_key_path
 from .service import IssuerService
 from .settings import Settings
 from .storage import Storage
@@ -25,8 +26,12 @@ Unable = KeyUnusable | NotInitialised
 
 
 def require_initialised(settings: Settings) -> None:
-    """Raises: NotInitialised: there is no database here (opening one would create it empty)."""
-    if not settings.db_path.is_file():
+    """Raises: NotInitialised: there is no database here (opening one would create it empty), or, with
+    PostgreSQL, ``init`` never made the data key here."""
+    if settings.database_url:
+        if not data_key_path(settings.keys_path).is_file():
+            raise NotInitialised(settings.base_dir.resolve())
+    elif not settings.db_path.is_file():
         raise NotInitialised(settings.base_dir.resolve())
 
 

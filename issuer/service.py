@@ -17,6 +17,7 @@ from suishenma.masking import mask_id_number, mask_name
 
 from .anchor import Anchor
 from .keystore import ActiveKey, active_record, load_active_key
+from .mint_meter import MintMeter
 from .publish import Publisher
 from .settings import Settings
 from .storage import (
@@ -24,17 +25,19 @@ from .storage import (
     SUSPENDED,
     VALID,
     AlreadyEnrolled,
+    BatchResult,
     Conflict,
     DeviceIssue,
     DeviceLimit,
     DeviceRevoked,
-    MintRecord,
     NotFound,
     ScanLogResult,
     ScanRecord,
+    StatusChange,
     Storage,
     SubjectRecord,
 )
+from .storage.sql import EXPIRY_STEP
 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
@@ -74,8 +77,10 @@ class IssuerService:
         self.storage = storage
         self.publisher = Publisher(settings, storage)
         self.anchor = Anchor(settings, storage, lambda: self.key.key)
+        self.mints = MintMeter(storage)
         self._key: ActiveKey | None = None
         self._key_checked = 0.0
+        self._expiry_marks: dict[str, int] = {}
 
     @property
     def key(self) -> ActiveKey:
@@ -117,6 +122,23 @@ class IssuerService:
             raise Conflict("valid_until must be in the future")
         return self.storage.subject_set_status(subject, status, reason, until, now, actor)
 
+    def set_statuses(
+        self, changes: list[StatusChange], now: int, actor: str, *, all_or_none: bool = True
+    ) -> BatchResult:
+        """A batch of status changes in one transaction (status lists are rebuilt once, on their next
+        request). Changes naming an unknown person are listed in the result; with ``all_or_none`` (the
+        HTTP batch) one of them applies nothing, otherwise (``status import``) the others apply.
+
+        Raises: Conflict when a ``valid_until`` is not in the future (nothing applied).
+        """
+        late = [pos for pos, ch in enumerate(changes) if ch.until is not None and ch.until <= now]
+        if late:
+            raise Conflict(
+                f"valid_until must be in the future (changes {late[:10]})",
+                f"valid_until 须晚于当前时间（第 {late[:10]} 项）",
+            )
+        return self.storage.subject_set_status_many(changes, now, actor, all_or_none=all_or_none)
+
     def _current(self, subject: str, now: int) -> SubjectRecord:
         rec = self.subject(subject)
         if rec.status_until is not None and rec.status_until <= now:
@@ -127,11 +149,16 @@ class IssuerService:
         return rec
 
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity), audited
-        before it is returned. Hospital codes carry the masked name and ID; venue and transit codes neither.
+        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity). Hospital codes
+        carry the masked name and ID; venue and transit codes neither.
+
+        Minting changes no state, so it writes nothing while the client waits: it is counted in memory
+        (``MintMeter``, written every second). The one write is rare: the signing key's last expiry is
+        raised in steps of ten minutes, before the code is returned, so that a retired key stays in the
+        trust list until its last code has expired.
 
         Raises:
-            NotFound, StatusExpired, NoSigningKey, KeyFileError.
+            NotFound, StatusExpired, NoSigningKey, KeyFileError, StorageUnavailable.
         """
         rec = self._current(subject, now)
         ttl = self.settings.dynamic_ttl
@@ -148,8 +175,13 @@ class IssuerService:
             id_number=rec.id_number if identity else None,
         )
         active = self.key
+        kid = active.record.kid
         code = mint(claims, active.key)
-        self.storage.record_mint(MintRecord(subject, active.record.kid, scenario, claims.expires_at, now, actor))
+        if claims.expires_at > self._expiry_marks.get(kid, 0):
+            mark = claims.expires_at + EXPIRY_STEP
+            self.storage.signing_key_extend(kid, mark)
+            self._expiry_marks[kid] = mark
+        self.mints.add(actor, now, kid, scenario)
         return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name))
 
     def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
 
     base_dir: Path = Field(default=Path("."), description="Folder holding var/ and keys/")
     database: Path = Field(default=Path("var/issuer.db"), description="SQLite database file")
+    database_url: str = Field(
+        default="", description="PostgreSQL URL (postgresql://user@host/db); empty: the SQLite file above"
+    )
+    mint_count_flush_s: float = Field(
+        default=1.0, gt=0, le=60, allow_inf_nan=False, description="Seconds between writes of the mint counters"
+    )
     audit_checkpoint: Path = Field(
         default=Path("var/audit-checkpoint.cwt"), description="Signed checkpoint of the audit log's head"
     )

@@ -11,6 +11,7 @@ import pytest
 
 from suishenma import Alg, Claims, KeyRing, SigningKey, Status
 
+from .pg_server import PgServer
 from .verifier.sim import IssuerSim
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,12 @@ def sim() -> Iterator[IssuerSim]:
     s.publish_status("SH", 1)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (started only when a test asks for it)."""
+    server = PgServer()
+    server.start()
+    yield server
+    server.close()

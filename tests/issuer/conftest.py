@@ -16,8 +16,11 @@ from fastapi.testclient import TestClient
 from issuer import Settings, create_app
 from issuer.auth import SCOPES, hash_api_key, new_api_key
 from issuer.live import LiveIssuer, init_dir
-from issuer.sqlite_store import SQLiteStorage
+from issuer.storage.factory import open_storage
+from issuer.storage.sql import SqlStorage
 from suishenma import TrustList, load_verification_key, parse_trust_list
+
+from ..pg_server import PgServer
 
 PERSON = {"name": "张小三", "id_number": "310101199001011234"}
 _people = itertools.count(1)
@@ -38,8 +41,28 @@ class Clock:
         return self.t
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend: tests of the storage and the API run on both. A module that tests something
+    else (a browser, a CLI convention) overrides this fixture with one backend."""
+    return str(request.param)
+
+
 @pytest.fixture()
-def home(tmp_path: Path) -> Path:
+def database_url(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """'' for SQLite; for PostgreSQL a fresh database, also in the environment, so that the CLI and issuer
+    processes started by the test use it as an operator's would."""
+    if backend == "sqlite":
+        monkeypatch.delenv("SUISHENMA_ISSUER_DATABASE_URL", raising=False)
+        return ""
+    server: PgServer = request.getfixturevalue("pg")
+    url = server.create_database()
+    monkeypatch.setenv("SUISHENMA_ISSUER_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture()
+def home(tmp_path: Path, database_url: str) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         init_dir(tmp_path)
     return tmp_path
@@ -50,10 +73,22 @@ def settings(home: Path) -> Settings:
     return Settings(base_dir=home, demo_wallet=True)
 
 
+def query(store: object, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Rows of a read-only statement (``?`` placeholders) on either backend, for tests that look underneath."""
+    assert isinstance(store, SqlStorage)
+    with store._read() as c:
+        return [tuple(r) for r in c.execute(sql, params).fetchall()]
+
+
+def storage_of(home: Path) -> SqlStorage:
+    """The issuer's storage in ``home``, as the issuer opens it (the backend comes from the environment)."""
+    return open_storage(Settings(base_dir=home))
+
+
 @pytest.fixture()
 def keys(settings: Settings) -> dict[str, str]:
     """One API key per scope (named after it), plus ``all`` holding every scope but admin."""
-    store = SQLiteStorage(settings.db_path)
+    store = open_storage(settings)
     made = {}
     now = int(time.time())
     for scope in (*SCOPES, "all"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from issuer import Settings, create_app
 from suishenma import CodeType, EntryStatus, Status, parse_status_list, verify
 
-from .conftest import PERSON, Clock, bearer, enrol, trust_list
+from .conftest import PERSON, Clock, bearer, enrol, query, trust_list
 
 
 def test_enrol_returns_random_pseudonym_and_stores_only_masks_in_codes(
@@ -118,7 +119,7 @@ def test_enrol_refuses_names_with_control_or_bidi_characters(
     problem = next(p for p in r.json()["detail"] if p["field"] == "body.name")
     assert char in problem["problem"]
     store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
-    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 0
+    assert query(store, "SELECT COUNT(*) FROM subjects")[0][0] == 0
 
 
 def test_status_reason_and_scan_log_text_refuse_control_characters(client: TestClient, keys: dict[str, str]) -> None:
@@ -140,7 +141,7 @@ def test_enrolling_an_enrolled_id_number_again_is_409(client: TestClient, keys: 
     assert r.status_code == 409 and r.json()["error"] == "already_enrolled" and r.json()["message_zh"]
     assert "31010119900101123" not in r.text  # the answer names neither the number nor the subject
     store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
-    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 1
+    assert query(store, "SELECT COUNT(*) FROM subjects")[0][0] == 1
     assert store.subject_by_id_number("31010119900101123X") is not None
     assert enrol(client, keys["enrol"], {"name": "李四", "id_number": "310101199001011235"})
 
@@ -173,7 +174,7 @@ def test_huge_body_is_413_and_nothing_is_stored(client: TestClient, keys: dict[s
     r = client.post("/v1/subjects", content=chunks(), headers=headers)  # type: ignore[arg-type]
     assert r.status_code == 413
     store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
-    assert store.conn.execute("SELECT COUNT(*) FROM subjects").fetchone()[0] == 0
+    assert query(store, "SELECT COUNT(*) FROM subjects")[0][0] == 0
 
 
 def test_status_change_suspends_and_reinstates_paper_codes(
@@ -284,8 +285,8 @@ SCAN = {"seq": 1, "at": 1_790_000_000, "scenario": "venue", "decision": "ALLOW",
 
 def held_scans(client: TestClient, kiosk: str) -> list[tuple[object, ...]]:
     store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
-    rows = store.conn.execute("SELECT seq, decision FROM scan_logs WHERE kiosk_id = ? ORDER BY seq", (kiosk,))
-    return [tuple(r) for r in rows.fetchall()]
+    rows = query(store, "SELECT seq, decision FROM scan_logs WHERE kiosk_id = ? ORDER BY seq", (kiosk,))
+    return rows
 
 
 def test_scan_logs_are_idempotent_per_kiosk_and_seq(client: TestClient, keys: dict[str, str]) -> None:
@@ -350,8 +351,8 @@ def test_rate_limit_answers_429_with_retry_after_and_refills_with_time(
 ) -> None:
     from issuer.auth import hash_api_key, new_api_key
 
-    t = [1000.0]
-    with TestClient(create_app(settings, monotonic=lambda: t[0])) as client:
+    t = [float(int(time.time()))]  # the bucket is shared by workers: it runs on the (injected) wall clock
+    with TestClient(create_app(settings, clock=lambda: t[0])) as client:
         key = new_api_key()
         client.app.state.ctx.service.storage.api_key_create("slow", hash_api_key(key), ["status"], 1.0, 0, "t")  # type: ignore[attr-defined]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,10 @@ from issuer import Settings, create_app
 from issuer.anchor import CheckpointRefused, issuer_public_keys, read_checkpoint
 from issuer.audit import GENESIS, AuditRow, row_hash, verify_chain
 from issuer.cli import main
-from issuer.sqlite_store import SQLiteStorage
+from issuer.storage.sqlite import SQLiteStorage
 from suishenma import SigningKey, parse_checkpoint, sign_checkpoint
 
-from .conftest import bearer, enrol
+from .conftest import bearer, enrol, storage_of
 
 
 def _rows(n: int) -> list[AuditRow]:
@@ -50,17 +49,31 @@ def _audit(home: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple
     return code, capsys.readouterr().out
 
 
-def _sql(home: Path, script: str) -> None:
-    conn = sqlite3.connect(home / "var" / "issuer.db")
-    conn.executescript(script)
-    conn.commit()
-    conn.close()
+def _sql(home: Path, *statements: str) -> None:
+    """Edit the database underneath the issuer, as someone with write access to it could."""
+    store = storage_of(home)
+    with store._write() as c:
+        for statement in statements:
+            c.execute(statement)
+    store.close()
+
+
+def _cut_tail(home: Path, keep: int) -> None:
+    """Delete the audit rows after ``keep`` and reset the high-water mark to match (each backend keeps its own)."""
+    store = storage_of(home)
+    mark = (
+        f"UPDATE sqlite_sequence SET seq = {keep} WHERE name = 'audit'"
+        if isinstance(store, SQLiteStorage)
+        else f"UPDATE audit_seq SET n = {keep}"
+    )
+    store.close()
+    _sql(home, f"DELETE FROM audit WHERE id > {keep}", mark)
 
 
 def _last_id(home: Path) -> int:
-    conn = sqlite3.connect(home / "var" / "issuer.db")
-    last = int(conn.execute("SELECT MAX(id) FROM audit").fetchone()[0])
-    conn.close()
+    store = storage_of(home)
+    last = store.audit_head()[0]
+    store.close()
     return last
 
 
@@ -79,11 +92,8 @@ def test_audit_tail_cut_with_its_sequence_mark_reset_fails_against_the_checkpoin
     last = _last_id(served)
     code, out = _audit(served, capsys)
     assert code == 0 and f"checkpoint at row {last}" in out  # the server checkpointed on shutdown
-    _sql(
-        served,
-        f"DELETE FROM audit WHERE id > {last - 2}; UPDATE sqlite_sequence SET seq = {last - 2} WHERE name = 'audit'",
-    )
-    store = SQLiteStorage(served / "var" / "issuer.db")
+    _cut_tail(served, last - 2)
+    store = storage_of(served)
     assert verify_chain(store.audit_rows(), store.audit_high_water()).ok  # the chain alone sees nothing
     store.close()
     code, out = _audit(served, capsys)
@@ -95,17 +105,17 @@ def test_audit_tail_cut_with_its_sequence_mark_reset_fails_against_the_checkpoin
 def test_audit_chain_rehashed_after_an_edit_fails_against_the_checkpoint(
     served: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = SQLiteStorage(served / "var" / "issuer.db")
+    store = storage_of(served)
     rows = list(store.audit_rows())
     store.close()
     prev, script = GENESIS, []
     for r in rows:  # row 2 gets another actor; every hash from there on is recomputed
         actor = "someone else" if r.id == 2 else r.actor
         h = row_hash(prev, r.id, r.at, actor, r.action, r.target, r.detail)
-        script.append(f"UPDATE audit SET actor = '{actor}', prev_hash = '{prev}', hash = '{h}' WHERE id = {r.id};")
+        script.append(f"UPDATE audit SET actor = '{actor}', prev_hash = '{prev}', hash = '{h}' WHERE id = {r.id}")
         prev = h
-    _sql(served, "\n".join(script))
-    store = SQLiteStorage(served / "var" / "issuer.db")
+    _sql(served, *script)
+    store = storage_of(served)
     assert verify_chain(store.audit_rows(), store.audit_high_water()).ok  # a consistent, rewritten chain
     store.close()
     code, out = _audit(served, capsys)
@@ -121,7 +131,7 @@ def test_checkpoint_forged_with_another_key_is_rejected_with_its_reason(
     code, out = _audit(served, capsys)
     assert code == 1 and "checkpoint audit-checkpoint.cwt is not trustworthy: list_wrong_signer: kid" in out
     # nor does the issuer replace it with one of its own: the forgery stays as evidence
-    store = SQLiteStorage(served / "var" / "issuer.db")
+    store = storage_of(served)
     service = create_app(Settings(base_dir=served), store).state.ctx.service
     with pytest.raises(CheckpointRefused, match="does not verify"):
         service.anchor.write(1_790_000_000)
@@ -138,10 +148,8 @@ def test_issuer_refuses_to_checkpoint_a_truncated_log(served: Path) -> None:
     path = served / "var" / "audit-checkpoint.cwt"
     held = path.read_bytes()
     last = _last_id(served)
-    _sql(
-        served, f"DELETE FROM audit WHERE id = {last}; UPDATE sqlite_sequence SET seq = {last - 1} WHERE name = 'audit'"
-    )
-    store = SQLiteStorage(served / "var" / "issuer.db")
+    _cut_tail(served, last - 1)
+    store = storage_of(served)
     service = create_app(Settings(base_dir=served), store).state.ctx.service
     with pytest.raises(CheckpointRefused, match="rows were deleted from the end"):
         service.anchor.write(1_790_000_000)
@@ -163,9 +171,7 @@ def test_checkpoint_kept_by_a_monitor_catches_a_truncation_the_local_one_hides(
     last = _last_id(served)
     assert cp.seq == last and cp.issuer == "SH"
     # someone with the host cuts the tail and, holding the signing key, re-anchors the shorter log
-    _sql(
-        served, f"DELETE FROM audit WHERE id = {last}; UPDATE sqlite_sequence SET seq = {last - 1} WHERE name = 'audit'"
-    )
+    _cut_tail(served, last - 1)
     (served / "var" / "audit-checkpoint.cwt").unlink()
     assert main(["--dir", str(served), "api-key", "revoke", "--name", "mint"]) == 0  # any CLI change re-anchors
     assert _audit(served, capsys)[0] == 0  # the local checkpoint now agrees with the cut log

@@ -19,10 +19,17 @@ from PIL import Image
 from issuer import Settings, create_app
 from issuer.auth import hash_api_key
 from issuer.cli import main
-from issuer.sqlite_store import SQLiteStorage
+from issuer.sealing import Sealer
+from issuer.storage.sqlite import SQLiteStorage
 from suishenma import SigningKey, load_verification_key, parse_trust_list, verify
 
-from .conftest import bearer, enrol, trust_list
+from .conftest import bearer, enrol, query, storage_of, trust_list
+
+
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
 
 
 def test_init_makes_keys_database_and_first_lists_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +37,8 @@ def test_init_makes_keys_database_and_first_lists_once(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     assert "BJ" in out and "PRIVATE" not in out
     keys = sorted(p.name for p in (tmp_path / "keys").iterdir())
-    assert keys[-2:] == ["root.key", "root.pub"] and keys[0].startswith("issuer-") and keys[0].endswith(".key")
+    assert keys[-2:] == ["root.key", "root.pub"] and keys[0] == "data.key"  # names and ID numbers are sealed with it
+    assert keys[1].startswith("issuer-") and keys[1].endswith(".key")
     for p in (tmp_path / "keys").glob("*.key"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert (tmp_path / "var" / "issuer.db").exists()
@@ -54,7 +62,7 @@ def open_umask() -> Iterator[None]:
 def test_other_local_users_cannot_read_the_database_wal_or_keys(tmp_path: Path, open_umask: None) -> None:
     assert main(["--dir", str(tmp_path), "init"]) == 0
     assert _mode(tmp_path / "var") == 0o700 and _mode(tmp_path / "keys") == 0o700
-    store = SQLiteStorage(tmp_path / "var" / "issuer.db")
+    store = storage_of(tmp_path)
     store.subject_create("00000000000000aa", "张三", "310101199001011234", 0, "t")  # the WAL now holds a name
     db = tmp_path / "var" / "issuer.db"
     wal, shm = db.with_name("issuer.db-wal"), db.with_name("issuer.db-shm")
@@ -74,7 +82,7 @@ def test_database_made_world_readable_by_an_older_version_is_tightened_on_open(
     conn.commit()
     wal = db.with_name("issuer.db-wal")
     assert _mode(db) == 0o644 and _mode(wal) == 0o644
-    store = SQLiteStorage(db)  # while the other connection keeps the WAL in place
+    store = SQLiteStorage(db, Sealer.generate())  # while the other connection keeps the WAL in place
     assert _mode(db) == 0o600 and _mode(wal) == 0o600
     store.close()
     conn.close()
@@ -155,7 +163,7 @@ def test_api_key_is_printed_once_as_last_line_and_stored_hashed(home: Path, caps
     assert key.startswith("ssk_") and len(key) > 40
     raw = b"".join(p.read_bytes() for p in (home / "var").glob("issuer.db*"))
     assert key.encode() not in raw
-    record = SQLiteStorage(home / "var" / "issuer.db").api_key_by_hash(hash_api_key(key))
+    record = storage_of(home).api_key_by_hash(hash_api_key(key))
     assert record is not None and record.scopes == {"mint", "enrol"}
     assert main(["--dir", str(home), "api-key", "create", "--name", "app", "--scopes", "mint"]) == 1  # name taken
     assert main(["--dir", str(home), "api-key", "create", "--name", "x", "--scopes", "root"]) == 1
@@ -167,7 +175,7 @@ def test_api_key_rate_that_is_not_a_positive_number_is_a_usage_error(
 ) -> None:
     assert main(["--dir", str(home), "api-key", "create", "--name", "app", "--scopes", "mint", f"--rate={rate}"]) == 2
     assert "--rate must be a finite number" in capsys.readouterr().err
-    assert SQLiteStorage(home / "var" / "issuer.db").api_keys() == []
+    assert storage_of(home).api_keys() == []
 
 
 @pytest.mark.parametrize(
@@ -184,7 +192,7 @@ def test_api_key_names_that_would_spoof_output_or_match_no_kiosk_are_refused(
 ) -> None:
     assert main(["--dir", str(home), "api-key", "create", "--name", name, "--scopes", scopes]) == 2
     assert says in capsys.readouterr().err
-    assert SQLiteStorage(home / "var" / "issuer.db").api_keys() == []
+    assert storage_of(home).api_keys() == []
 
 
 def test_default_rate_from_settings_must_be_finite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,8 +240,9 @@ def test_rotation_keeps_old_key_trusted_until_its_codes_expire(
         assert verify(new_code, trust.keyring, now=now).kid != old_kid
         assert verify(after, trust.keyring, now=now).kid == verify(new_code, trust.keyring, now=now).kid
     # once the old key's last code has expired, re-signing drops it
-    store = SQLiteStorage(home / "var" / "issuer.db")
-    store.conn.execute("UPDATE signing_keys SET last_expiry = ? WHERE kid = ?", (now - 1, old_kid.hex()))
+    store = storage_of(home)
+    with store._write() as c:
+        c.execute("UPDATE signing_keys SET last_expiry = ? WHERE kid = ?", (now - 1, old_kid.hex()))
     store.close()
     assert main(["--dir", str(home), "trust-list", "sign"]) == 0
     with TestClient(create_app(settings)) as client:
@@ -321,8 +330,8 @@ def test_offline_codes_with_an_unknown_subject_issues_nothing(
     listing = tmp_path / "people.txt"
     listing.write_text(enrol(client, keys["enrol"]) + "\nffffffffffffffff\n")
     assert main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(tmp_path / "o")]) == 1
-    store = SQLiteStorage(home / "var" / "issuer.db")
-    assert store.conn.execute("SELECT COUNT(*) FROM offline_codes").fetchone()[0] == 0
+    store = storage_of(home)
+    assert query(store, "SELECT COUNT(*) FROM offline_codes")[0][0] == 0
     listing.write_text("not-a-subject\n")
     assert main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(tmp_path / "o")]) == 1
 

@@ -22,6 +22,13 @@ from issuer.logs import LINE_PATTERN
 from issuer.settings import Settings, load_settings
 from suishenma import __version__
 
+
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
+
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "issuer.example.toml"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from suishenma import (
     verify,
 )
 
-from .conftest import Clock, bearer, enrol, trust_list
+from .conftest import Clock, bearer, enrol, query, trust_list
 
 
 def _phone(alg: Alg = Alg.ES256) -> tuple[SigningKey, dict[str, str]]:
@@ -153,10 +152,10 @@ def test_unusable_or_private_jwk_is_422_and_nothing_is_stored(
     s = enrol(client, keys["enrol"])
     r = client.post(f"/v1/subjects/{s}/device-credentials", json={"jwk": jwk}, headers=bearer(keys["mint"]))
     assert r.status_code == 422 and r.json()["error"] == "invalid_input" and problem in r.json()["detail"]
-    with sqlite3.connect(home / "var" / "issuer.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM devices").fetchone()[0] == 0
-        secret = "A" * 43
-        assert not any(secret in str(row) for row in db.execute("SELECT * FROM audit"))
+    store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    assert query(store, "SELECT COUNT(*) FROM devices") == [(0,)]
+    secret = "A" * 43
+    assert not any(secret in str(row) for row in query(store, "SELECT * FROM audit"))
 
 
 def test_device_credentials_need_the_mint_scope_and_are_audited(client: TestClient, keys: dict[str, str]) -> None:

@@ -17,6 +17,13 @@ from issuer.live import LiveIssuer
 
 from .chromium import NO_NETWORK, chromium, wait_for
 
+
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
+
+
 CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
 
 

@@ -14,10 +14,9 @@ import pytest
 
 from issuer.audit import verify_chain
 from issuer.live import LiveIssuer
-from issuer.sqlite_store import SQLiteStorage
 from suishenma import load_verification_key, parse_trust_list, verify
 
-from .conftest import PERSON, new_person
+from .conftest import PERSON, new_person, query, storage_of
 
 
 def h(key: str) -> dict[str, str]:
@@ -61,7 +60,7 @@ def test_concurrent_status_updates_all_land_and_the_chain_holds(
     for t in threads:
         t.join()
     live.stop()
-    store = SQLiteStorage(home / "var" / "issuer.db")
+    store = storage_of(home)
     rows = [r for r in store.audit_rows() if r.action == "subject.status"]
     assert sorted(r.detail.split('"reason":"')[1].split('"')[0] for r in rows) == sorted(acknowledged)
     assert verify_chain(store.audit_rows(), store.audit_high_water()).ok
@@ -100,8 +99,8 @@ def test_kill_9_during_write_burst_keeps_every_acknowledged_write(home: Path, ke
     for t in threads:
         t.join()
     assert len(acknowledged) >= target
-    store = SQLiteStorage(home / "var" / "issuer.db")  # reopens: WAL recovery
-    held = {r[0] for r in store.conn.execute("SELECT subject FROM subjects")}
+    store = storage_of(home)  # reopens: WAL recovery
+    held = {r[0] for r in query(store, "SELECT subject FROM subjects")}
     assert set(acknowledged) <= held
     enrolled = {r.target for r in store.audit_rows() if r.action == "subject.enrol"}
     assert held == enrolled  # no subject without its audit row, and no audit row without its subject

@@ -23,6 +23,12 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
+
+
 def _chromium() -> tuple[str, str]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")

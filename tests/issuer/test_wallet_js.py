@@ -24,6 +24,13 @@ from suishenma import (
 from suishenma import inspect as inspect_code
 from tests.conftest import NOW, SUBJECT
 
+
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
+
+
 SCRIPT = Path(__file__).resolve().parents[2] / "issuer" / "static" / "device-wallet.js"
 HARNESS = """
 import fs from "fs";

@@ -19,10 +19,16 @@ import pytest
 
 from issuer.auth import SCOPES, hash_api_key, new_api_key
 from issuer.live import LiveIssuer, init_dir
-from issuer.sqlite_store import SQLiteStorage
 
 from .chromium import chromium, decode_qr, phone_screen, screenshot, wait_for
-from .conftest import new_person
+from .conftest import new_person, storage_of
+
+
+@pytest.fixture()
+def backend() -> str:
+    """These tests are not about storage: the embedded default only."""
+    return "sqlite"
+
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -40,7 +46,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def staff(base: Path) -> dict[str, str]:
     """An API key for enrolling people and setting their status."""
     key = new_api_key()
-    store = SQLiteStorage(base / "var" / "issuer.db")
+    store = storage_of(base)
     store.api_key_create("staff", hash_api_key(key), [s for s in SCOPES if s != "admin"], 1000.0, 0, "test")
     store.close()
     return {"Authorization": f"Bearer {key}"}

@@ -1,8 +1,11 @@
 """The narrow storage interface the service needs, and the records it returns.
 
-Routes and the service only see ``Storage``; ``SQLiteStorage`` is the embedded default, and a
-PostgreSQL backend implements the same methods. Every mutating method appends its audit row in the
-same transaction, so a write and its audit entry land together or not at all.
+Routes and the service only see ``Storage``. Two backends implement it: ``sqlite.SQLiteStorage``, the
+embedded default, and ``postgres.PostgresStorage`` for several workers and nodes; both share their SQL in
+``sql.SqlStorage`` and keep their schema migrations beside them. ``open_storage`` picks one from the
+settings. Every state change appends its audit row in the same transaction, so a write and its audit
+entry land together or not at all. Names and ID numbers are sealed (``issuer.sealing``) before they are
+stored; records hold them opened.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .audit import AuditRow
+from ..audit import AuditRow
 
 # Offline-code states; the values are the status list's 2-bit entries (valid / revoked / suspended).
 VALID, REVOKED, SUSPENDED = 0, 1, 2
@@ -32,6 +35,15 @@ class Conflict(Exception):
     def __init__(self, message: str, zh: str = "") -> None:
         super().__init__(message)
         self.message_en, self.message_zh = message, zh
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot be reached or did not answer in time; nothing was changed. ``message_zh`` says it
+    in Chinese."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message_en, self.message_zh = message, f"数据库暂时不可用（{message}），请稍后重试"
 
 
 class DeviceLimit(Conflict):
@@ -99,15 +111,34 @@ class PublishedList:
 
 
 @dataclass(frozen=True)
-class MintRecord:
-    """A signed dynamic code, for the audit log (never the code itself)."""
+class MintCount:
+    """How many dynamic codes one API key minted in one minute, with one signing key, for one scenario."""
 
-    subject: str
+    actor: str
+    minute: int  # Unix time of the minute's start
     kid: str
     scenario: str
-    expires_at: int
-    at: int
-    actor: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One status change of a batch, naming the person by subject or by ID number (exactly one)."""
+
+    status: str
+    reason: str
+    until: int | None = None
+    subject: str | None = None
+    id_number: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch of status changes did: ``applied`` changes stored, and for each refused one its
+    position in the batch and the reason (``unknown_subject``, ``unknown_id_number``)."""
+
+    applied: int
+    failed: list[tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -184,8 +215,24 @@ class Storage(Protocol):
         """
         ...
 
+    def subject_set_status_many(
+        self, changes: Sequence[StatusChange], now: int, actor: str, *, all_or_none: bool
+    ) -> BatchResult:
+        """Apply a batch of status changes in one transaction, each audited as ``subject_set_status`` would.
+        Changes naming an unknown subject or ID number are refused; with ``all_or_none`` one refusal
+        applies nothing, otherwise the others apply."""
+        ...
+
     # minting
-    def record_mint(self, mint: MintRecord) -> None: ...
+    def signing_key_extend(self, kid: str, until: int) -> None:
+        """Keep ``kid`` listed in the trust list at least until ``until`` (its newest code's expiry)."""
+        ...
+
+    def mint_counts_add(self, counts: Sequence[MintCount]) -> None:
+        """Add to the per-minute mint counters (not audited: minting changes no state)."""
+        ...
+
+    def mint_counts(self, since: int = 0) -> list[MintCount]: ...
     def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int: ...
     def offline_get(self, index: int) -> OfflineCodeRecord | None: ...
     def offline_set_state(self, index: int, state: int, now: int, actor: str) -> bool: ...
@@ -220,6 +267,17 @@ class Storage(Protocol):
     # published lists
     def list_get(self, name: str) -> PublishedList | None: ...
     def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None: ...
+
+    # coordination between workers and nodes
+    def rate_take(self, key_id: int, rate: float, burst: float, want: float, now: float) -> tuple[float, float]:
+        """Take up to ``want`` whole tokens from the API key's shared bucket (refilled at ``rate`` per second,
+        holding at most ``burst``); return (tokens granted, tokens left in the bucket)."""
+        ...
+
+    def lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Hold the named lease for ``ttl`` seconds: True when ``holder`` has it (it was free, expired, or
+        its own already), False while another holder's lease runs."""
+        ...
 
     # kiosk scan logs
     def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult: ...

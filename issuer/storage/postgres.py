@@ -1,0 +1,164 @@
+"""PostgreSQL storage, for several workers and nodes: psycopg 3 with its connection pool.
+
+Every node's workers share one database (a primary; a streaming replica takes over on failover, see
+docs/capacity.md). Audited writes take a transaction-scoped advisory lock, so the audit chain has one
+head across every process; other writes (mint counters, rate buckets, leases) rely on row locks. A
+database that cannot be reached, or drops a connection mid-request, raises ``StorageUnavailable``: the
+open transaction is rolled back by the server, so nothing is half written, and the pool reconnects
+when the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ..sealing import Sealer
+from . import StorageUnavailable
+from .postgres_migrations import MIGRATIONS
+from .sql import Cursor, SqlStorage, Tx
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock keys: one for audited writes, one for schema migrations.
+AUDIT_LOCK = 0x5348_4155_4449_54  # "SHAUDIT"
+MIGRATION_LOCK = 0x5348_4D49_4752  # "SHMIGR"
+CONNECT_TIMEOUT_S = 3
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+class _PgTx:
+    """The shared SQL's ``?`` placeholders on a psycopg connection (``%s``; a literal ``%`` doubled)."""
+
+    _cache: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    @classmethod
+    def _sql(cls, sql: str) -> str:
+        out = cls._cache.get(sql)
+        if out is None:
+            out = cls._cache[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return out
+
+    def execute(self, sql: str, params: Any = (), /) -> Cursor:
+        return self.conn.execute(self._sql(sql), tuple(params))  # type: ignore[arg-type,return-value]
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]], /) -> object:
+        with self.conn.cursor() as cur:
+            cur.executemany(self._sql(sql), [tuple(r) for r in rows])  # type: ignore[arg-type]
+        return None
+
+
+def migrate(pool: ConnectionPool[Any]) -> int:
+    """Bring the schema to the newest version under an advisory lock (workers starting together apply
+    each step once); return the version.
+
+    Raises:
+        RuntimeError: the schema is newer than this software.
+    """
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema {version} is newer than this software ({len(MIGRATIONS)})")
+        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute("INSERT INTO schema_version VALUES (%s)", (n,))
+    return len(MIGRATIONS)
+
+
+class PostgresStorage(SqlStorage):
+    """``Storage`` on a PostgreSQL database named by a URL (``postgresql://user@host:port/db``)."""
+
+    def __init__(self, url: str, sealer: Sealer, *, max_connections: int = 8, timeout: float = 5.0) -> None:
+        """Connect and migrate.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached within ``timeout`` seconds.
+            RuntimeError: its schema is newer than this software.
+        """
+        super().__init__(sealer)
+        self.url = url
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            timeout=timeout,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            },
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
+            open=False,
+            name="suishenma-issuer",
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+            migrate(self.pool)
+        except psycopg.OperationalError as exc:
+            self.pool.close()
+            raise StorageUnavailable(f"cannot reach PostgreSQL at {_redacted(url)}: {_first_line(exc)}") from None
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:  # PoolTimeout, connection lost, server shutting down
+            log.warning("database unavailable: %s", _first_line(exc))
+            raise StorageUnavailable(f"the database is unavailable: {_first_line(exc)}") from None
+
+    @contextmanager
+    def _write(self, serial: bool = True) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction():
+            if serial:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
+            yield _PgTx(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[Tx]:
+        with self._connection() as conn:
+            yield _PgTx(conn)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield _PgTx(conn)
+
+    def _reserve_audit_ids(self, c: Tx, n: int) -> int:
+        top = int(c.execute("UPDATE audit_seq SET n = n + ? RETURNING n", (n,)).fetchone()[0])
+        return top - n + 1
+
+    def audit_high_water(self) -> int:
+        with self._read() as c:
+            return int(c.execute("SELECT n FROM audit_seq").fetchone()[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in sorted(info.items()))
