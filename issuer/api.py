@@ -33,13 +33,15 @@ from .models import (
     OfflineStateResponse,
     ScanLogBatch,
     ScanLogResponse,
+    StatusBatch,
+    StatusBatchResponse,
     StatusRequest,
     StatusResponse,
     SubjectResponse,
 )
 from .publish import etag_of
 from .render import png, qr_matrix, svg
-from .storage import PublishedList, ScanRecord
+from .storage import PublishedList, ScanRecord, StatusChange
 
 TRUST_LIST_TYPE = "application/suishenma-trustlist+cwt"
 STATUS_LIST_TYPE = "application/statuslist+cwt"
@@ -181,6 +183,33 @@ async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[
     ctx = caller.ctx
     changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
     return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
+
+
+STATUS_UPDATES = "/v1/status-updates"
+
+
+@router.post(
+    STATUS_UPDATES.removeprefix("/v1"),
+    response_model=StatusBatchResponse,
+    tags=["subjects"],
+    responses={422: {"model": ErrorBody, "description": "invalid input, or `batch_refused` (nothing applied)"}},
+)
+async def set_statuses(body: StatusBatch, caller: Annotated[Caller, require("status")]) -> Response:
+    """Up to 10,000 status changes in one transaction, each naming the person by `subject` or by
+    `id_number`, each with the effects and the audit row of a single change. All or nothing: when a change
+    names no enrolled person, none applies and the answer is 422 `batch_refused` with
+    `detail.failed` = [{"index", "reason"}] (`unknown_subject`, `unknown_id_number`). Status lists are
+    rebuilt once, on their next request. For larger files use `suishenma-issuer status import`.
+    """
+    ctx = caller.ctx
+    changes = [
+        StatusChange(c.status, c.reason, c.valid_until, subject=c.subject, id_number=c.id_number) for c in body.changes
+    ]
+    result = ctx.service.set_statuses(changes, ctx.now(), caller.actor, all_or_none=True)
+    if result.failed:
+        failed = [{"index": i, "reason": why} for i, why in result.failed]
+        raise ApiError("batch_refused", {"failed": failed[:1000], "count": len(failed)})
+    return as_json({"applied": result.applied})
 
 
 def _kind_from_accept(accept: str) -> str:

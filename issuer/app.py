@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +47,17 @@ from .storage.sqlite import SQLiteStorage
 
 log = logging.getLogger("issuer")
 DOCS_ASSETS = "/docs-assets"
+# ``serve --workers N`` hands its settings to the worker processes in this variable (JSON).
+SERVE_SETTINGS_ENV = "SUISHENMA_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``serve --workers N`` worker process, from the settings its parent checked.
+
+    Raises: KeyError when not started by ``serve``; SealError, StorageUnavailable as ``open_storage``.
+    """
+    settings = Settings.model_validate_json(os.environ[SERVE_SETTINGS_ENV])
+    return create_app(settings, open_storage(settings))
 
 
 def create_app(
@@ -153,7 +165,12 @@ def create_app(
         return error_response("internal")
 
     bearer_openapi(app, api.router)
-    app.add_middleware(Guard, metrics=ctx.metrics, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        Guard,
+        metrics=ctx.metrics,
+        max_body=settings.max_body_bytes,
+        larger={api.STATUS_UPDATES: settings.max_batch_body_bytes},
+    )
     return app
 
 

@@ -30,10 +30,12 @@ class BodyTooLarge(HTTPException):
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, larger: dict[str, int] | None = None) -> None:
+        """``larger``: paths allowed a bigger body than ``max_body`` (the batch of status changes)."""
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,11 +44,12 @@ class Guard:
         start = time.perf_counter()
         status = 500
         started = False
+        max_body = self.larger.get(scope["path"], self.max_body)
 
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_large = int(value) > self.max_body
+                    too_large = int(value) > max_body
                 except ValueError:
                     too_large = True
                 if too_large:
@@ -55,7 +58,6 @@ class Guard:
                     return
 
         received = 0
-        max_body = self.max_body
 
         async def capped_receive() -> Message:
             nonlocal received

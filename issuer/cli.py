@@ -12,6 +12,7 @@ import json
 import logging
 import logging.config
 import math
+import os
 import re
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from suishenma import SuishenmaError, __version__, load_signing_key, passphrase_from_env, unprintable_character
 
+from . import cli_data
 from .anchor import CheckpointRefused, verify_audit
 from .auth import hash_api_key, new_api_key, parse_scopes
 from .cli_support import Parser, exit_with, print_error, print_json, print_warning
@@ -68,11 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH")
 
-    serve = sub.add_parser(
-        "serve", parents=plain, help="run the HTTP service (one uvicorn worker); refuses to start if it cannot sign"
-    )
+    serve = sub.add_parser("serve", parents=plain, help="run the HTTP service; refuses to start if it cannot sign")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1; about one per core)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
     key = sub.add_parser("api-key", parents=plain, help="API keys").add_subparsers(
@@ -97,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=scripted,
         help="add a new signing key; the old one stays trusted until its codes expire. On an encrypted keystore"
         " set SUISHENMA_KEY_PASSPHRASE; nothing changes when a key cannot be opened",
+    )
+    keys.add_parser(
+        "rotate-data", parents=scripted, help="a new data key for names and ID numbers; every person is re-sealed"
     )
 
     trust = sub.add_parser("trust-list", parents=plain, help="the root-signed trust list").add_subparsers(
@@ -129,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a checkpoint kept elsewhere (e.g. fetched from /v1/audit/checkpoint) instead of var/'s",
     )
 
+    cli_data.add_parsers(sub, plain, scripted)
     paper = sub.add_parser("offline-codes", parents=scripted, help="issue printable paper codes for a list of subjects")
     paper.add_argument("--subjects", type=Path, required=True, help="file with one subject id per line")
     paper.add_argument("--out", type=Path, required=True)
@@ -242,7 +247,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Refuses to start (exit 1, the cause in both languages) when the issuer could not sign."""
     import uvicorn
 
-    from .app import create_app
+    from .app import SERVE_SETTINGS_ENV, create_app
 
     require_initialised(settings)
     storage = open_storage(settings, private_data=False)
@@ -255,9 +260,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     config = log_config("INFO", args.access_log)
     logging.config.dictConfig(config)
     logging.captureWarnings(True)
-    app = create_app(settings, storage)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_config=config)
+    options = {"host": args.host, "port": args.port, "access_log": args.access_log, "log_config": config}
+    if args.workers == 1:
+        uvicorn.run(create_app(settings, storage), **options)
+        return 0
+    # Each worker process builds its own app (``app.app_from_environment``) from these settings.
+    storage.close()
+    os.environ[SERVE_SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run("issuer.app:app_from_environment", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _workers(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return n
 
 
 def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -340,6 +358,8 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "rotate-data":
+        return cli_data.rotate_data_key(settings, args)
     now = int(time.time())
     with _service(settings) as service:
         old, new = rotate(settings, service.storage, now, CLI_ACTOR)
@@ -447,6 +467,8 @@ COMMANDS = {
     "trust-list": cmd_trust_list,
     "audit": cmd_audit,
     "offline-codes": cmd_offline_codes,
+    "status": lambda settings, args: cli_data.cmd_status(settings, args, _service),
+    "db": cli_data.cmd_db,
 }
 
 

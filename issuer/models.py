@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from suishenma import check_display_text
 
@@ -55,6 +55,30 @@ class StatusRequest(Strict):
     valid_until: int | None = Field(default=None, ge=0, lt=2**53, description="POSIX time the status lapses")
 
     _printable = field_validator("reason")(printable)
+
+
+MAX_BATCH = 10_000
+
+
+class StatusUpdate(StatusRequest):
+    """One change of a batch: the person by ``subject`` or by ``id_number``, exactly one of them."""
+
+    subject: str | None = Field(default=None, pattern=SUBJECT_PATTERN)
+    id_number: str | None = Field(default=None, min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")
+
+    @model_validator(mode="after")
+    def _one_person(self) -> StatusUpdate:
+        if (self.subject is None) == (self.id_number is None):
+            raise ValueError("name the person by subject or by id_number: exactly one of them")
+        return self
+
+
+class StatusBatch(Strict):
+    changes: list[StatusUpdate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class StatusBatchResponse(BaseModel):
+    applied: int = Field(description="Changes stored; the whole batch, since it applies all or nothing")
 
 
 class StatusResponse(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +31,7 @@ from .storage import (
     DeviceIssue,
     DeviceLimit,
     DeviceRevoked,
+    ImportMark,
     NotFound,
     ScanLogResult,
     ScanRecord,
@@ -123,7 +125,13 @@ class IssuerService:
         return self.storage.subject_set_status(subject, status, reason, until, now, actor)
 
     def set_statuses(
-        self, changes: list[StatusChange], now: int, actor: str, *, all_or_none: bool = True
+        self,
+        changes: list[StatusChange],
+        now: int,
+        actor: str,
+        *,
+        all_or_none: bool = True,
+        mark: Callable[[BatchResult], ImportMark] | None = None,
     ) -> BatchResult:
         """A batch of status changes in one transaction (status lists are rebuilt once, on their next
         request). Changes naming an unknown person are listed in the result; with ``all_or_none`` (the
@@ -137,7 +145,7 @@ class IssuerService:
                 f"valid_until must be in the future (changes {late[:10]})",
                 f"valid_until 须晚于当前时间（第 {late[:10]} 项）",
             )
-        return self.storage.subject_set_status_many(changes, now, actor, all_or_none=all_or_none)
+        return self.storage.subject_set_status_many(changes, now, actor, all_or_none=all_or_none, mark=mark)
 
     def _current(self, subject: str, now: int) -> SubjectRecord:
         rec = self.subject(subject)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default=1000.0, gt=0, allow_inf_nan=False, description="Default per-key request rate for new API keys"
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted")
+    max_batch_body_bytes: int = Field(
+        default=4 << 20, ge=1024, description="Largest body of a batch of status changes (up to 10,000)"
+    )
     list_cache_s: int = Field(default=60, ge=0, description="Cache-Control max-age of published lists")
     demo_wallet: bool = Field(default=False, description="Serve /demo/wallet pages that mint without a key")
     public_url: str = Field(default="", description="Base URL published in status_uri (a path when empty)")

@@ -10,7 +10,7 @@ stored; records hold them opened.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,6 +133,17 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class ImportMark:
+    """How far a ``status import`` of one file (by its SHA-256) has come: stored with each batch it applies,
+    in the same transaction, so a resumed import neither skips nor repeats a line."""
+
+    digest: str
+    line: int  # lines of the file consumed, header included
+    applied: int  # changes applied so far
+    failed: int  # rows refused so far
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """What a batch of status changes did: ``applied`` changes stored, and for each refused one its
     position in the batch and the reason (``unknown_subject``, ``unknown_id_number``)."""
@@ -216,12 +227,21 @@ class Storage(Protocol):
         ...
 
     def subject_set_status_many(
-        self, changes: Sequence[StatusChange], now: int, actor: str, *, all_or_none: bool
+        self,
+        changes: Sequence[StatusChange],
+        now: int,
+        actor: str,
+        *,
+        all_or_none: bool,
+        mark: Callable[[BatchResult], ImportMark] | None = None,
     ) -> BatchResult:
         """Apply a batch of status changes in one transaction, each audited as ``subject_set_status`` would.
         Changes naming an unknown subject or ID number are refused; with ``all_or_none`` one refusal
-        applies nothing, otherwise the others apply."""
+        applies nothing, otherwise the others apply. ``mark``, given the batch's outcome, says how far an
+        import has come; it is stored in the same transaction."""
         ...
+
+    def import_mark(self, digest: str) -> ImportMark | None: ...
 
     # minting
     def signing_key_extend(self, kid: str, until: int) -> None:

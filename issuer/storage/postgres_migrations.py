@@ -53,4 +53,10 @@ MIGRATIONS: tuple[str, ...] = (
         key_id BIGINT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, stamp DOUBLE PRECISION NOT NULL);
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
     """,
+    # 2: how far each ``status import`` file has come, written with each batch it applies.
+    """
+    CREATE TABLE imports (
+        digest TEXT PRIMARY KEY, line BIGINT NOT NULL, applied BIGINT NOT NULL, failed BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL);
+    """,
 )

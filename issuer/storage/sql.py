@@ -8,7 +8,7 @@ backend (SQLite's single writer; a PostgreSQL advisory lock), so the audit chain
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from . import (
     DeviceIssue,
     DeviceLimit,
     DeviceRevoked,
+    ImportMark,
     MintCount,
     NotFound,
     OfflineCodeRecord,
@@ -323,7 +324,13 @@ class SqlStorage:
         return indices
 
     def subject_set_status_many(
-        self, changes: Sequence[StatusChange], now: int, actor: str, *, all_or_none: bool
+        self,
+        changes: Sequence[StatusChange],
+        now: int,
+        actor: str,
+        *,
+        all_or_none: bool,
+        mark: Callable[[BatchResult], ImportMark] | None = None,
     ) -> BatchResult:
         """Apply a batch in one transaction: statuses and ID numbers are looked up in chunks, and the paper-code
         and device statements run only for people who have any."""
@@ -374,7 +381,21 @@ class SqlStorage:
                 )
                 current[subject] = ch.status
             self._audit_many(c, events)
-            return BatchResult(len(events), failed)
+            result = BatchResult(len(events), failed)
+            if mark is not None:
+                m = mark(result)
+                c.execute(
+                    "INSERT INTO imports (digest, line, applied, failed, updated_at) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (digest) DO UPDATE SET line = excluded.line, applied = excluded.applied,"
+                    " failed = excluded.failed, updated_at = excluded.updated_at",
+                    (m.digest, m.line, m.applied, m.failed, now),
+                )
+            return result
+
+    def import_mark(self, digest: str) -> ImportMark | None:
+        with self._read() as c:
+            row = c.execute("SELECT digest, line, applied, failed FROM imports WHERE digest = ?", (digest,)).fetchone()
+        return ImportMark(row[0], int(row[1]), int(row[2]), int(row[3])) if row else None
 
     # --- minting ------------------------------------------------------------------------------------------
     def signing_key_extend(self, kid: str, until: int) -> None:

@@ -94,5 +94,11 @@ MIGRATIONS: tuple[Step, ...] = (
     CREATE TABLE rate_buckets (key_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL);
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL);
     """,
+    # 6: how far each ``status import`` file has come, written with each batch it applies.
+    """
+    CREATE TABLE imports (
+        digest TEXT PRIMARY KEY, line INTEGER NOT NULL, applied INTEGER NOT NULL, failed INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL);
+    """,
 )
 SEALING_STEP = 4  # the migration after which no clear name or ID number is left

@@ -16,6 +16,7 @@ ENDPOINTS = [
     ("POST", "/v1/subjects", {"name": "张三", "id_number": "1234"}, "enrol"),
     ("GET", "/v1/subjects/{s}", None, "status"),
     ("PUT", "/v1/subjects/{s}/status", {"status": "yellow"}, "status"),
+    ("POST", "/v1/status-updates", {"changes": [{"subject": SUBJECT, "status": "red"}]}, "status"),
     ("POST", "/v1/subjects/{s}/codes", {"scenario": "venue"}, "mint"),
     ("POST", "/v1/subjects/{s}/offline-codes", None, "mint"),
     ("POST", "/v1/offline-codes/{i}/revoke", None, "revoke"),
