@@ -27,7 +27,6 @@ from suishenma import (
 )
 
 from .clock import ClockReading, clock_wrong
-
 from .fetch import Fetcher, HttpxFetcher, Poster
 from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy

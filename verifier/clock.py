@@ -53,7 +53,9 @@ def estimate(samples: Iterable[ClockSample]) -> ClockReading | None:
         return None
     at = int(max(s.received_at for s in samples))
     dated = [s.received_at - (s.server_date + DATE_RESOLUTION_S) for s in samples if s.server_date is not None]
-    behind = [s.received_at - s.signed_iat for s in samples if s.signed_iat is not None and s.signed_iat > s.received_at]
+    behind = [
+        s.received_at - s.signed_iat for s in samples if s.signed_iat is not None and s.signed_iat > s.received_at
+    ]
     signed = min(behind) if behind else None
     header = statistics.median(dated) if dated else None
     if signed is not None and (header is None or signed < header - 1):
