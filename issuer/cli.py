@@ -242,9 +242,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         if args.root_pub:
             print(f"root key      {root} pinned (the shared root stays offline)")
             print(f"status list   version {status.version}; no trust list yet: set public_url, then")
-            print(
-                "              `trust-list request`, have the root sign it with the other regions', `trust-list import`"
-            )
+            print("              `trust-list request`, the root signs it with the others'; then `trust-list import`")
             return 0
         print(f"root key      {root} (development only: keep the production root offline)")
         print(f"trust list    version {trust_version}; status list version {status.version}")

@@ -99,7 +99,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             return base
     fresh_trust = trust if held_new else None
     statuses: dict[str, SignedStatusList] = {}
-    for issuer, url, outcome in _fetch_status_lists(state, fetcher, trust, base):
+    for issuer, _url, outcome in _fetch_status_lists(state, fetcher, trust, base):
         name = status_name(issuer)
         held = state.held.get(name) if issuer in state.status else None
         try:

@@ -62,7 +62,7 @@ MESSAGES: dict[VerdictReason, tuple[str, str]] = {
     VerdictReason.NO_STATUS_LIST: ("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
     VerdictReason.CLOCK_WRONG: (
         "时钟错误：本机时间不准，请联系工作人员",
-        "CLOCK WRONG: this kiosk's time is off; call staff",
+        "CLOCK WRONG: kiosk time is off; call staff",
     ),
 }
 
