@@ -20,7 +20,6 @@ import hmac
 import json
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -93,14 +92,20 @@ class Metrics:
         out += [f'suishenma_verifier_requests_rejected_total{{why="{w}"}} {n}' for w, n in rejected.items()]
         out += ["# TYPE suishenma_verifier_stale gauge", f"suishenma_verifier_stale {int(health.stale)}"]
         out += ["# TYPE suishenma_verifier_offline gauge", f"suishenma_verifier_offline {int(health.offline)}"]
-        out += ["# TYPE suishenma_verifier_clock_wrong gauge", f"suishenma_verifier_clock_wrong {int(health.clock_wrong)}"]
+        out += [
+            "# TYPE suishenma_verifier_clock_wrong gauge",
+            f"suishenma_verifier_clock_wrong {int(health.clock_wrong)}",
+        ]
         if health.clock_skew_s is not None:
             out += ["# TYPE suishenma_verifier_clock_skew_seconds gauge"]
             out += [f"suishenma_verifier_clock_skew_seconds {health.clock_skew_s}"]
         out += ["# TYPE suishenma_verifier_list_age_seconds gauge"]
         if health.trust_list_age_s is not None:
             out += [f'suishenma_verifier_list_age_seconds{{list="trust"}} {health.trust_list_age_s}']
-        out += [f'suishenma_verifier_list_age_seconds{{list="status:{i}"}} {h.age_s}' for i, h in health.status_lists.items()]
+        out += [
+            f'suishenma_verifier_list_age_seconds{{list="status:{i}"}} {h.age_s}'
+            for i, h in health.status_lists.items()
+        ]
         out += ["# TYPE suishenma_verifier_pending_uploads gauge"]
         out += [f"suishenma_verifier_pending_uploads {health.pending_uploads}"]
         return "\n".join(out) + "\n"
@@ -236,7 +241,9 @@ def create_app(
         if exc.status_code == 400:  # a body FastAPI could not even parse (e.g. nested too deep)
             metrics.reject("invalid_body")
             zh = '请求体应为 JSON：{"code": "…"}（无法解析）'
-            return Response(_problem("invalid_body", zh, f"the body could not be parsed: {exc.detail}"), 400, media_type=JSON)
+            return Response(
+                _problem("invalid_body", zh, f"the body could not be parsed: {exc.detail}"), 400, media_type=JSON
+            )
         return Response(_problem("http_error", str(exc.detail), str(exc.detail)), exc.status_code, media_type=JSON)
 
     @app.exception_handler(RequestValidationError)
@@ -245,12 +252,19 @@ def create_app(
         first = exc.errors()[0] if exc.errors() else {}
         detail = f"{first.get('msg', 'invalid')} at {'.'.join(str(x) for x in first.get('loc', ()))}"
         zh = f'请求体应为 JSON：{{"code": "…"}}（{detail}）'
-        return Response(_problem("invalid_body", zh, f'the body must be JSON {{"code": "..."}} ({detail})'), 422, media_type=JSON)
+        return Response(
+            _problem("invalid_body", zh, f'the body must be JSON {{"code": "..."}} ({detail})'), 422, media_type=JSON
+        )
 
     @app.post(
         "/v1/verify",
         dependencies=guarded,
-        responses={200: {"model": VerdictOut}, 401: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}},
+        responses={
+            200: {"model": VerdictOut},
+            401: {"model": Problem},
+            413: {"model": Problem},
+            422: {"model": Problem},
+        },
     )
     async def verify(body: VerifyIn) -> Response:
         """Decide on a scanned code. Blocking but short (a signature check and one durable log write), so it
@@ -282,4 +296,3 @@ def create_app(
 
 class _Unauthorised(Exception):
     pass
-

@@ -135,7 +135,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_live_service_answers_many_connections_at_once(sim: IssuerSim, make_verifier: MakeVerifier, tmp_path: Path) -> None:
+def test_live_service_answers_many_connections_at_once(
+    sim: IssuerSim, make_verifier: MakeVerifier, tmp_path: Path
+) -> None:
     make_verifier(name="state").close()
     port = _free_port()
     cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(tmp_path / "state"), "--port", str(port)]
