@@ -318,7 +318,7 @@ class Verifier:
             clock_skew_s=reading.skew_s if reading else None,
             clock_source=reading.source if reading else None,
             clock_checked_at=reading.measured_at if reading else None,
-            clock_wrong=trust is not None and clock_wrong(reading, _signed_floor(trust, status), at, p.skew_s),
+            clock_wrong=clock_wrong(reading, _signed_floor(trust, status), at, p.skew_s),
         )
 
 
