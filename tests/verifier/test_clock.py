@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from suishenma import IssuerEntry, SigningKey, StatusList, sign_status_list, sign_trust_list
-from verifier import Decision, FetchResult, Verifier, VerdictReason
+from verifier import Decision, FetchResult, VerdictReason, Verifier
 from verifier.clock import HTTP_DATE, SIGNED, ClockSample, clock_wrong, estimate
 from verifier.fetch import http_date
 

@@ -40,7 +40,7 @@ def regions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         servers[region] = issuer_live.LiveIssuer(home, port, env={"SUISHENMA_ISSUER_PUBLIC_URL": url})
     signed = tmp_path / "trust.cwt"
     _cli("trust-list", "sign", *requests, "--root-key", str(offline / "root.key"), "--out", str(signed))
-    for region, server in servers.items():
+    for server in servers.values():
         monkeypatch.setenv("SUISHENMA_ISSUER_PUBLIC_URL", server.url)
         _cli("--dir", str(server.base), "trust-list", "import", str(signed))
     try:
