@@ -26,6 +26,7 @@ from . import cli_data
 from .anchor import CheckpointRefused, verify_audit
 from .auth import hash_api_key, new_api_key, parse_scopes
 from .cli_support import Parser, exit_with, print_error, print_json, print_warning
+from .federation import join_root, remember_identity, with_identity
 from .health import check_can_sign, require_initialised
 from .keystore import create_root_key, create_signing_key, root_signing_key, rotate
 from .logs import log_config
@@ -68,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser(
         "init", parents=scripted, help="create the database, an issuer key, a dev root key, the first lists"
     )
-    init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH")
+    init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH; kept for later commands")
+    init.add_argument(
+        "--root-pub", type=Path, default=None, help="join an existing (offline) root: pin this public key, make no root"
+    )
 
     serve = sub.add_parser("serve", parents=plain, help="run the HTTP service; refuses to start if it cannot sign")
     serve.add_argument("--host", default="127.0.0.1")
@@ -107,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=Parser, metavar="ACTION"
     )
     ts = trust.add_parser("sign", parents=scripted, help="re-sign it now with keys/root.key, or sign a request offline")
-    ts.add_argument("--request", type=Path, help="offline: a request from `trust-list request` (no database used)")
+    ts.add_argument(
+        "--request",
+        type=Path,
+        action="append",
+        help="offline: a request from `trust-list request` (no database used); one per region for a federated list",
+    )
     ts.add_argument("--root-key", type=Path, help="offline: the root private key")
     ts.add_argument("--out", type=Path, help="offline: where to write the signed list")
     tr = trust.add_parser("request", parents=scripted, help="write what the next list must hold, for an offline root")
@@ -152,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        settings = load_settings(args.config, base_dir=args.dir, issuer_id=getattr(args, "issuer_id", None))
+        settings = with_identity(
+            load_settings(args.config, base_dir=args.dir, issuer_id=getattr(args, "issuer_id", None))
+        )
     except SettingsError as exc:
         for zh, en in exc.lines:
             print_error(zh, en)
@@ -217,9 +228,14 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
             return 0
+        root = join_root(settings, args.root_pub) if args.root_pub else None
         kid = create_signing_key(settings, service.storage, now, CLI_ACTOR)
-        root = create_root_key(settings)
-        trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
+        remember_identity(settings)
+        if root is None:
+            root = create_root_key(settings)
+            trust_version: int | None = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR).version
+        else:  # the shared root signs this region's first list: request, sign offline, import
+            trust_version = None
         status = service.publisher.status_list(now, actor=CLI_ACTOR)
         key_file = settings.keys_path / f"issuer-{kid}.key"
         if args.json:
@@ -231,15 +247,21 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                     "kid": kid,
                     "key_file": str(key_file),
                     "root_key": str(root),
-                    "trust_list_version": trust.version,
+                    "joined_root": bool(args.root_pub),
+                    "trust_list_version": trust_version,
                     "status_list_version": status.version,
                 }
             )
             return 0
         print(f"database      {settings.db_path}")
         print(f"issuer        {settings.issuer_id}, signing key {kid} in {key_file}")
+        if args.root_pub:
+            print(f"root key      {root} pinned (the shared root stays offline)")
+            print(f"status list   version {status.version}; no trust list yet: set public_url, then")
+            print("              `trust-list request`, the root signs it with the others'; then `trust-list import`")
+            return 0
         print(f"root key      {root} (development only: keep the production root offline)")
-        print(f"trust list    version {trust.version}; status list version {status.version}")
+        print(f"trust list    version {trust_version}; status list version {status.version}")
         return 0
 
 
@@ -383,12 +405,15 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
         if not args.root_key or not args.out:
             print_error("--request 需要同时给出 --root-key 和 --out", "--request needs --root-key and --out")
             return 2
-        body = sign_request(args.request, load_signing_key(args.root_key, passphrase_from_env()), now)
+        body, entries, version = sign_request(args.request, load_signing_key(args.root_key, passphrase_from_env()), now)
         args.out.write_bytes(body)
+        regions = {e.issuer: [x.key.kid.hex() for x in entries if x.issuer == e.issuer] for e in entries}
         if args.json:
-            print_json({"out": str(args.out), "bytes": len(body)})
+            print_json({"out": str(args.out), "bytes": len(body), "version": version, "issuers": regions})
         else:
-            print(f"signed {args.out} ({len(body)} bytes); import it on the issuer with `trust-list import`")
+            for issuer, kids in regions.items():  # for comparing with what each region reports, out of band
+                print(f"issuer {issuer}: keys {', '.join(kids)}")
+            print(f"signed {args.out} (version {version}, {len(body)} bytes); import it on each issuer")
         return 0
     with _service(settings) as service:
         if args.action == "request":

@@ -2,84 +2,48 @@
 
 1. On the issuer: ``trust-list request --out request.json`` writes what the next list must hold.
 2. On the offline machine: ``trust-list sign --request request.json --root-key root.key --out trust.cwt``
-   (no database needed there).
+   (no database needed there); one ``--request`` per region signs a federated list (federation.py).
 3. Back on the issuer: ``trust-list import trust.cwt`` checks it against the pinned ``keys/root.pub``
    (signature, not expired, version above the held one, the current signing key listed) and publishes it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from suishenma import (
-    Alg,
-    CodeType,
-    IssuerEntry,
-    SigningKey,
-    VerificationKey,
-    load_verification_key,
-    parse_trust_list,
-    sign_trust_list,
-)
+from suishenma import IssuerEntry, SigningKey, load_verification_key, parse_trust_list, sign_trust_list
 
-from .keystore import ROOT_KEY, active_record, trust_entries
-from .problems import InputError
+from .federation import add_proof, check_own_entries, entry_to_json, merge_requests
+from .keystore import ROOT_KEY, active_record, load_active_key, trust_entries
 from .publish import TRUST_LIST, etag_of
 from .settings import Settings
 from .storage import Conflict, PublishedList, Storage
 
-MAX_REQUEST_BYTES = 1 << 20
-
 
 def make_request(settings: Settings, storage: Storage, now: int) -> dict[str, Any]:
-    """The next trust list's content, for the offline signer. Raises: KeyFileError."""
+    """The next trust list's content for this issuer, with a proof that the holder of its current signing
+    key made it (federation.py). Raises: KeyFileError, NoSigningKey."""
     held = storage.list_get(TRUST_LIST)
-    return {
+    request = {
+        "issuer": settings.issuer_id,
+        "public_url": settings.public_url,
         "version": (held.version if held else 0) + 1,
         "ttl": settings.trust_list_ttl,
-        "entries": [
-            {
-                "issuer": e.issuer,
-                "kid": e.key.kid.hex(),
-                "alg": e.key.alg.name,
-                "public_key": e.key.pem().decode(),
-                "valid_from": e.valid_from,
-                "valid_until": e.valid_until,
-                "code_types": sorted(t.name.lower() for t in e.code_types),
-                "status_uri": e.status_uri,
-            }
-            for e in trust_entries(settings, storage, now)
-        ],
+        "entries": [entry_to_json(e) for e in trust_entries(settings, storage, now)],
     }
+    return add_proof(request, load_active_key(settings, storage).key)
 
 
-def sign_request(path: Path, root: SigningKey, now: int) -> bytes:
-    """Sign the list a request describes; each key must match its stated kid.
+def sign_request(paths: list[Path], root: SigningKey, now: int) -> tuple[bytes, list[IssuerEntry], int]:
+    """Sign one trust list for the regions the requests describe: (the list, its entries, its version).
 
     Raises:
-        ValueError: the request is malformed, too large, or a kid does not match its key.
+        InputError: a request is malformed, too large, tampered with, or repeats an issuer or a key (see
+            ``federation.merge_requests``).
     """
-    if path.stat().st_size > MAX_REQUEST_BYTES:
-        raise InputError(f"{path} is larger than any trust-list request", f"{path} 比任何信任列表请求都大")
-    try:
-        req = json.loads(path.read_text("utf-8"))
-        entries = []
-        for e in req["entries"]:
-            key = VerificationKey.from_pem(e["public_key"].encode(), Alg[e["alg"]])
-            if key.kid.hex() != e["kid"]:
-                raise InputError(
-                    f"entry {e['kid']}: the public key's kid is {key.kid.hex()}",
-                    f"条目 {e['kid']}：其公钥的 kid 是 {key.kid.hex()}",
-                )
-            types = frozenset(CodeType[t.upper()] for t in e["code_types"])
-            entries.append(
-                IssuerEntry(key, e["issuer"], int(e["valid_from"]), int(e["valid_until"]), types, e["status_uri"])
-            )
-        return sign_trust_list(entries, root, version=int(req["version"]), now=now, ttl=int(req["ttl"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not a trust-list request: {exc!r}", f"{path} 不是信任列表请求：{exc!r}") from None
+    entries, version, ttl = merge_requests(paths)
+    return sign_trust_list(entries, root, version=version, now=now, ttl=ttl), entries, version
 
 
 def import_signed(settings: Settings, storage: Storage, body: bytes, now: int, actor: str) -> PublishedList:
@@ -97,6 +61,7 @@ def import_signed(settings: Settings, storage: Storage, body: bytes, now: int, a
             f"version {trust.version} is not above the published {held.version}",
             f"版本 {trust.version} 不高于已发布的版本 {held.version}",
         )
+    check_own_entries(settings, trust, trust_entries(settings, storage, now))
     current = active_record(storage).kid
     if current not in {e.key.kid.hex() for e in trust.issuers}:
         raise Conflict(

@@ -1,6 +1,6 @@
 """``suishenma-scanner``: the kiosk app. ``main(argv) -> int``.
 
-suishenma-scanner --state DIR [--camera 0 | --video FILE | --images DIR | --url RTSP]
+suishenma-scanner --state DIR [--camera 0 | --video FILE | --images DIR | --url RTSP | --stdin | --hid DEV]
                   [--fullscreen | --headless] [--config FILE.toml]
 """
 
@@ -19,6 +19,7 @@ from .config import ScannerConfig, load_config
 from .cues import GateHook, Sound
 from .decode import Decoder
 from .dedup import Dedup
+from .hid import HidSource, StdinSource, open_evdev
 from .loop import Scanner, SyncThread
 from .sources import CaptureSource, FrameSource, ImageFolderSource, VideoFileSource
 
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="video file")
     src.add_argument("--images", help="folder of images")
     src.add_argument("--url", help="RTSP or HTTP stream URL")
+    src.add_argument("--stdin", action="store_true", help="codes typed by a keyboard-wedge reader, one per line")
+    src.add_argument("--hid", help="a keyboard-wedge reader as a Linux input device, e.g. /dev/input/event3")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--fullscreen", action="store_true")
     mode.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict on stdout")
@@ -54,6 +57,16 @@ def make_source(cfg: ScannerConfig) -> FrameSource:
     if cfg.url:
         return CaptureSource(cfg.url)
     return CaptureSource(cfg.camera if cfg.camera is not None else 0)
+
+
+def _typed_source(args: argparse.Namespace) -> FrameSource | None:
+    """A keyboard-wedge source when ``--stdin`` or ``--hid`` is given (the device opens in the loop)."""
+    if args.stdin:
+        return StdinSource(sys.stdin)
+    if args.hid:
+        path = args.hid
+        return HidSource(lambda: open_evdev(path))
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         verifier = Verifier.open(cfg.state)
-        source = make_source(cfg)
+        source = _typed_source(args) or make_source(cfg)
     except (SuishenmaError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -121,6 +121,11 @@ class Scanner:
             except Exception:
                 log.exception("frame source failed; retrying")
                 frame = None
+            if isinstance(frame, str):  # a code typed by a keyboard-wedge reader: no picture to decode
+                self._typed(frame)
+                if not self._show(None):
+                    break
+                continue
             if frame is None:
                 self.stats.bad_frames += 1
                 self._camera_state()
@@ -161,6 +166,21 @@ class Scanner:
         self.stats.verdicts += 1
         self.stats.verify_ms.append(float(getattr(verdict, "elapsed_ms", 0.0)))
         self._emit(verdict, decoded.decoder, decoded.ms, now)
+
+    def _typed(self, text: str) -> None:
+        """A code from a keyboard-wedge source: the same dedup, verify, screen, sound and gate hook."""
+        now = self.clock()
+        self.stats.decoded += 1
+        if not self.dedup.fresh(text, now):
+            return
+        try:
+            verdict = self.verifier.verify(text)
+        except Exception:
+            log.exception("a typed code could not be verified")
+            return
+        self.stats.verdicts += 1
+        self.stats.verify_ms.append(float(getattr(verdict, "elapsed_ms", 0.0)))
+        self._emit(verdict, "hid", 0.0, now)
 
     def _emit(self, verdict: Any, decoder: str, decode_ms: float, now: float) -> None:
         decision = str(verdict.decision)
@@ -234,6 +254,8 @@ class Scanner:
         age = getattr(h, "sync_age_s", None)  # since the last sync that succeeded, never a failed attempt
         if getattr(h, "trust_list_version", 0) is None:
             self._idle_reason = "no_trust_list"
+        elif getattr(h, "clock_wrong", False):
+            self._idle_reason = "clock_wrong"
         elif getattr(h, "stale", False):
             self._idle_reason = "stale_lists"
         else:

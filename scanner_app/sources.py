@@ -26,7 +26,9 @@ class EndOfStream(Exception):
 
 
 class FrameSource(Protocol):
-    def read(self) -> Frame | None: ...
+    def read(self) -> Frame | str | None:
+        """A frame; or, from a keyboard-wedge reader (hid.py), a code's text; None when nothing is ready."""
+        ...
 
 
 def usable(frame: object) -> bool:

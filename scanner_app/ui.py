@@ -32,12 +32,17 @@ IDLE_HEADLINE = {
     "camera": "摄像头未连接  NO CAMERA",
     "no_trust_list": "暂停服务  NOT READY",
     "stale_lists": "名单过期  LISTS OUT OF DATE",
+    "clock_wrong": "时钟错误  CLOCK WRONG",
 }
 IDLE_MESSAGES = {
     "": ("请将随申码对准摄像头", "Hold your code up to the camera"),
     "camera": ("摄像头未连接，正在重连；请检查线缆", "Camera disconnected: reconnecting; check the cable"),
     "no_trust_list": ("尚未同步名单，请联系工作人员", "Lists not synced yet: call staff"),
     "stale_lists": ("名单已过期，请联网同步或联系工作人员", "Lists out of date: connect to sync, or call staff"),
+    "clock_wrong": (
+        "本机时间不准，请校准时间（NTP）或联系工作人员",
+        "The kiosk's clock is wrong: fix NTP, or call staff",
+    ),
 }
 SCENARIO_LABELS = {"venue": "场所 · Venue", "hospital": "医院 · Hospital", "transit": "交通 · Transit"}
 FONT_PATHS = (
@@ -45,7 +50,7 @@ FONT_PATHS = (
     "/usr/share/fonts/noto-cjk/NotoSansCJK-{w}.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJKsc-{w}.otf",
 )
-GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "not_a_code", "malformed"}
+GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "not_a_code", "malformed", "clock_wrong"}
 
 
 class FontMissing(RuntimeError):

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from suishenma import CodeError, CodeType, EntryStatus, UsageError, VerificationKey, unprintable_character, verify
+from suishenma import (
+    CodeError,
+    CodeType,
+    EntryStatus,
+    SignedStatusList,
+    TrustList,
+    UsageError,
+    VerificationKey,
+    unprintable_character,
+    verify,
+)
 
+from .clock import ClockReading, clock_wrong
 from .fetch import Fetcher, HttpxFetcher, Poster
 from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy
@@ -32,6 +44,7 @@ class ListHealth:
     age_s: int  # since an issuer last confirmed it
     expires_in_s: int
     stale: bool
+    error: str | None = None  # why the last sync could not renew it (that region's outage), if it could not
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,11 @@ class Health:
     scans_today: int = 0
     pending_uploads: int = 0
     upload_conflicts: int = 0  # records the issuer holds differently under the same seq (kept here)
+    missing_status_lists: tuple[str, ...] = ()  # issuers in the trust list whose status list is not held
+    clock_skew_s: float | None = None  # this clock minus the issuers', as of the last reading; None: unknown
+    clock_source: str | None = None  # "signed" (a list's signed issue time) or "http-date" (the Date header)
+    clock_checked_at: int | None = None
+    clock_wrong: bool = False  # off by more than the scenario's skew allowance: codes are refused
 
 
 class Verifier:
@@ -167,6 +185,8 @@ class Verifier:
         trust_held = held.get(TRUST)
         if trust is None or trust_held is None:
             return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
+        if clock_wrong(self.sync_state.clock, _signed_floor(trust, status), at, p.skew_s):
+            return self._done(start, at, p.on_stale, VerdictReason.CLOCK_WRONG)
         if p.is_stale(trust_held, at):
             return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
         if not isinstance(text, str):
@@ -271,8 +291,12 @@ class Verifier:
             lst_stale = p.is_stale(h, at)
             lists[issuer] = ListHealth(lst.version, at - h.checked_at, lst.expires_at - at, lst_stale)
             stale = stale or (lst_stale and p.status_list == "always")
-        if p.status_list == "always" and trust is not None:
-            stale = stale or any(i not in status for i in trust.issuer_ids())
+        missing = tuple(i for i in trust.issuer_ids() if i not in status) if trust is not None else ()
+        if p.status_list == "always":
+            stale = stale or bool(missing)
+        errors = self.sync_state.issuer_errors
+        lists = {i: replace(h, error=errors.get(i)) for i, h in lists.items()}
+        reading = self.sync_state.clock
         local = time.localtime(at)
         midnight = int(time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)))
         today, pending, conflicts = self.store.counts(midnight)
@@ -290,7 +314,20 @@ class Verifier:
             scans_today=today,
             pending_uploads=pending,
             upload_conflicts=conflicts,
+            missing_status_lists=missing,
+            clock_skew_s=reading.skew_s if reading else None,
+            clock_source=reading.source if reading else None,
+            clock_checked_at=reading.measured_at if reading else None,
+            clock_wrong=clock_wrong(reading, _signed_floor(trust, status), at, p.skew_s),
         )
+
+
+def _signed_floor(trust: TrustList | None, status: Mapping[str, SignedStatusList]) -> int | None:
+    """The latest signed issue time among the held lists: a time this clock has already passed."""
+    times = [s.issued_at for s in status.values()]
+    if trust is not None:
+        times.append(trust.issued_at)
+    return max(times, default=None)
 
 
 def _printable(text: str) -> str:
@@ -312,6 +349,8 @@ class _SyncState:
     last_successful: int | None = None
     lists_ok: bool = False  # the last list sync succeeded
     upload_error: str | None = None
+    issuer_errors: Mapping[str, str] = field(default_factory=dict)  # the last sync's, per issuer
+    clock: ClockReading | None = None  # the last reading (kept until a sync learns something new)
 
     @classmethod
     def load(cls, cfg: Mapping[str, str]) -> _SyncState:
@@ -326,15 +365,44 @@ class _SyncState:
             num("last_successful_sync"),
             cfg.get("last_sync_lists_ok") == "1",
             cfg.get("last_upload_error") or None,
+            _json_map(cfg.get("issuer_errors")),
+            _clock_from(cfg),
         )
 
     def after(self, at: int, report: SyncReport) -> _SyncState:
-        return _SyncState(at, at if report.lists_ok else self.last_successful, report.lists_ok, report.upload_error)
+        return _SyncState(
+            at,
+            at if report.lists_ok else self.last_successful,
+            report.lists_ok,
+            report.upload_error,
+            dict(report.issuer_errors),
+            report.clock or self.clock,
+        )
 
     def config(self) -> dict[str, str]:
+        c = self.clock
         return {
             "last_sync_attempt": str(self.last_attempt or ""),
             "last_successful_sync": str(self.last_successful or ""),
             "last_sync_lists_ok": "1" if self.lists_ok else "0",
             "last_upload_error": self.upload_error or "",
+            "issuer_errors": json.dumps(dict(self.issuer_errors), ensure_ascii=False),
+            "clock_skew_s": "" if c is None else str(c.skew_s),
+            "clock_source": "" if c is None else c.source,
+            "clock_measured_at": "" if c is None else str(c.measured_at),
         }
+
+
+def _json_map(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _clock_from(cfg: Mapping[str, str]) -> ClockReading | None:
+    try:
+        return ClockReading(float(cfg["clock_skew_s"]), cfg["clock_source"], int(cfg["clock_measured_at"]))
+    except (KeyError, ValueError):
+        return None

@@ -1,4 +1,4 @@
-"""``suishenma-verifier``: init, sync, verify, status, log export. ``main(argv) -> int``, tested in-process.
+"""``suishenma-verifier``: init, sync, verify, status, serve, log export. ``main(argv) -> int``, tested in-process.
 
 verify exits 0 ALLOW, 1 DENY, 3 REFER, 2 on a usage error.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import ipaddress
 import json
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import TextIO
 from suishenma import SuishenmaError, cliutil, load_verification_key
 
 from ._verifier import Verifier
+from .kiosk_key import read_key_file
 from .store import ScanRow
 from .verdict import Decision
 
@@ -44,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list versions, ages and staleness")
     st.add_argument("--state", type=Path, required=True)
     st.add_argument("--json", action="store_true")
+    sv = sub.add_parser("serve", help="the local HTTP service for gate controllers (POST /v1/verify)")
+    sv.add_argument("--state", type=Path, required=True)
+    sv.add_argument("--host", default="127.0.0.1", help="default loopback; any other address needs --token-file")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--token-file", type=Path, default=None, help="bearer token, in a file only its owner can read")
+    sv.add_argument("--sync-interval", type=float, default=300.0, help="seconds between background syncs")
+    sv.add_argument("--no-sync", action="store_true", help="no background sync")
+    sv.add_argument("--limit-concurrency", type=int, default=512, help="connections beyond this get 503")
     log = sub.add_parser("log", help="the scan log").add_subparsers(dest="action", required=True)
     ex = log.add_parser("export", help="write every scan record")
     ex.add_argument("--state", type=Path, required=True)
@@ -70,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _verify(v, args)
             if args.command == "status":
                 return _status(v, args)
+            if args.command == "serve":
+                return _serve(v, args)
             return _export(v, args)
     except SuishenmaError as exc:
         print(f"error: {exc.message_en}\n错误：{exc.message_zh}", file=sys.stderr)
@@ -119,9 +131,9 @@ def _verify(v: Verifier, args: argparse.Namespace) -> int:
 
 
 def _status(v: Verifier, args: argparse.Namespace) -> int:
-    """Exit 0 when the lists are usable, 1 when they are stale or were never synced."""
+    """Exit 0 when the lists are usable, 1 when they are stale or were never synced, or the clock is wrong."""
     h = v.health()
-    code = 1 if h.stale or h.last_successful_sync is None else 0
+    code = 1 if h.stale or h.clock_wrong or h.last_successful_sync is None else 0
     if args.json:
         print(json.dumps(dataclasses.asdict(h), ensure_ascii=False))
         return code
@@ -131,6 +143,17 @@ def _status(v: Verifier, args: argparse.Namespace) -> int:
     for issuer, lst in h.status_lists.items():
         print(
             f"status list {issuer}: version {lst.version}, confirmed {lst.age_s} s ago{' STALE' if lst.stale else ''}"
+            + (f" (last sync: {lst.error})" if lst.error else "")
+        )
+    for issuer in h.missing_status_lists:
+        print(f"status list {issuer}: not held")
+    if h.clock_skew_s is None:
+        print("clock: not measured yet (sync first)")
+    else:
+        ahead = "ahead of" if h.clock_skew_s >= 0 else "behind"
+        print(
+            f"clock: {abs(h.clock_skew_s):g} s {ahead} the issuers' ({h.clock_source})"
+            + (" — 时钟错误 CLOCK WRONG: fix NTP" if h.clock_wrong else "")
         )
     print(
         f"{'STALE' if h.stale else 'fresh'}; {'offline (last sync failed)' if h.offline else 'online'}; "
@@ -138,6 +161,44 @@ def _status(v: Verifier, args: argparse.Namespace) -> int:
         + (f", {h.upload_conflicts} in conflict with the issuer's records" if h.upload_conflicts else "")
     )
     return code
+
+
+def _serve(v: Verifier, args: argparse.Namespace) -> int:
+    """Run the local service until stopped. Refuses (exit 2) to listen beyond loopback without a token.
+
+    Raises:
+        UsageError: the token file is missing, readable by others, or empty.
+    """
+    token = read_key_file(args.token_file, "token file") if args.token_file else None
+    if token is None and not _loopback(args.host):
+        print(
+            f"error: --host {args.host} is not loopback: give --token-file (a 0600 file holding a bearer token)\n"
+            f"错误：--host {args.host} 不是本机回环地址：请给出 --token-file（权限 0600、内含 Bearer 令牌的文件）",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn  # the web stack is loaded only here: the library never imports it
+
+    from .serve import create_app
+
+    app = create_app(v, token=token, sync_interval=None if args.no_sync else args.sync_interval)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=5,
+        log_level="warning",
+    )
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _export(v: Verifier, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ line or a byte every few seconds would otherwise hold a sync (and its lock) open
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import random
 import socket
@@ -29,6 +30,8 @@ class FetchResult:
     status: int  # 200, or 304 when the held ETag is still current
     body: bytes
     etag: str | None
+    server_date: float | None = None  # the answer's HTTP Date header (RFC 9110 §6.6.1), POSIX seconds
+    received_at: float | None = None  # this machine's wall clock when the answer's headers arrived
 
 
 class Fetcher(Protocol):
@@ -55,6 +58,7 @@ class HttpxFetcher:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         deadline: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # No keep-alive: every request opens its own connection, whose socket the deadline can shut
         # (syncs run minutes apart, so there is nothing to gain from reuse).
@@ -67,6 +71,7 @@ class HttpxFetcher:
         self.backoff = backoff
         self.sleep = sleep
         self.deadline = deadline  # per request, connecting, headers and body together
+        self.clock = clock  # stamps each answer, for the clock check against the Date header
 
     def close(self) -> None:
         self.client.close()
@@ -93,8 +98,9 @@ class HttpxFetcher:
         def get(deadline: _Deadline) -> FetchResult:
             try:
                 with self.client.stream("GET", url, headers=headers, extensions=deadline.extensions) as r:
+                    received, date = self.clock(), http_date(r.headers.get("date"))
                     if r.status_code == 304:
-                        return FetchResult(304, b"", etag)
+                        return FetchResult(304, b"", etag, date, received)
                     if r.status_code >= 500:
                         raise _Retryable(f"HTTP {r.status_code}")
                     if r.status_code != 200:
@@ -110,7 +116,7 @@ class HttpxFetcher:
                             raise NetworkError(Reason.TOO_LARGE, f"GET {url}: more than {max_bytes} bytes")
                         chunks.append(chunk)
                     deadline.check()  # a shut socket reads as the end of a body without Content-Length
-                    return FetchResult(200, b"".join(chunks), r.headers.get("etag"))
+                    return FetchResult(200, b"".join(chunks), r.headers.get("etag"), date, received)
             except httpx.HTTPError as exc:
                 deadline.check()
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from None
@@ -139,6 +145,16 @@ class HttpxFetcher:
             return json.loads(reply)
         except (ValueError, UnicodeDecodeError):  # e.g. a captive portal's HTML page
             raise NetworkError(Reason.NETWORK, f"POST {url}: the reply is not JSON: {reply[:80]!r}") from None
+
+
+def http_date(value: str | None) -> float | None:
+    """POSIX seconds of an HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7); None when absent or unreadable."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class _Retryable(Exception):

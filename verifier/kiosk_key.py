@@ -35,7 +35,7 @@ def write_key_file(path: Path, key: str) -> Path:
     return path
 
 
-def read_key_file(path: Path) -> str:
+def read_key_file(path: Path, what: str = "kiosk API key file") -> str:
     """The key in ``path``; the file must be readable by its owner only (as ssh demands of its keys).
 
     Raises:
@@ -44,15 +44,15 @@ def read_key_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise UsageError(f"kiosk API key file {path}: {exc.strerror}") from None
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
         mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
         if mode & 0o077:
-            raise UsageError(f"kiosk API key file {path} is readable by others (mode {mode:o}): chmod 600 it")
+            raise UsageError(f"{what} {path} is readable by others (mode {mode:o}): chmod 600 it")
         data = f.read(MAX_KEY_BYTES + 1)
     key = data.decode("utf-8", "replace").strip()
     if not key or len(data) > MAX_KEY_BYTES:
-        raise UsageError(f"kiosk API key file {path} is empty or too large")
+        raise UsageError(f"{what} {path} is empty or too large")
     return key
 
 

@@ -7,12 +7,14 @@ is a SyncReport, and the verifier keeps working on what it holds.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError
+from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError, TrustList
 
-from .fetch import Fetcher, Poster
+from .clock import ClockReading, ClockSample, estimate
+from .fetch import Fetcher, FetchResult, Poster
 from .store import Store
 from .trust_state import TRUST, HeldList, TrustState, issuer_of, status_name
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_TRUST_BYTES = 1 << 20
 MAX_STATUS_BYTES = 16 << 20  # a 2-bit list of 32 million entries is well under 2 MB compressed
 UPLOAD_BATCH = 500
+MAX_PARALLEL = 4  # status lists fetched at once (one per region: Shanghai, Jiangsu, Zhejiang, Anhui)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class SyncReport:
     updated: list[str] = field(default_factory=list)  # lists replaced by newer versions
     uploaded: int = 0
     warnings: list[str] = field(default_factory=list)  # e.g. a mirror that did not answer
+    issuer_errors: dict[str, str] = field(default_factory=dict)  # issuer -> why its status list was not renewed
+    clock: ClockReading | None = None  # what this sync learnt of the local clock (None: nothing)
 
     def fail(self, message: str) -> None:
         """A list could not be fetched or was refused."""
@@ -52,8 +57,14 @@ class SyncReport:
 
 
 def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str], now: int, report: SyncReport) -> str:
-    """Fetch and install the lists; return the base URL that answered (for uploads)."""
+    """Fetch and install the lists; return the base URL that answered (for uploads).
+
+    The trust list comes from the first mirror that answers. Each issuer's status list comes from where
+    its trust-list entry says (relative to that mirror, or an absolute URL on that region's own issuer),
+    all fetched together: one region that is down or slow costs its own list, never the others'.
+    """
     base, trust, held_new, confirmed = "", None, [], {}
+    clock: list[ClockSample] = []
     for url in urls:  # mirrors in order: the first that answers serves the trust list
         held = state.held.get(TRUST) if state.trust is not None else None
         try:
@@ -66,6 +77,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
         if result.status == 304 and held is not None:
             confirmed[TRUST] = now
             trust = state.trust
+            clock.append(_sample(result, now, None))
         else:
             try:
                 trust = state.check_trust_list(result.body, now)
@@ -77,6 +89,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
                 report.updated.append(TRUST)
             held_new.append(HeldList(TRUST, trust.version, result.body, result.etag, now, trust.expires_at))
             confirmed[TRUST] = now
+            clock.append(_sample(result, now, trust.issued_at))
         break
     if not base:
         report.fail("no issuer answered: " + "; ".join(report.warnings))
@@ -86,27 +99,28 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             return base
     fresh_trust = trust if held_new else None
     statuses: dict[str, SignedStatusList] = {}
-    for issuer in trust.issuer_ids():
-        uri = next((e.status_uri for e in trust.issuers if e.issuer == issuer and e.status_uri), None)
-        if uri is None or not base:
-            continue
+    for issuer, _url, outcome in _fetch_status_lists(state, fetcher, trust, base):
         name = status_name(issuer)
         held = state.held.get(name) if issuer in state.status else None
-        url = urljoin(base.rstrip("/") + "/", uri)  # an absolute status_uri is used as is
         try:
-            result = fetcher.fetch(url, held.etag if held else None, MAX_STATUS_BYTES)
-            if result.status == 304 and held is not None:
+            if isinstance(outcome, SuishenmaError):
+                raise outcome
+            if outcome.status == 304 and held is not None:
                 confirmed[name] = now
+                clock.append(_sample(outcome, now, None))
                 continue
-            lst = state.check_status_list(issuer, result.body, trust, now)
+            lst = state.check_status_list(issuer, outcome.body, trust, now)
         except SuishenmaError as exc:  # a network failure or a list that failed the checks
             report.fail(f"status list of {issuer}: {exc.reason.value}: {exc.detail}")
+            report.issuer_errors[issuer] = f"{exc.reason.value}: {exc.detail}"
             continue
         statuses[issuer] = lst
         if issuer not in state.status or state.status[issuer].version != lst.version:
             report.updated.append(name)
-        held_new.append(HeldList(name, lst.version, result.body, result.etag, now, lst.expires_at))
+        held_new.append(HeldList(name, lst.version, outcome.body, outcome.etag, now, lst.expires_at))
         confirmed[name] = now
+        clock.append(_sample(outcome, now, lst.issued_at))
+    report.clock = estimate(clock)
     dropped = []
     if fresh_trust is not None:  # issuers no longer trusted: forget their lists (their versions are kept)
         dropped = [n for n in state.held if n != TRUST and issuer_of(n) not in fresh_trust.issuer_ids()]
@@ -116,6 +130,42 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             store.drop_list_body(name)
         state.adopt(fresh_trust, statuses, held_new, confirmed, dropped)
     return base
+
+
+def _fetch_status_lists(
+    state: TrustState, fetcher: Fetcher, trust: TrustList, base: str
+) -> list[tuple[str, str, FetchResult | SuishenmaError]]:
+    """Every issuer's status list, fetched in parallel: (issuer, URL, the answer or why there is none).
+
+    A relative ``status_uri`` needs a mirror that answered; an absolute one (a region's own issuer) is
+    fetched even when none did. Nothing is trusted here: the caller checks each list's signature
+    against the keys the trust list gives that issuer, whatever host served it.
+    """
+    jobs: list[tuple[str, str, str | None]] = []
+    for issuer in trust.issuer_ids():
+        uri = next((e.status_uri for e in trust.issuers if e.issuer == issuer and e.status_uri), None)
+        if uri is None or not (base or urlsplit(uri).scheme):
+            continue
+        held = state.held.get(status_name(issuer)) if issuer in state.status else None
+        jobs.append((issuer, urljoin(base.rstrip("/") + "/", uri), held.etag if held else None))
+
+    def fetch(job: tuple[str, str, str | None]) -> tuple[str, str, FetchResult | SuishenmaError]:
+        issuer, url, etag = job
+        try:
+            return issuer, url, fetcher.fetch(url, etag, MAX_STATUS_BYTES)
+        except SuishenmaError as exc:
+            return issuer, url, exc
+
+    if len(jobs) <= 1:
+        return [fetch(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs)), thread_name_prefix="sync") as pool:
+        return list(pool.map(fetch, jobs))
+
+
+def _sample(result: FetchResult, now: int, signed_iat: int | None) -> ClockSample:
+    """The clock evidence of one answer; a fetcher that does not stamp answers is taken as answering at ``now``."""
+    received = result.received_at if result.received_at is not None else float(now)
+    return ClockSample(received, result.server_date, signed_iat)
 
 
 def upload_scans(

@@ -79,7 +79,10 @@ class TrustState:
                 continue
             issuer = issuer_of(h.name)
             try:
-                self.status[issuer] = parse_status_list(h.body, self.trust.keys_for(issuer), now=now)
+                lst = parse_status_list(h.body, self.trust.keys_for(issuer), now=now)
+                if lst.issuer != issuer:
+                    raise ListError(Reason.LIST_WRONG_SIGNER, f"holds the status list of {lst.issuer!r}")
+                self.status[issuer] = lst
                 self.held[h.name] = h
             except Exception as exc:
                 problems.append(f"cached status list of {issuer} unusable: {exc}")
@@ -92,9 +95,12 @@ class TrustState:
         return trust
 
     def check_status_list(self, issuer: str, body: bytes, trust: TrustList, now: int) -> SignedStatusList:
-        """Raises: ListError (LIST_WRONG_SIGNER when signed by a key the trust list does not give ``issuer``,
-        LIST_MALFORMED, LIST_EXPIRED, LIST_ROLLBACK, TOO_LARGE)."""
+        """Raises: ListError (LIST_WRONG_SIGNER when signed by a key the trust list does not give ``issuer``
+        or naming another issuer: a region's host serving another region's list, whatever URL it came
+        from; LIST_MALFORMED, LIST_EXPIRED, LIST_ROLLBACK, TOO_LARGE)."""
         lst = _as_list_error(lambda: parse_status_list(body, trust.keys_for(issuer), now=now))
+        if lst.issuer != issuer:
+            raise ListError(Reason.LIST_WRONG_SIGNER, f"the status list of {lst.issuer!r} was served as {issuer!r}'s")
         lst.check_newer(self.versions.get(status_name(issuer)))
         return lst
 

@@ -36,6 +36,7 @@ class VerdictReason(StrEnum):
     NO_TRUST_LIST = "no_trust_list"
     STALE_LISTS = "stale_lists"
     NO_STATUS_LIST = "no_status_list"
+    CLOCK_WRONG = "clock_wrong"  # this kiosk's clock is off by more than the scenario allows
 
 
 MESSAGES: dict[VerdictReason, tuple[str, str]] = {
@@ -59,6 +60,10 @@ MESSAGES: dict[VerdictReason, tuple[str, str]] = {
     VerdictReason.NO_TRUST_LIST: ("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
     VerdictReason.STALE_LISTS: ("名单已过时，请联系工作人员", "Lists out of date: call staff"),
     VerdictReason.NO_STATUS_LIST: ("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
+    VerdictReason.CLOCK_WRONG: (
+        "时钟错误：本机时间不准，请联系工作人员",
+        "CLOCK WRONG: kiosk time is off; call staff",
+    ),
 }
 
 # The core's typed rejections, as verdict reasons.

@@ -1,0 +1,304 @@
+"""The verifier as a local HTTP service, for gate controllers written in Java, C# or C (DESIGN §4).
+
+``suishenma-verifier serve --state DIR`` runs ``create_app`` under uvicorn. This module is the only one of
+the verifier that imports FastAPI, and nothing imports it but ``cli serve``: the library stays free of
+web frameworks. Pydantic lives here only, at the HTTP boundary; the verifier's own model is dataclasses.
+
+- ``POST /v1/verify`` ``{"code": "..."}`` -> the verdict; always 200 for a code (a refusal is a verdict);
+  413 for a body over the cap, 422 for a body that is not ``{"code": string}``.
+- ``GET /healthz`` (never needs the token), ``GET /v1/status`` (lists, staleness, clock skew),
+  ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` and ``/docs``.
+- A bearer token, read from a 0600 file, guards everything but /healthz when one is configured; the CLI
+  requires one when the service is bound to anything other than loopback.
+- Lists sync in a background thread every ``sync_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._verifier import Health, Verifier
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 16 * 1024  # a code is at most a few kB of text (suishenma's text cap is 4 kB)
+MAX_CODE_CHARS = 8192
+JSON = "application/json"
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(max_length=MAX_CODE_CHARS, description="The scanned text, as the QR code holds it")
+
+
+class VerdictOut(BaseModel):
+    decision: str = Field(description="ALLOW, DENY or REFER")
+    reason: str = Field(description="Reason code (README: verdict reasons)")
+    message_zh: str
+    message_en: str
+    display: dict[str, str] = Field(description="masked_name, masked_id, status, issuer, code_type")
+    subject: str | None = None
+    issuer: str | None = None
+    elapsed_ms: float
+
+
+class Problem(BaseModel):
+    error: str
+    message_zh: str
+    message_en: str
+
+
+class Metrics:
+    """Counters for /metrics, kept without a lock-free trick: one lock, a few increments per request."""
+
+    def __init__(self) -> None:
+        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.verify_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def verdict(self, decision: str, reason: str, seconds: float) -> None:
+        with self._lock:
+            self.verdicts[(decision, reason)] += 1
+            self.verify_seconds += seconds
+
+    def reject(self, why: str) -> None:
+        with self._lock:
+            self.rejected[why] += 1
+
+    def render(self, health: Health) -> str:
+        with self._lock:
+            verdicts, rejected, seconds = dict(self.verdicts), dict(self.rejected), self.verify_seconds
+        out = ["# TYPE suishenma_verifier_verdicts_total counter"]
+        out += [
+            f'suishenma_verifier_verdicts_total{{decision="{d}",reason="{r}"}} {n}' for (d, r), n in verdicts.items()
+        ]
+        out += ["# TYPE suishenma_verifier_verify_seconds_total counter"]
+        out += [f"suishenma_verifier_verify_seconds_total {seconds:.6f}"]
+        out += ["# TYPE suishenma_verifier_requests_rejected_total counter"]
+        out += [f'suishenma_verifier_requests_rejected_total{{why="{w}"}} {n}' for w, n in rejected.items()]
+        out += ["# TYPE suishenma_verifier_stale gauge", f"suishenma_verifier_stale {int(health.stale)}"]
+        out += ["# TYPE suishenma_verifier_offline gauge", f"suishenma_verifier_offline {int(health.offline)}"]
+        out += [
+            "# TYPE suishenma_verifier_clock_wrong gauge",
+            f"suishenma_verifier_clock_wrong {int(health.clock_wrong)}",
+        ]
+        if health.clock_skew_s is not None:
+            out += ["# TYPE suishenma_verifier_clock_skew_seconds gauge"]
+            out += [f"suishenma_verifier_clock_skew_seconds {health.clock_skew_s}"]
+        out += ["# TYPE suishenma_verifier_list_age_seconds gauge"]
+        if health.trust_list_age_s is not None:
+            out += [f'suishenma_verifier_list_age_seconds{{list="trust"}} {health.trust_list_age_s}']
+        out += [
+            f'suishenma_verifier_list_age_seconds{{list="status:{i}"}} {h.age_s}'
+            for i, h in health.status_lists.items()
+        ]
+        out += ["# TYPE suishenma_verifier_pending_uploads gauge"]
+        out += [f"suishenma_verifier_pending_uploads {health.pending_uploads}"]
+        return "\n".join(out) + "\n"
+
+
+class BackgroundSync(threading.Thread):
+    """``verifier.sync()`` now and every ``interval`` seconds until stopped; never raises."""
+
+    def __init__(self, verifier: Verifier, interval: float) -> None:
+        super().__init__(name="verifier-sync", daemon=True)
+        self.verifier, self.interval = verifier, interval
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                report = self.verifier.sync()
+                if not report.ok:
+                    log.warning("sync incomplete: %s", "; ".join(report.errors))
+            except Exception:
+                log.exception("sync failed; retrying at the next interval")
+            self.stop_event.wait(self.interval)
+
+
+class BodyCap:
+    """Pure ASGI: refuses a body over ``max_body`` bytes (413) from its Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+        self.app, self.max_body, self.metrics = app, max_body, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body):
+                await self._too_large(send)
+                return
+        received, started = 0, False
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped, tracked)
+        except _TooLarge:
+            if not started:
+                await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        self.metrics.reject("too_large")
+        body = _problem("body_too_large", f"请求体超过 {self.max_body} 字节", f"body over {self.max_body} bytes")
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", JSON.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised as the body streams in; an HTTPException, so FastAPI hands it on instead of calling it a parse error."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "body_too_large")
+
+
+def _problem(error: str, zh: str, en: str) -> bytes:
+    return json.dumps({"error": error, "message_zh": zh, "message_en": en}, ensure_ascii=False).encode()
+
+
+def create_app(
+    verifier: Verifier,
+    *,
+    token: str | None = None,
+    sync_interval: float | None = 300.0,
+    max_body: int = MAX_BODY_BYTES,
+    clock: Callable[[], float] | None = None,
+) -> FastAPI:
+    """The service around an open ``verifier`` (the caller closes it).
+
+    ``token``: when given, every route but /healthz needs ``Authorization: Bearer <token>``.
+    ``sync_interval``: seconds between background syncs; None runs none (tests sync by hand).
+    ``clock``: the time verdicts are taken at (None: the verifier reads the wall clock).
+    """
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sync = BackgroundSync(verifier, sync_interval) if sync_interval else None
+        if sync:
+            sync.start()
+        try:
+            yield
+        finally:
+            if sync:
+                sync.stop_event.set()
+                sync.join(timeout=15)
+
+    async def authorised(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            metrics.reject("unauthorised")
+            raise _Unauthorised
+
+    guarded = [Depends(authorised)]
+    app = FastAPI(
+        title="Suishenma local verifier",
+        description="随申码本地核验服务 · the offline verifier for gate controllers in any language",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(_Unauthorised)
+    async def unauthorised(_: Request, __: Exception) -> Response:
+        body = _problem("unauthorised", "需要正确的 Bearer 令牌", "a valid bearer token is required")
+        return Response(body, 401, {"WWW-Authenticate": "Bearer"}, media_type=JSON)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, _TooLarge):
+            metrics.reject("too_large")
+            zh, en = f"请求体超过 {max_body} 字节", f"body over {max_body} bytes"
+            return Response(_problem("body_too_large", zh, en), 413, media_type=JSON)
+        if exc.status_code == 400:  # a body FastAPI could not even parse (e.g. nested too deep)
+            metrics.reject("invalid_body")
+            zh = '请求体应为 JSON：{"code": "…"}（无法解析）'
+            return Response(
+                _problem("invalid_body", zh, f"the body could not be parsed: {exc.detail}"), 400, media_type=JSON
+            )
+        return Response(_problem("http_error", str(exc.detail), str(exc.detail)), exc.status_code, media_type=JSON)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        metrics.reject("invalid_body")
+        first = exc.errors()[0] if exc.errors() else {}
+        detail = f"{first.get('msg', 'invalid')} at {'.'.join(str(x) for x in first.get('loc', ()))}"
+        zh = f'请求体应为 JSON：{{"code": "…"}}（{detail}）'
+        return Response(
+            _problem("invalid_body", zh, f'the body must be JSON {{"code": "..."}} ({detail})'), 422, media_type=JSON
+        )
+
+    @app.post(
+        "/v1/verify",
+        dependencies=guarded,
+        openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": VerifyIn.model_json_schema()}}}},
+        responses={
+            200: {"model": VerdictOut},
+            401: {"model": Problem},
+            413: {"model": Problem},
+            422: {"model": Problem},
+        },
+    )
+    async def verify(request: Request) -> Response:
+        """Decide on a scanned code. Blocking but short (a signature check and one durable log write), so it
+        runs on the event loop: a thread hop would cost more than the work. The body goes straight to
+        pydantic's JSON parser (FastAPI's body machinery would cost more than the verify)."""
+        try:
+            body = VerifyIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        verdict = verifier.verify(body.code, now=clock() if clock else None)
+        metrics.verdict(verdict.decision.value, verdict.reason.value, verdict.elapsed_ms / 1000)
+        return Response(json.dumps(verdict.as_dict(), ensure_ascii=False), media_type=JSON)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        """Liveness: the process answers (lists and clock are in /v1/status)."""
+        return {"ok": True}
+
+    @app.get("/v1/status", dependencies=guarded)
+    async def status() -> Response:
+        """Lists (versions, ages, staleness per issuer), the last sync, and the clock's skew."""
+        h = verifier.health(now=clock() if clock else None)
+        return Response(json.dumps(dataclasses.asdict(h), ensure_ascii=False), media_type=JSON)
+
+    @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus text format."""
+        h = verifier.health(now=clock() if clock else None)
+        return PlainTextResponse(metrics.render(h), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(BodyCap, max_body=max_body, metrics=metrics)
+    return app
+
+
+class _Unauthorised(Exception):
+    pass
