@@ -117,7 +117,8 @@ def create_app(
     async def healthz() -> Response:
         """`{"ok": true}` while the issuer can sign; otherwise 503 with `reason` (`not_initialised`,
         `key_file_missing`, `key_file_unreadable`, `key_file_damaged`, `passphrase_missing`,
-        `passphrase_wrong`, `key_not_encrypted`, `unavailable`) and a message in Chinese and English."""
+        `passphrase_wrong`, `key_not_encrypted`, `database_unavailable`, `unavailable`) and a message in Chinese and
+        English. The database is looked at when the signing key is (every 2 s), not on every call."""
         result = health.check()
         body = json.dumps(result.body(), ensure_ascii=False).encode()
         return Response(body, 200 if result.ok else 503, media_type="application/json")

@@ -18,7 +18,7 @@ from .problems import Cause, KeyUnusable, NotInitialised
 from .sealing import data_key_path
 from .service import IssuerService
 from .settings import Settings
-from .storage import Storage
+from .storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,12 @@ class SigningHealth:
             health = Health(False, exc.cause, exc.public_zh, exc.public_en)
             if self._last is None or self._last.cause != health.cause:
                 log.error("cannot sign: %s", exc.message_en)
+        except StorageUnavailable as exc:
+            zh = "数据库暂时不可用：无法签发任何码，恢复后会自动重连"
+            en = "the database is unavailable: no code can be issued until it is back (reconnects by itself)"
+            health = Health(False, Cause.DATABASE_UNAVAILABLE, zh, en)
+            if self._last is None or self._last.cause != health.cause:
+                log.error("cannot sign: %s", exc)
         except Exception as exc:  # e.g. the database cannot be read: still not healthy, and said why
             zh, en = "签发服务无法签名，原因见其日志", "the issuer cannot sign: see its log"
             health = Health(False, Cause.UNAVAILABLE, zh, en)

@@ -26,6 +26,7 @@ class Cause(StrEnum):
     PASSPHRASE_MISSING = "passphrase_missing"
     PASSPHRASE_WRONG = "passphrase_wrong"
     KEY_NOT_ENCRYPTED = "key_not_encrypted"
+    DATABASE_UNAVAILABLE = "database_unavailable"  # the database cannot be reached: nothing can be minted
     UNAVAILABLE = "unavailable"  # anything else (e.g. the database cannot be read): the log says what
 
 

@@ -94,9 +94,9 @@ class IssuerService:
         """
         mono = time.monotonic()
         if self._key is None or mono - self._key_checked > KEY_RECHECK_S:
-            self._key_checked = mono
             if self._key is None or active_record(self.storage).kid != self._key.record.kid:
                 self._key = load_active_key(self.settings, self.storage)
+            self._key_checked = mono  # only once the database answered: until then every call asks again
         return self._key
 
     def enrol(self, name: str, id_number: str, now: int, actor: str) -> str:
