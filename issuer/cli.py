@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from suishenma import SuishenmaError, __version__, load_signing_key, passphrase_from_env, unprintable_character
+from suishenma import Alg, SuishenmaError, __version__, load_signing_key, passphrase_from_env, unprintable_character
+from suishenma.keys import SIGNING_ALGS
 
 from .anchor import CheckpointRefused, verify_audit
 from .auth import hash_api_key, new_api_key, parse_scopes
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "init", parents=scripted, help="create the database, an issuer key, a dev root key, the first lists"
     )
     init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH")
+    init.add_argument(
+        "--alg",
+        choices=[a.name for a in SIGNING_ALGS],
+        default="EdDSA",
+        help="the issuer key's algorithm; rotation keeps it. SM2 needs the sm2 extra",
+    )
 
     serve = sub.add_parser(
         "serve", parents=plain, help="run the HTTP service (one uvicorn worker); refuses to start if it cannot sign"
@@ -201,7 +208,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
             return 0
-        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR)
+        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR, Alg[args.alg])
         root = create_root_key(settings)
         trust = service.publisher.trust_list(now, force=True, actor=CLI_ACTOR)
         status = service.publisher.status_list(now, actor=CLI_ACTOR)

@@ -40,11 +40,7 @@ def _is_sm2_alg(alg_id: bytes) -> bool:
         ValueError: the AlgorithmIdentifier itself is malformed.
     """
     parts = items(tlv(SEQUENCE, alg_id))
-    return (
-        len(parts) == 2
-        and parts[0] == (OID, EC_PUBLIC_KEY)
-        and parts[1] == (OID, SM2_CURVE)
-    )
+    return len(parts) == 2 and parts[0] == (OID, EC_PUBLIC_KEY) and parts[1] == (OID, SM2_CURVE)
 
 
 def spki(point: bytes) -> bytes:
