@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from suishenma import SuishenmaError, __version__, load_signing_key, passphrase_from_env, unprintable_character
+from suishenma import Alg, SuishenmaError, __version__, load_signing_key, passphrase_from_env, unprintable_character
+from suishenma.keys import SIGNING_ALGS
 
 from . import cli_data
 from .anchor import CheckpointRefused, verify_audit
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         "init", parents=scripted, help="create the database, an issuer key, a dev root key, the first lists"
     )
     init.add_argument("--issuer-id", default=None, help="issuer (region) id, default SH; kept for later commands")
+    init.add_argument(
+        "--alg",
+        choices=[a.name for a in SIGNING_ALGS],
+        default="EdDSA",
+        help="the issuer key's algorithm; rotation keeps it. SM2 needs the sm2 extra",
+    )
     init.add_argument(
         "--root-pub", type=Path, default=None, help="join an existing (offline) root: pin this public key, make no root"
     )
@@ -229,7 +236,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
             return 0
         root = join_root(settings, args.root_pub) if args.root_pub else None
-        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR)
+        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR, Alg[args.alg])
         remember_identity(settings)
         if root is None:
             root = create_root_key(settings)

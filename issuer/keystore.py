@@ -198,8 +198,10 @@ def load_active_key(settings: Settings, storage: Storage) -> ActiveKey:
     return ActiveKey(rec, load_private_key(settings.keys_path / rec.path, passphrase_from_env(), "the signing key"))
 
 
-def rotate(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg = Alg.EdDSA) -> tuple[str, str]:
+def rotate(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg | None = None) -> tuple[str, str]:
     """Add a new signing key and retire the current one; return (old kid, new kid).
+
+    The new key has the current key's algorithm unless ``alg`` is given: an SM2 issuer stays SM2.
 
     The retired key stays in the trust list until the last code it signed has expired. Everything that
     can fail is checked before the first write (the current key opens with the passphrase, which must be
@@ -219,6 +221,7 @@ def rotate(settings: Settings, storage: Storage, now: int, actor: str, alg: Alg 
     load_private_key(settings.keys_path / old.path, passphrase, "the current signing key")
     root_signing_key(settings)
     trust_entries(settings, storage, now)
+    alg = Alg[old.alg] if alg is None else alg
     key = SigningKey.generate(alg)
     priv, pub = _write_new_key(settings, key, passphrase)
     try:

@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="key management").add_subparsers(dest="keys_command", required=True)
     g = keys.add_parser("generate", help="write NAME.key (0600) and NAME.pub; prints the kid")
     g.add_argument("--out", required=True, help="path prefix, e.g. keys/issuer")
-    g.add_argument("--alg", choices=["EdDSA", "ES256"], default="EdDSA")
+    g.add_argument("--alg", choices=["EdDSA", "ES256", "SM2"], default="EdDSA", help="SM2 needs the sm2 extra")
     g.set_defaults(func=_cmd_keys_generate)
 
     m = sub.add_parser("mint", help="sign a code; prints the code text alone")

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     UNKNOWN_KID = "unknown_kid"
     ALG_MISMATCH = "alg_mismatch"
     BAD_SIGNATURE = "bad_signature"
+    ALG_UNAVAILABLE = "alg_unavailable"
     BAD_DEVICE_SIGNATURE = "bad_device_signature"
     EXPIRED = "expired"
     CREDENTIAL_EXPIRED = "credential_expired"
@@ -60,6 +61,10 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.UNKNOWN_KID: ("Signed by an unknown key: sync the trust list.", "签名密钥未知：请同步信任列表。"),
     Reason.ALG_MISMATCH: ("Signature algorithm does not match the trusted key.", "签名算法与受信任密钥不符。"),
     Reason.BAD_SIGNATURE: ("Signature is invalid: the code is forged or altered.", "签名无效：码被伪造或篡改。"),
+    Reason.ALG_UNAVAILABLE: (
+        "This installation cannot check this signature algorithm (SM2 needs the sm2 extra).",
+        "本机未安装此签名算法（SM2 需安装 sm2 扩展）。",
+    ),
     Reason.BAD_DEVICE_SIGNATURE: (
         "The phone's signature is invalid: the code was not made by the phone its credential names.",
         "手机签名无效：此码不是由凭证绑定的手机生成的。",

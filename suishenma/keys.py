@@ -1,8 +1,9 @@
 """Signing and verification keys, key ids and PEM files (DESIGN §2, keys/README.md).
 
-Ed25519 is the default for our issuers; ES256 (P-256) is supported for HSM-held keys; PS256 keys and
-X.509 certificates are accepted for verifying foreign profiles. A key id (``kid``) is the first
-four bytes of SHA-256 over the DER SubjectPublicKeyInfo: short, because it is in every code.
+Ed25519 is the default for our issuers; ES256 (P-256) is supported for HSM-held keys; SM2 (with SM3,
+``sm2.py``) for issuers bound to the national algorithms; PS256 keys and X.509 certificates are
+accepted for verifying foreign profiles. A key id (``kid``) is the first four bytes of SHA-256 over
+the DER SubjectPublicKeyInfo: short, because it is in every code.
 """
 
 from __future__ import annotations
@@ -11,30 +12,57 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cwt import COSEKey
-from cwt.cose_key_interface import COSEKeyInterface
 from cwt.exceptions import VerifyError
 
+from ._sm2_pkcs8 import from_pem as _pem_block
 from .errors import CodeSignatureError, KeyFileError, Reason, UsageError
 from .labels import Alg
+from .sm2 import SM2PrivateKey, SM2PublicKey
 
 KID_LENGTH = 4
 PASSPHRASE_ENV = "SUISHENMA_KEY_PASSPHRASE"
-SIGNING_ALGS = (Alg.EdDSA, Alg.ES256)
+SIGNING_ALGS = (Alg.EdDSA, Alg.ES256, Alg.SM2)
 MAX_KEY_FILE = 64 * 1024
 
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey | SM2PublicKey
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | SM2PrivateKey
+
+
+class CoseKey(Protocol):
+    """What the COSE layer asks of a key: python-cwt's key objects, or ``_SM2CoseKey``."""
+
+    def sign(self, msg: bytes) -> bytes: ...
+
+    def verify(self, msg: bytes, sig: bytes) -> None: ...
+
+
+class _SM2CoseKey:
+    """SM2 behind the interface of python-cwt's keys (which know no SM2): raw r || s signatures."""
+
+    def __init__(self, key: SM2PublicKey | SM2PrivateKey) -> None:
+        self._key = key
+
+    def sign(self, msg: bytes) -> bytes:
+        if not isinstance(self._key, SM2PrivateKey):
+            raise UsageError("a public key cannot sign")
+        return self._key.sign(msg)
+
+    def verify(self, msg: bytes, sig: bytes) -> None:
+        public = self._key if isinstance(self._key, SM2PublicKey) else self._key.public_key()
+        public.verify(sig, msg)
 
 
 def spki_der(public_key: PublicKey) -> bytes:
     """The DER SubjectPublicKeyInfo of a public key (RFC 5280 §4.1)."""
+    if isinstance(public_key, SM2PublicKey):
+        return public_key.spki()
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -46,6 +74,8 @@ def derive_kid(public_key: PublicKey) -> bytes:
 def _alg_for(public_key: PublicKey, alg: Alg | None) -> Alg:
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         expected = Alg.EdDSA
+    elif isinstance(public_key, SM2PublicKey):
+        expected = Alg.SM2
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         if not isinstance(public_key.curve, ec.SECP256R1):
             raise KeyFileError(Reason.KEY_FILE, f"unsupported curve {public_key.curve.name}")
@@ -62,7 +92,9 @@ def _alg_for(public_key: PublicKey, alg: Alg | None) -> Alg:
     return expected
 
 
-def _cose_key(key: Any, alg: Alg, kid: bytes) -> COSEKeyInterface:
+def _cose_key(key: Any, alg: Alg, kid: bytes) -> CoseKey:
+    if isinstance(key, SM2PublicKey | SM2PrivateKey):
+        return _SM2CoseKey(key)
     pem = (
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         if not hasattr(key, "private_bytes")
@@ -80,7 +112,7 @@ class VerificationKey:
     public_key: PublicKey
     alg: Alg
     kid: bytes
-    _cose: COSEKeyInterface = field(repr=False, compare=False)
+    _cose: CoseKey = field(repr=False, compare=False)
 
     @classmethod
     def from_public_key(
@@ -102,11 +134,12 @@ class VerificationKey:
         Raises:
             KeyFileError: not a public key, or an unsupported one.
         """
+        public_key: Any
         try:
-            public_key = serialization.load_der_public_key(der)
-        except ValueError as exc:
+            public_key = SM2PublicKey.from_spki(der) or serialization.load_der_public_key(der)
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise KeyFileError(Reason.KEY_FILE, f"not a DER public key: {exc}") from None
-        return cls.from_public_key(public_key, alg, kid)  # type: ignore[arg-type]
+        return cls.from_public_key(public_key, alg, kid)
 
     @classmethod
     def from_pem(cls, pem: bytes, alg: Alg | None = None, kid: bytes | None = None) -> VerificationKey:
@@ -120,13 +153,16 @@ class VerificationKey:
             if b"BEGIN CERTIFICATE" in pem:
                 public_key = x509.load_pem_x509_certificate(pem).public_key()
             else:
-                public_key = serialization.load_pem_public_key(pem)
-        except ValueError as exc:
+                label, der = _pem_block(pem)
+                if label != "PUBLIC KEY":
+                    raise ValueError(f"a {label}, not a PUBLIC KEY")
+                public_key = SM2PublicKey.from_spki(der) or serialization.load_pem_public_key(pem)
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise KeyFileError(Reason.KEY_FILE, f"not a PEM public key or certificate: {exc}") from None
         return cls.from_public_key(public_key, alg, kid)
 
     @property
-    def cose_key(self) -> COSEKeyInterface:
+    def cose_key(self) -> CoseKey:
         """The python-cwt key object used by the COSE layer."""
         return self._cose
 
@@ -137,6 +173,8 @@ class VerificationKey:
 
     def pem(self) -> bytes:
         """PEM SubjectPublicKeyInfo."""
+        if isinstance(self.public_key, SM2PublicKey):
+            return self.public_key.pem()
         return self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def verify_signature(self, data: bytes, signature: bytes) -> None:
@@ -158,7 +196,7 @@ class SigningKey:
     private_key: PrivateKey
     alg: Alg
     kid: bytes
-    _cose: COSEKeyInterface = field(repr=False, compare=False)
+    _cose: CoseKey = field(repr=False, compare=False)
 
     def __repr__(self) -> str:  # never print key material
         return f"SigningKey(alg={self.alg.name}, kid={self.kid.hex()})"
@@ -169,22 +207,25 @@ class SigningKey:
 
         Raises:
             UsageError: ``alg`` is not a signing algorithm of ours.
+            KeyFileError: ALG_UNAVAILABLE for SM2 when its library is not installed.
         """
         if alg == Alg.EdDSA:
             return cls.from_private_key(ed25519.Ed25519PrivateKey.generate())
         if alg == Alg.ES256:
             return cls.from_private_key(ec.generate_private_key(ec.SECP256R1()))
-        raise UsageError(f"cannot sign with {Alg(alg).name}; use EdDSA or ES256")
+        if alg == Alg.SM2:
+            return cls.from_private_key(SM2PrivateKey.generate())
+        raise UsageError(f"cannot sign with {Alg(alg).name}; use EdDSA, ES256 or SM2")
 
     @classmethod
     def from_private_key(cls, private_key: PrivateKey) -> SigningKey:
         """Wrap a ``cryptography`` private key.
 
         Raises:
-            KeyFileError: not an Ed25519 or P-256 key.
+            KeyFileError: not an Ed25519, P-256 or SM2 key.
         """
-        if not isinstance(private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-            raise KeyFileError(Reason.KEY_FILE, "signing keys must be Ed25519 or P-256")
+        if not isinstance(private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | SM2PrivateKey):
+            raise KeyFileError(Reason.KEY_FILE, "signing keys must be Ed25519, P-256 or SM2")
         public = private_key.public_key()
         alg = _alg_for(public, None)
         kid = derive_kid(public)
@@ -195,8 +236,10 @@ class SigningKey:
         """Load a PKCS#8 PEM private key, encrypted or not.
 
         Raises:
-            KeyFileError: not a private key, wrong or missing passphrase, unsupported type.
+            KeyFileError: not a private key, wrong or missing passphrase, unsupported type;
+                ALG_UNAVAILABLE for an SM2 key when its library is not installed.
         """
+        private_key: Any
         try:
             private_key = serialization.load_pem_private_key(pem, password=passphrase)
         except TypeError:
@@ -204,10 +247,14 @@ class SigningKey:
             raise KeyFileError(Reason.KEY_FILE, detail) from None
         except ValueError:
             raise KeyFileError(Reason.KEY_FILE, "not a PEM private key, or wrong passphrase") from None
-        return cls.from_private_key(private_key)  # type: ignore[arg-type]
+        except UnsupportedAlgorithm:  # pyca/cryptography knows no SM2 curve
+            private_key = SM2PrivateKey.from_pem(pem, passphrase)
+            if private_key is None:
+                raise KeyFileError(Reason.KEY_FILE, "unsupported private key type") from None
+        return cls.from_private_key(private_key)
 
     @property
-    def cose_key(self) -> COSEKeyInterface:
+    def cose_key(self) -> CoseKey:
         """The python-cwt key object used by the COSE layer."""
         return self._cose
 
@@ -217,6 +264,8 @@ class SigningKey:
 
     def pem(self, passphrase: bytes | None = None) -> bytes:
         """PKCS#8 PEM, encrypted with ``passphrase`` when given."""
+        if isinstance(self.private_key, SM2PrivateKey):
+            return self.private_key.pkcs8(passphrase)
         enc: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
         )

@@ -21,7 +21,7 @@ class Header(IntEnum):
 
 
 class Alg(IntEnum):
-    """COSE algorithm identifiers (RFC 9053 §2, RFC 8230 §2, RFC 9864 §2.2)."""
+    """COSE algorithm identifiers (RFC 9053 §2, RFC 8230 §2, RFC 9864 §2.2; SM2 private use)."""
 
     EdDSA = -8
     ES256 = -7
@@ -29,6 +29,10 @@ class Alg(IntEnum):
     # RFC 9864: the fully-specified identifier for EdDSA on Ed25519. Verification accepts it for an
     # Ed25519 key beside EdDSA; our issuers still mint EdDSA (docs/format.md §7).
     Ed25519 = -19
+    # SM2 signature with SM3 (GB/T 32918.2, GM/T 0003.2), ID_A 1234567812345678, r || s. IANA has no
+    # identifier for it: this one is from the private-use range (< -65536, RFC 9052 §16.4), the first
+    # after the one our private claim uses; documented in docs/format.md §2.1.
+    SM2 = -65538
 
 
 class Claim(IntEnum):

@@ -80,6 +80,8 @@ CORE_REASONS: dict[Reason, VerdictReason] = {
     Reason.UNKNOWN_KID: VerdictReason.UNKNOWN_KEY,
     Reason.ALG_MISMATCH: VerdictReason.BAD_SIGNATURE,
     Reason.BAD_SIGNATURE: VerdictReason.BAD_SIGNATURE,
+    # this kiosk lacks the issuer's algorithm (SM2 without its extra): staff must install it
+    Reason.ALG_UNAVAILABLE: VerdictReason.UNKNOWN_KEY,
     Reason.BAD_DEVICE_SIGNATURE: VerdictReason.DEVICE_MISMATCH,
     Reason.CREDENTIAL_EXPIRED: VerdictReason.CREDENTIAL_EXPIRED,
     Reason.EXPIRED: VerdictReason.EXPIRED,

@@ -15,11 +15,13 @@ from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from gmalglib.sm2 import SM2 as GmalgSM2
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from suishenma import (  # noqa: E402
+    Alg,
     Claims,
     DeviceKey,
     EntryStatus,
@@ -36,6 +38,7 @@ from suishenma import (  # noqa: E402
 )
 from suishenma._base45 import b45decode, b45encode  # noqa: E402
 from suishenma._cose import _sig_structure  # noqa: E402
+from suishenma.sm2 import SM2PrivateKey  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 AT = 1_790_000_000
@@ -43,6 +46,8 @@ ED_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac0
 ED2_SEED = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
 PHONE_SEED = bytes.fromhex("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7")
 ES_SCALAR = int("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721", 16)
+# GB/T 32918.5-2017 Annex A: the standard's example SM2 key (public key 09F9DF31...CCEA490C...).
+SM2_SCALAR = int("3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8", 16)
 SUBJECT = bytes.fromhex("0011223344556677")
 
 
@@ -53,7 +58,7 @@ def ed_key(seed: bytes) -> SigningKey:
 def key_json(key: SigningKey) -> dict[str, Any]:
     raw = (
         key.private_key.private_bytes_raw()
-        if key.alg.name == "EdDSA"
+        if key.alg.name in ("EdDSA", "SM2")
         else key.private_key.private_numbers().private_value.to_bytes(32, "big")
     )  # type: ignore[union-attr]
     return {"alg": key.alg.name, "private": raw.hex(), "public_spki_der": key.public().der.hex(), "kid": key.kid.hex()}
@@ -115,6 +120,39 @@ def main() -> int:
     vector("dynamic-hospital", "Dynamic code with masked name and ID.", ed, mint(hosp, ed), AT + 30, valid(hosp))
     vector("offline", "Offline (paper) code with a status-list index.", ed, mint(off, ed), AT + 86400, valid(off))
     vector("es256", "ES256 signature: randomized, so only the verdict is fixed.", es, mint(dyn, es), AT, valid(dyn))
+    sm2 = SigningKey.from_private_key(SM2PrivateKey(SM2_SCALAR))
+    vector(
+        "sm2",
+        "SM2 with SM3 (alg -65538), ID_A 1234567812345678, r || s; randomized, so only the verdict is fixed.",
+        sm2,
+        mint(dyn, sm2),
+        AT,
+        valid(dyn),
+    )
+    sm2_payload = cbor2.loads(b45decode(mint(dyn, sm2)[4:])).value[2]
+    sm2_p = cbor2.dumps({1: int(Alg.SM2), 4: sm2.kid})
+    alice = GmalgSM2(SM2_SCALAR.to_bytes(32, "big"), b"\x04" + sm2.public().public_key.point[1:], b"ALICE123@YAHOO.COM")
+    other_id = cbor2.dumps(cbor2.CBORTag(18, [sm2_p, {}, sm2_payload, alice.sign(_sig_structure(sm2_p, sm2_payload))]))
+    vector(
+        "sm2-wrong-id",
+        "SM2 signature made with ID_A ALICE123@YAHOO.COM instead of the default: must not verify.",
+        sm2,
+        "SM1:" + b45encode(other_id),
+        AT,
+        invalid("bad_signature"),
+    )
+    es_header = cbor2.dumps({1: int(Alg.ES256), 4: sm2.kid})
+    es_on_sm2 = cbor2.dumps(
+        cbor2.CBORTag(18, [es_header, {}, sm2_payload, sm2.cose_key.sign(_sig_structure(es_header, sm2_payload))])
+    )
+    vector(
+        "sm2-es256-header",
+        "Header says ES256, kid names an SM2 key (signature by that key over what it says).",
+        sm2,
+        "SM1:" + b45encode(es_on_sm2),
+        AT,
+        invalid("alg_mismatch"),
+    )
     vector(
         "expired", "Verified 61 s after issue with 0 s skew.", ed, mint(dyn, ed), AT + 61, invalid("expired"), skew=0
     )
