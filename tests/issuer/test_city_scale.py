@@ -276,3 +276,28 @@ def test_rotated_data_key_reseals_everyone_and_old_backups_need_the_old_key(
     assert {store.sealer.sealed_with(n) for _, n, _ in store.subjects_sealed("", 10)} == {2}
     assert all(store.subject_get(s) is not None for s in people)
     store.close()
+
+
+def test_one_worker_builds_the_next_status_list_while_the_others_serve_the_held_one(
+    settings: Settings, home: Path
+) -> None:
+    from issuer.publish import Publisher
+    from issuer.storage import PublishedList
+
+    store = storage_of(home)
+    now = int(time.time())
+    a, b = Publisher(settings, store), Publisher(settings, store)
+    held = a.status_list(now)
+    subject = "00000000000000aa"
+    store.subject_create(subject, "张小三", "310101199001011234", now, "t")
+    index = store.offline_issue(subject, "k", now + 86400, now, "t")
+    store.offline_set_state(index, 1, now, "t")  # the held list is now out of date
+    assert store.lease("build:status:SH", "another worker", now, 120)  # which is building the next one
+    assert b.status_list(now + 1).version == held.version  # meanwhile: the held list, no second build
+    assert store.lease("build:status:SH", "another worker", now, -1)  # done (released)
+    raced = PublishedList("status:SH", held.version + 1, b"built elsewhere", '"x"', now, now + 600, 0, held.size)
+    store.list_put(raced, "another worker", 1)  # a build that won a race after the lease ran out
+    mine = PublishedList("status:SH", held.version + 1, b"built here", '"y"', now, now + 600, 0, held.size)
+    out = a._publish(mine, "this worker", 1, lambda: store.list_get("status:SH"))
+    assert out.body == b"built elsewhere"  # the version published first stands: served, nothing raised
+    store.close()

@@ -1,0 +1,137 @@
+"""Issuer capacity per core, for docs/capacity.md: the service's own work (no HTTP), on SQLite or PostgreSQL.
+
+Measures, on one core of this machine: dynamic codes minted per second, device credentials issued per
+second, status changes applied per second through the batch path, the status list of 60 M entries
+(1 % revoked) built and signed from the database, and published lists served over HTTP (full body and
+304 revalidations, one worker, wrk).
+
+Run: .venv/bin/python bench/capacity.py [--postgres]   (a few minutes; the 60 M list needs ~1 GB of memory)
+Last line: ``mint/s = N  device/s = N  status/s = N  list60M_s = N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from _load import run_wrk  # noqa: E402
+
+from issuer import IssuerService, Settings  # noqa: E402
+from issuer.live import LiveIssuer, init_dir  # noqa: E402
+from issuer.storage import StatusChange  # noqa: E402
+from issuer.storage.factory import open_storage  # noqa: E402
+from suishenma import DeviceKey, SigningKey  # noqa: E402
+
+PEOPLE = 2_000
+
+
+def rate(fn: object, n: int) -> float:
+    """Operations per second: the median of three runs of ``n``."""
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)  # type: ignore[operator]
+        runs.append(n / (time.perf_counter() - start))
+    return statistics.median(runs)
+
+
+def list_of(service: IssuerService, entries: int, revoked: float) -> float:
+    """Seconds to build and sign the status list from the database, ``entries`` long, ``revoked`` of it set."""
+    store = service.storage
+    now = int(time.time())
+    step = int(1 / revoked)
+    with store._write() as c:  # rows as paper codes leave them: one per entry, every step-th revoked
+        for start in range(1, entries + 1, 1_000_000):
+            stop = min(entries + 1, start + 1_000_000)
+            c.executemany(
+                "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at, state) VALUES (?,?,?,?,?,?)",
+                ((i, f"{0:016x}", "bench", now, now + 86400, 1 if i % step == 0 else 0) for i in range(start, stop)),
+            )
+        c.execute("UPDATE lists SET dirty = dirty + 1 WHERE name LIKE 'status:%'")
+    start = time.perf_counter()
+    lst = service.publisher.status_list(now + 1)
+    seconds = time.perf_counter() - start
+    print(f"status list {lst.size:,} entries, {revoked:.0%} revoked: {len(lst.body) / 1e6:.2f} MB, {seconds:.1f} s")
+    return seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--postgres", action="store_true", help="start a throw-away PostgreSQL server and run on it")
+    ap.add_argument("--entries", type=int, default=60_000_000)
+    args = ap.parse_args()
+    pg = None
+    if args.postgres:
+        from tests.pg_server import PgServer
+
+        pg = PgServer()
+        pg.start()
+        os.environ["SUISHENMA_ISSUER_DATABASE_URL"] = pg.create_database()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            with contextlib.redirect_stdout(io.StringIO()):
+                init_dir(base)
+            settings = Settings(base_dir=base, max_devices=20)
+            service = IssuerService(settings, open_storage(settings))
+            now = int(time.time())
+            subjects = [service.enrol("张小三", f"310101{i:08d}1234", now, "bench") for i in range(PEOPLE)]
+            mint_rate = rate(lambda i: service.mint_dynamic(subjects[i % PEOPLE], "venue", now, "bench"), 2000)
+            phones = [DeviceKey.of(SigningKey.generate()).to_jwk() for _ in range(PEOPLE)]
+            device_rate = rate(
+                lambda i: service.issue_device_credential(subjects[i % PEOPLE], phones[i % PEOPLE], now, "bench"), 500
+            )
+            batch = [StatusChange(("yellow", "red")[i % 2], "bench", subject=s) for i, s in enumerate(subjects)]
+            start = time.perf_counter()
+            for _ in range(5):
+                service.set_statuses(batch, now, "bench")
+            status_rate = 5 * len(batch) / (time.perf_counter() - start)
+            list_s = list_of(service, args.entries, 0.01)
+            service.storage.close()
+            serve = serve_rates(base)
+    finally:
+        if pg is not None:
+            pg.close()
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"backend {backend}, one core of this machine")
+    print(f"  dynamic codes minted     {mint_rate:8.0f}/s")
+    print(f"  device credentials       {device_rate:8.0f}/s")
+    print(f"  status changes (batches) {status_rate:8.0f}/s")
+    for name, value in serve.items():
+        print(f"  {name:<24} {value:8.0f}/s")
+    rates = f"mint/s = {mint_rate:.0f}  device/s = {device_rate:.0f}  status/s = {status_rate:.0f}"
+    print(f"{rates}  list60M_s = {list_s:.1f}")
+    return 0
+
+
+def serve_rates(base: Path) -> dict[str, float]:
+    """The status list over HTTP from one worker: whole bodies, and 304 answers to caches revalidating."""
+    if shutil.which("wrk") is None:
+        return {}
+    script = base / "etag.lua"
+    with LiveIssuer(base) as server:
+        url = server.url + "/v1/status-lists/SH"
+        import urllib.request
+
+        with urllib.request.urlopen(url) as r:
+            etag = r.headers["ETag"]
+        script.write_text(f"wrk.headers['If-None-Match'] = '{etag}'\n")
+        full = run_wrk(url, 4, 8, None)
+        revalidated = run_wrk(url, 4, 16, script)
+    return {"status list served (body)": full["rps"], "status list 304": revalidated["rps"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
