@@ -196,3 +196,7 @@ def measure(
         for _ in range(args.rounds):
             mint2.append(load(server.url + mint_path, True))
     return trivial, mint, mint2, use_wrk
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from suishenma import KeyFileError, UsageError, __version__
 
-from . import api, wallet
+from . import api, fast_mint, wallet
 from .anchor import Ticker
 from .api_errors import ApiError, error_response
 from .asgi_guard import Guard
@@ -129,6 +129,7 @@ def create_app(
         ctx.metrics.counters[("suishenma_scan_records_stored", "")] = float(store.scan_log_count())
         return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.router.routes.append(fast_mint.route)  # before the API router's routes: matched first
     app.include_router(api.router)
     if settings.demo_wallet:
         app.include_router(wallet.router)

@@ -391,3 +391,33 @@ def test_openapi_documents_every_route_and_bearer_auth(client: TestClient) -> No
     assert mint["security"] == [{"bearer": []}]
     assert any(p["name"] == "format" for p in mint["parameters"])
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "problem"),
+    [
+        (b"", "body", "Field required"),
+        (b"{not json", "body", "JSON decode error"),
+        (b"[]", "body", "valid dictionary"),
+        (b'{"scenario": "venue", "extra": 1}', "body.extra", "Extra inputs are not permitted"),
+        (b'{"scenario": "museum"}', "body.scenario", "'venue', 'hospital', 'transit'"),
+        (b'{"scenario": 5}', "body.scenario", "'venue'"),
+    ],
+)
+def test_mint_body_is_checked_like_every_other_route(
+    client: TestClient, keys: dict[str, str], body: bytes, field: str, problem: str
+) -> None:
+    s = enrol(client, keys["enrol"])
+    h = {**bearer(keys["mint"]), "Content-Type": "application/json"}
+    r = client.post(f"/v1/subjects/{s}/codes", content=body, headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_input"
+    assert r.json()["detail"][0]["field"] == field and problem in r.json()["detail"][0]["problem"]
+    r = client.post(f"/v1/subjects/{s}/codes", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 401  # the key is checked first, as on every route
+
+
+def test_mint_without_a_scenario_makes_a_venue_code(client: TestClient, keys: dict[str, str]) -> None:
+    s = enrol(client, keys["enrol"])
+    r = client.post(f"/v1/subjects/{s}/codes", json={}, headers=bearer(keys["mint"]))
+    assert r.status_code == 200 and r.json()["code"].startswith("SM1:")
+    assert client.get(f"/v1/subjects/{s}/codes").status_code == 405
