@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from starlette.responses import Response
 
 from suishenma.labels import CHECKPOINT_TYP
-from suishenma.masking import mask_id_number, mask_name
 
 from .anchor import verify_audit
 from .api_errors import ApiError
@@ -182,8 +181,8 @@ async def get_subject(subject: SubjectId, caller: Annotated[Caller, require("sta
     return as_json(
         {
             "subject": rec.subject,
-            "masked_name": mask_name(rec.name),
-            "masked_id": mask_id_number(rec.id_number),
+            "masked_name": rec.masked_name,
+            "masked_id": rec.masked_id,
             "status": rec.status,
             "reason": rec.status_reason,
             "valid_until": rec.status_until,

@@ -190,7 +190,7 @@ class IssuerService:
             self.storage.signing_key_extend(kid, mark)
             self._expiry_marks[kid] = mark
         self.mints.add(actor, now, kid, scenario)
-        return MintedCode(code, claims.expires_at, rec.status, mask_name(rec.name))
+        return MintedCode(code, claims.expires_at, rec.status, rec.masked_name)
 
     def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:
         """A printed code with masked identity and a fresh status-list index.
@@ -217,7 +217,7 @@ class IssuerService:
             name=rec.name,
             id_number=rec.id_number,
         )
-        return MintedCode(mint(claims, active.key), expires_at, rec.status, mask_name(rec.name), index)
+        return MintedCode(mint(claims, active.key), expires_at, rec.status, rec.masked_name, index)
 
     def issue_device_credential(
         self, subject: str, jwk: dict[str, object], now: int, actor: str, *, identity: bool = False
@@ -250,7 +250,7 @@ class IssuerService:
             id_number=rec.id_number if identity else None,
         )
         credential = credential_text(mint_credential(claims, active.key))
-        return MintedCode(credential, claims.expires_at, rec.status, mask_name(rec.name), index)
+        return MintedCode(credential, claims.expires_at, rec.status, rec.masked_name, index)
 
     def revoke_device(self, index: int, now: int, actor: str) -> bool:
         """Revoke a lost phone by any status-list index its credentials carried; False when already revoked.

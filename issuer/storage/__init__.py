@@ -11,7 +11,8 @@ stored; records hold them opened.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from ..audit import AuditRow
@@ -69,13 +70,32 @@ class ApiKeyRecord:
 
 @dataclass(frozen=True)
 class SubjectRecord:
+    """A person. The masked forms are stored as such; the full name and ID number are opened from their
+    sealed values only when read (``name``, ``id_number``), so the busiest path (a venue code) opens none.
+
+    Reading ``name`` or ``id_number`` raises SealError when the data key cannot open them.
+    """
+
     subject: str
-    name: str
-    id_number: str
     status: str
     status_reason: str
     status_until: int | None
     created_at: int
+    masked_name: str
+    masked_id: str
+    opener: Callable[[], tuple[str, str]] = field(repr=False, compare=False)
+
+    @cached_property
+    def _identity(self) -> tuple[str, str]:
+        return self.opener()
+
+    @property
+    def name(self) -> str:
+        return self._identity[0]
+
+    @property
+    def id_number(self) -> str:
+        return self._identity[1]
 
 
 @dataclass(frozen=True)

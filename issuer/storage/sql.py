@@ -42,7 +42,10 @@ from . import (
 
 EXPIRY_STEP = 600
 IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under either database's limit
-_SUBJECT_COLUMNS = "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at FROM subjects"
+_SUBJECT_COLUMNS = (
+    "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at, masked_name, masked_id"
+    " FROM subjects"
+)
 
 
 class Cursor(Protocol):
@@ -226,14 +229,16 @@ class SqlStorage:
             self._audit(c, now, actor, "subject.enrol", subject, {})
 
     def _subject(self, r: Sequence[Any]) -> SubjectRecord:
-        subject = r[0]
-        name = self.sealer.open(r[1], "name", subject)
-        id_number = self.sealer.open(r[2], "id_number", subject)
+        subject, name_sealed, id_sealed = r[0], bytes(r[1]), bytes(r[2])
+        sealer = self.sealer
+
+        def opener() -> tuple[str, str]:
+            return sealer.open(name_sealed, "name", subject), sealer.open(id_sealed, "id_number", subject)
+
         until = None if r[5] is None else int(r[5])
-        return SubjectRecord(subject, name, id_number, r[3], r[4], until, int(r[6]))
+        return SubjectRecord(subject, r[3], r[4], until, int(r[6]), r[7], r[8], opener)
 
     def subject_get(self, subject: str) -> SubjectRecord | None:
-        """Raises: SealError: the sealed fields do not open with the data keys held."""
         with self._read() as c:
             row = c.execute(f"SELECT {_SUBJECT_COLUMNS} WHERE subject = ?", (subject,)).fetchone()
         return self._subject(row) if row else None

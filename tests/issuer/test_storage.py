@@ -94,9 +94,10 @@ def test_sealed_field_moved_to_another_person_does_not_open(store: SqlStorage) -
     a, b = _enrol(store, 1), _enrol(store, 2)
     (_, name_a, _), (_, _, id_b) = store.subjects_sealed("", 10)
     store.subjects_reseal([(b, name_a, id_b)])  # a's sealed name copied onto b's row
-    assert store.subject_get(a) is not None
+    rec_a, rec_b = store.subject_get(a), store.subject_get(b)
+    assert rec_a is not None and rec_a.name == NAME and rec_b is not None and rec_b.masked_name == "张*三"
     with pytest.raises(SealError) as err:
-        store.subject_get(b)
+        rec_b.name  # noqa: B018  # opened when read
     assert "moved from another row" in str(err.value)
 
 
