@@ -8,6 +8,7 @@ rebuilt lazily on the first request after a change.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -50,6 +51,22 @@ class Publisher:
         self.storage = storage
         self._lock = threading.Lock()
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._cache: dict[str, PublishedList] = {}
+
+    def _held(self, name: str) -> PublishedList | None:
+        """The published list, its body read from the database only when its version changed: a list of a
+        city's entries is about a megabyte, and caches revalidate it far more often than it changes."""
+        state = self.storage.list_state(name)
+        if state is None:
+            return None
+        version, pending = state
+        cached = self._cache.get(name)
+        if cached is None or cached.version != version:
+            fetched = self.storage.list_get(name)
+            if fetched is None:
+                return None
+            cached = self._cache[name] = fetched
+        return dataclasses.replace(cached, pending=pending)
 
     @contextmanager
     def _build(self, name: str, now: int) -> Iterator[bool]:
@@ -84,7 +101,7 @@ class Publisher:
             KeyFileError: a key file cannot be read.
         """
         with self._lock:
-            held = self.storage.list_get(TRUST_LIST)
+            held = self._held(TRUST_LIST)
             ttl = self.settings.trust_list_ttl
             if not force and held is not None and held.expires_at - now > ttl // 4:
                 return held
@@ -116,16 +133,22 @@ class Publisher:
         """
         name = status_list_name(self.settings.issuer_id)
         with self._lock:
-            held = self.storage.list_get(name)
-            snap = self.storage.status_snapshot(name)
-            size = self._size(snap.max_index)
+            # Two cheap reads decide whether the held list stands; the entries themselves (hundreds of
+            # thousands of rows at city scale) are read only to build a new one.
+            held = self._held(name)
             fresh = held is not None and held.expires_at - now > self.settings.status_list_valid_for // 2
-            if fresh and held is not None and snap.pending == 0 and held.size >= size:
+            if (
+                fresh
+                and held is not None
+                and held.pending == 0
+                and held.size >= self._size(self.storage.status_top_index())
+            ):
                 return held
             with self._build(name, now) as mine:
                 if not mine and held is not None and held.expires_at > now:
                     return held  # another worker is building the next version
-                return self._sign_status_list(name, held, snap, size, now, actor)
+                snap = self.storage.status_snapshot(name)
+                return self._sign_status_list(name, held, snap, self._size(snap.max_index), now, actor)
 
     def _sign_status_list(
         self, name: str, held: PublishedList | None, snap: StatusSnapshot, size: int, now: int, actor: str

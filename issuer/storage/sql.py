@@ -565,6 +565,10 @@ class SqlStorage:
         # Counts changes not yet published; see status_snapshot and list_put.
         c.execute("UPDATE lists SET dirty = dirty + 1 WHERE name LIKE 'status:%'")
 
+    def status_top_index(self) -> int:
+        with self._read() as c:
+            return int(c.execute("SELECT COALESCE(MAX(idx), 0) FROM offline_codes").fetchone()[0])
+
     def status_snapshot(self, name: str) -> StatusSnapshot:
         """The non-valid entries, the highest index and the pending-change count, read in one snapshot."""
         with self._snapshot() as c:
@@ -618,6 +622,11 @@ class SqlStorage:
         return PublishedList(
             row[0], int(row[1]), bytes(row[2]), row[3], int(row[4]), int(row[5]), int(row[6]), int(row[7])
         )
+
+    def list_state(self, name: str) -> tuple[int, int] | None:
+        with self._read() as c:
+            row = c.execute("SELECT version, dirty FROM lists WHERE name = ?", (name,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
 
     def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None:
         """Store a newly signed list; ``changes_seen`` pending changes (from its snapshot) are now published.
