@@ -42,6 +42,7 @@ from . import (
 
 EXPIRY_STEP = 600
 IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under either database's limit
+_SET_STATUS = "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?"
 _SUBJECT_COLUMNS = (
     "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at, masked_name, masked_id"
     " FROM subjects"
@@ -294,13 +295,17 @@ class SqlStorage:
         actor: str,
         events: list[tuple[int, str, str, str, dict[str, object]]],
         has_codes: bool,
+        deferred: list[tuple[object, ...]] | None = None,
     ) -> list[int]:
         """One status change inside a write transaction; its audit event is appended to ``events``.
-        ``has_codes`` false (known from a batch look-up) skips the paper-code and device statements."""
-        c.execute(
-            "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?",
-            (status, reason, until, now, subject),
-        )
+        ``has_codes`` false (known from a batch look-up) skips the paper-code and device statements, and
+        leaves the subject's row to the batch's one ``executemany`` (``deferred``), which PostgreSQL runs
+        as a pipeline instead of a round trip per change."""
+        row = (status, reason, until, now, subject)
+        if deferred is not None and not has_codes:
+            deferred.append(row)
+        else:
+            c.execute(_SET_STATUS, row)
         indices: list[int] = []
         devices: list[int] = []
         if has_codes:
@@ -368,6 +373,7 @@ class SqlStorage:
             if failed and all_or_none:
                 return BatchResult(0, failed)
             events: list[tuple[int, str, str, str, dict[str, object]]] = []
+            deferred: list[tuple[object, ...]] = []
             bad = {pos for pos, _ in failed}
             for pos, (ch, subject) in enumerate(zip(changes, named, strict=True)):
                 if pos in bad or subject is None:
@@ -383,8 +389,11 @@ class SqlStorage:
                     actor,
                     events,
                     subject in with_codes,
+                    deferred,
                 )
                 current[subject] = ch.status
+            if deferred:
+                c.executemany(_SET_STATUS, deferred)
             self._audit_many(c, events)
             result = BatchResult(len(events), failed)
             if mark is not None:
