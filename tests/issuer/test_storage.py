@@ -3,6 +3,7 @@ batches all-or-none or per row, shared rate buckets and leases; then each backen
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -330,3 +331,21 @@ def test_background_checkpointer_runs_and_keeps_the_wal_checkpointed(tmp_path: P
     assert not checkpointer.is_alive()
     wal = tmp_path / "i.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed and removed on a clean stop
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_url_naming_a_dead_host_and_the_primary_reaches_the_primary(backend: str, pg: PgServer) -> None:
+    """What a failover setup relies on: libpq tries the hosts in turn and keeps the one that takes writes."""
+    from issuer.storage.postgres import PostgresStorage
+
+    url = pg.create_database()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # a port nothing listens on
+    port = dead.getsockname()[1]
+    dead.close()
+    name = url.rsplit("/", 1)[1]
+    both = f"postgresql://suishenma@127.0.0.1:{port},127.0.0.1:{pg.port}/{name}?target_session_attrs=read-write"
+    store = PostgresStorage(both, Sealer.generate())
+    _enrol(store, 1)
+    assert store.subject_get(_subject(1)) is not None
+    store.close()
