@@ -89,6 +89,7 @@ def create_app(
         yield
         for ticker in tickers:
             ticker.stop()
+        await store.aclose()
         store.close()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they
