@@ -147,7 +147,7 @@ async def mint_response(caller: Caller, subject: str, scenario: Scenario, reques
     """Mint for ``subject`` and answer in the format asked for. Raises: ApiError (not_acceptable, invalid_input)."""
     ctx = caller.ctx
     kind = _kind(request.query_params.get("format"), request.headers.get("accept", "application/json"))
-    minted = await ctx.service.mint_dynamic_async(subject, scenario, ctx.now(), caller.actor)
+    minted = ctx.service.mint_dynamic(subject, scenario, ctx.now(), caller.actor)
     ctx.metrics.inc("suishenma_codes_minted_total", 'type="dynamic"')
     if kind == "json":
         return as_json({"code": minted.code, "expires_at": minted.expires_at})

@@ -89,7 +89,6 @@ def create_app(
         yield
         for ticker in tickers:
             ticker.stop()
-        await store.aclose()
         store.close()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they

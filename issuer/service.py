@@ -147,9 +147,8 @@ class IssuerService:
             )
         return self.storage.subject_set_status_many(changes, now, actor, all_or_none=all_or_none, mark=mark)
 
-    def _current(self, subject: str, now: int, rec: SubjectRecord | None = None) -> SubjectRecord:
-        """The person, refused when unknown or when their status has lapsed. Raises: NotFound, StatusExpired."""
-        rec = rec or self.subject(subject)
+    def _current(self, subject: str, now: int) -> SubjectRecord:
+        rec = self.subject(subject)
         if rec.status_until is not None and rec.status_until <= now:
             raise StatusExpired(
                 f"the status of {subject} expired at {rec.status_until}; set it again",
@@ -169,18 +168,7 @@ class IssuerService:
         Raises:
             NotFound, StatusExpired, NoSigningKey, KeyFileError, StorageUnavailable.
         """
-        return self._mint_for(self._current(subject, now), scenario, now, actor)
-
-    async def mint_dynamic_async(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        """``mint_dynamic`` reading the person without holding up the event loop on a networked database
-        (its one round trip overlaps other requests' work). Raises: as ``mint_dynamic``."""
-        rec = await self.storage.subject_get_async(subject)
-        if rec is None:
-            raise NotFound(f"no subject {subject}", f"没有对象 {subject}")
-        return self._mint_for(self._current(subject, now, rec), scenario, now, actor)
-
-    def _mint_for(self, rec: SubjectRecord, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        subject = rec.subject
+        rec = self._current(subject, now)
         ttl = self.settings.dynamic_ttl
         if rec.status_until is not None:
             ttl = min(ttl, rec.status_until - now)

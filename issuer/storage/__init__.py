@@ -230,14 +230,6 @@ class Storage(Protocol):
         ...
 
     def subject_get(self, subject: str) -> SubjectRecord | None: ...
-    async def subject_get_async(self, subject: str) -> SubjectRecord | None:
-        """``subject_get`` for the event loop: the mint route's one read, awaited on a networked database."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close what ``subject_get_async`` opened (called by the app at shutdown, before ``close``)."""
-        ...
-
     def subject_by_id_number(self, id_number: str) -> str | None:
         """The subject enrolled with this (normalised) ID number, or None. The one look-up of ID numbers,
         so that its form (today the stored number, later a keyed hash) can change behind it."""

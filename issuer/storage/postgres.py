@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..sealing import Sealer
-from . import StorageUnavailable, SubjectRecord
+from . import StorageUnavailable
 from .postgres_migrations import MIGRATIONS
-from .sql import SUBJECT_BY_ID, Cursor, SqlStorage, Tx
+from .sql import Cursor, SqlStorage, Tx
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,6 @@ class PostgresStorage(SqlStorage):
         self._last_probe = 0.0
         self._probe_lock = threading.Lock()
         self.pool = self._new_pool()
-        self._apool: AsyncConnectionPool[Any] | None = None
-        self._epoch = self._apool_epoch = 0  # pools made since the start; the async pool's own
         try:
             self.pool.open(wait=True, timeout=timeout)
             migrate(self.pool)
@@ -115,21 +113,17 @@ class PostgresStorage(SqlStorage):
             self.pool.close()
             raise
 
-    @staticmethod
-    def _connect_kwargs() -> dict[str, Any]:
-        return {
-            "autocommit": True,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        }
-
     def _new_pool(self) -> ConnectionPool[Any]:
         return ConnectionPool(
             self.url,
             min_size=1,
             max_size=self._max_connections,
             timeout=self._timeout,
-            kwargs=self._connect_kwargs(),
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            },
             check=_check_if_idle,  # a connection the server dropped is replaced, not used
             open=False,
             name="suishenma-issuer",
@@ -137,46 +131,6 @@ class PostgresStorage(SqlStorage):
 
     def close(self) -> None:
         self.pool.close()
-
-    async def _async_pool(self) -> AsyncConnectionPool[Any]:
-        """The event loop's own small pool, opened on first use (in the loop that uses it), and made anew
-        after the database came back (its connections then are all dead)."""
-        if self._apool is not None and self._apool_epoch != self._epoch:
-            old, self._apool = self._apool, None
-            await old.close(timeout=0.5)
-        if self._apool is None:
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self._max_connections,
-                timeout=self._timeout,
-                kwargs=self._connect_kwargs(),
-                open=False,
-                name="suishenma-issuer-async",
-            )
-            await pool.open(wait=False)
-            self._apool, self._apool_epoch = pool, self._epoch
-        return self._apool
-
-    async def subject_get_async(self, subject: str) -> SubjectRecord | None:
-        """Raises: StorageUnavailable."""
-        if self._down:
-            self._probe()
-        try:
-            pool = await self._async_pool()
-            async with pool.connection() as conn:
-                cur = await conn.execute(_PgTx._sql(SUBJECT_BY_ID), (subject,))  # type: ignore[arg-type]
-                row = await cur.fetchone()
-        except psycopg.OperationalError as exc:
-            self._mark_down()
-            log.warning("database unavailable: %s", _first_line(exc))
-            raise StorageUnavailable(f"the database is unavailable: {_first_line(exc)}") from None
-        return self._subject(row) if row else None
-
-    async def aclose(self) -> None:
-        if self._apool is not None:
-            await self._apool.close()
-            self._apool = None
 
     def _probe(self) -> None:
         """While the database is away: fail at once, except for one fresh connection attempt a second;
@@ -197,7 +151,6 @@ class PostgresStorage(SqlStorage):
                 raise StorageUnavailable(f"the database is unavailable: {_first_line(exc)}") from None
             old, self.pool = self.pool, self._new_pool()
             self.pool.open(wait=False)
-            self._epoch += 1
             self._down = False
             log.warning("database reachable again")
         threading.Thread(target=old.close, name="old-pool-close", daemon=True).start()

@@ -47,7 +47,6 @@ _SUBJECT_COLUMNS = (
     "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at, masked_name, masked_id"
     " FROM subjects"
 )
-SUBJECT_BY_ID = f"SELECT {_SUBJECT_COLUMNS} WHERE subject = ?"
 
 
 class Cursor(Protocol):
@@ -242,14 +241,8 @@ class SqlStorage:
 
     def subject_get(self, subject: str) -> SubjectRecord | None:
         with self._read() as c:
-            row = c.execute(SUBJECT_BY_ID, (subject,)).fetchone()
+            row = c.execute(f"SELECT {_SUBJECT_COLUMNS} WHERE subject = ?", (subject,)).fetchone()
         return self._subject(row) if row else None
-
-    async def subject_get_async(self, subject: str) -> SubjectRecord | None:
-        return self.subject_get(subject)  # a local file answers in microseconds: no need to leave the loop
-
-    async def aclose(self) -> None:
-        return None
 
     def subject_by_id_number(self, id_number: str) -> str | None:
         with self._read() as c:
