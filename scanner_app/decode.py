@@ -87,7 +87,13 @@ def zbar(gray: Image) -> str | None:
 
 
 def _zxing(image: Image, **options: Any) -> tuple[str | None, list[Any]]:
-    """The chosen valid code's text, and every symbol zxing-cpp found (valid or not)."""
+    """The chosen valid code's text, and every symbol zxing-cpp found (valid or not).
+
+    ``try_rotate`` is off: a QR code's finder patterns are found in any orientation, and the rotated passes
+    (made for linear barcodes) read nothing more on any benchmark set while costing 0.3 ms of the median
+    frame that holds no code.
+    """
+    options.setdefault("try_rotate", False)
     found = zxingcpp.read_barcodes(image, formats=QR, return_errors=True, text_mode=PLAIN, **options)
     shape = image.shape[:2]
     reads = [_read(b.text, _quad(b.position), shape) for b in found if b.valid]
