@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -30,7 +30,7 @@ from .clock import ClockReading, clock_wrong
 from .fetch import Fetcher, HttpxFetcher, Poster
 from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy
-from .store import Store
+from .store import GroupCommitter, ScanArgs, Store
 from .sync import SyncReport, sync_lists, upload_scans
 from .trust_state import TRUST, TrustState, status_name
 from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
@@ -67,6 +67,20 @@ class Health:
     clock_source: str | None = None  # "signed" (a list's signed issue time) or "http-date" (the Date header)
     clock_checked_at: int | None = None
     clock_wrong: bool = False  # off by more than the scenario's skew allowance: codes are refused
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A decision before it is logged: logging may still turn it into a replay refusal."""
+
+    start: float
+    at: int
+    decision: Decision
+    reason: VerdictReason
+    display: Mapping[str, str] | None
+    subject: str | None
+    issuer: str | None
+    replay: tuple[bytes, int] | None
 
 
 class Verifier:
@@ -169,16 +183,49 @@ class Verifier:
             sqlite3.Error (only): the decision could not be logged, e.g. the disk is full.
         """
         start = time.perf_counter()
-        at = int(time.time() if now is None else now)
+        draft = self._draft(text, start, int(time.time() if now is None else now))
+        if not self.store.record(*self._row(draft)):
+            draft = self._replayed(draft)
+            self.store.record(*self._row(draft))
+        return self._verdict(draft)
+
+    async def verify_grouped(self, text: str, committer: GroupCommitter, now: float | None = None) -> Verdict:
+        """``verify`` for a service on an event loop: the verdict's record is committed by ``committer``
+        together with those of the requests in flight meanwhile (one fsync for the group), and the verdict
+        is returned only once its record is durable. The replay check runs inside that commit, in arrival
+        order, so of two presentations of one transit code in the same group only the first passes.
+
+        Raises:
+            sqlite3.Error (only): the decision could not be logged.
+        """
+        start = time.perf_counter()
+        draft = self._draft(text, start, int(time.time() if now is None else now))
+        if not await asyncio.wrap_future(committer.submit(self._row(draft))):
+            draft = self._replayed(draft)
+            await asyncio.wrap_future(committer.submit(self._row(draft)))
+        return self._verdict(draft)
+
+    def _draft(self, text: str, start: float, at: int) -> _Draft:
         try:
             return self._decide(text, start, at)
-        except sqlite3.Error:
-            raise
         except Exception:  # a bug, not an input: refuse the code, keep the gate running, say why in the log
             log.exception("verify: unexpected error; the code is refused as malformed")
             return self._done(start, at, self.policy.on_invalid, VerdictReason.MALFORMED)
 
-    def _decide(self, text: str, start: float, at: int) -> Verdict:
+    def _row(self, d: _Draft) -> ScanArgs:
+        return (d.at, self.kiosk_id, self.policy.name, d.decision, d.reason, d.subject, d.issuer, d.replay)
+
+    def _replayed(self, d: _Draft) -> _Draft:
+        """The code's single use is spent: the same presentation is refused, and that is what is logged."""
+        return replace(d, decision=self.policy.on_invalid, reason=VerdictReason.REPLAYED, replay=None)
+
+    def _verdict(self, d: _Draft) -> Verdict:
+        zh, en = self.policy.message(d.reason)
+        elapsed = (time.perf_counter() - d.start) * 1000
+        shown = {k: _printable(v) for k, v in (d.display or {}).items()}
+        return Verdict(d.decision, d.reason, zh, en, shown, d.subject, d.issuer and _printable(d.issuer), elapsed)
+
+    def _decide(self, text: str, start: float, at: int) -> _Draft:
         p = self.policy
         with self.store.lock:  # a consistent snapshot, never half a sync (adopt replaces, never mutates)
             trust, status, held = self.state.trust, self.state.status, self.state.held
@@ -203,7 +250,7 @@ class Verifier:
         if claims.masked_id:
             display["masked_id"] = claims.masked_id
 
-        def done(decision: Decision, reason: VerdictReason, replay: tuple[bytes, int] | None = None) -> Verdict:
+        def done(decision: Decision, reason: VerdictReason, replay: tuple[bytes, int] | None = None) -> _Draft:
             return self._done(start, at, decision, reason, display, subject, issuer, replay)
 
         if any(getattr(claims, f) is None for f in p.required_claims):
@@ -234,8 +281,8 @@ class Verifier:
             return done(decision, reason, (verified.digest[:16], verified.expires_at + p.skew_s))
         return done(decision, reason)
 
+    @staticmethod
     def _done(
-        self,
         start: float,
         at: int,
         decision: Decision,
@@ -244,15 +291,8 @@ class Verifier:
         subject: str | None = None,
         issuer: str | None = None,
         replay: tuple[bytes, int] | None = None,
-    ) -> Verdict:
-        scenario = self.policy.name
-        if not self.store.record(at, self.kiosk_id, scenario, decision, reason, subject, issuer, replay):
-            decision, reason = self.policy.on_invalid, VerdictReason.REPLAYED
-            self.store.record(at, self.kiosk_id, scenario, decision, reason, subject, issuer)
-        zh, en = self.policy.message(reason)
-        elapsed = (time.perf_counter() - start) * 1000
-        shown = {k: _printable(v) for k, v in (display or {}).items()}
-        return Verdict(decision, reason, zh, en, shown, subject, issuer and _printable(issuer), elapsed)
+    ) -> _Draft:
+        return _Draft(start, at, decision, reason, display, subject, issuer, replay)
 
     # sync and health
     def sync(self, now: float | None = None) -> SyncReport:

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._verifier import Health, Verifier
+from .store import GroupCommitter
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024  # a code is at most a few kB of text (suishenma's text cap is 4 kB)
@@ -199,10 +200,12 @@ def create_app(
     ``clock``: the time verdicts are taken at (None: the verifier reads the wall clock).
     """
     metrics = Metrics()
+    committer = GroupCommitter(verifier.store)  # verdicts of concurrent requests share one durable commit
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sync = BackgroundSync(verifier, sync_interval) if sync_interval else None
+        committer.start()
         if sync:
             sync.start()
         try:
@@ -211,6 +214,7 @@ def create_app(
             if sync:
                 sync.stop_event.set()
                 sync.join(timeout=15)
+            committer.stop()
 
     async def authorised(request: Request) -> None:
         if token is None:
@@ -269,9 +273,10 @@ def create_app(
         },
     )
     async def verify(request: Request) -> Response:
-        """Decide on a scanned code. Blocking but short (a signature check and one durable log write), so it
-        runs on the event loop: a thread hop would cost more than the work. The body goes straight to
-        pydantic's JSON parser (FastAPI's body machinery would cost more than the verify).
+        """Decide on a scanned code. The decision (a signature check) runs on the event loop: a thread hop
+        would cost more than the work; its durable log write is committed with those of the other requests
+        in flight (``GroupCommitter``) and awaited. The body goes straight to pydantic's JSON parser
+        (FastAPI's body machinery would cost more than the verify).
         \f
         Served by ``fast_verify``, the same function as a plain Starlette route matched first: FastAPI's
         dependency solving (the token check) cost about as much as the verify itself."""
@@ -279,7 +284,7 @@ def create_app(
             body = VerifyIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
-        verdict = verifier.verify(body.code, now=clock() if clock else None)
+        verdict = await verifier.verify_grouped(body.code, committer, now=clock() if clock else None)
         metrics.verdict(verdict.decision.value, verdict.reason.value, verdict.elapsed_ms / 1000)
         return Response(json.dumps(verdict.as_dict(), ensure_ascii=False), media_type=JSON)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,64 @@ class ScanRow:
     issuer: str | None
     uploaded: bool  # the issuer acknowledged it
     conflict: bool = False  # the issuer holds another record under this seq: kept here, not re-sent
+
+
+# at, kiosk id, scenario, decision, reason, subject, issuer, replay (key, expiry): one verdict's record
+ScanArgs = tuple[int, str, str, str, str, "str | None", "str | None", "tuple[bytes, int] | None"]
+
+
+class GroupCommitter(threading.Thread):
+    """Commits verdict records in groups for a service answering many gates: requests that arrive while a
+    group's fsync is under way go into the next group together, so the disk's latency is paid once per
+    group rather than once per verdict. A record's future is resolved only after its group committed; a
+    failed commit fails every future of the group (nothing of it was written)."""
+
+    def __init__(self, store: Store, max_group: int = 256) -> None:
+        super().__init__(name="verdict-commit", daemon=True)
+        self.store, self.max_group = store, max_group
+        self.groups = self.largest = 0  # groups committed and the most records in one, for tests and metrics
+        self._queue: list[tuple[ScanArgs, Future[bool]]] = []
+        self._ready = threading.Condition()
+        self._stopping = False
+
+    def submit(self, args: ScanArgs) -> Future[bool]:
+        """Queue a record; the future holds ``record``'s answer once it is durable.
+
+        Raises: RuntimeError after ``stop``.
+        """
+        future: Future[bool] = Future()
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError("the verdict committer is stopped")
+            self._queue.append((args, future))
+            self._ready.notify()
+        return future
+
+    def run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopping:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+            try:
+                results = self.store.record_group([args for args, _ in group])
+            except BaseException as exc:  # sqlite3.Error (disk full, ...): every request of the group learns it
+                for _, future in group:
+                    future.set_exception(exc)
+                continue
+            self.groups += 1
+            self.largest = max(self.largest, len(group))
+            for (_, future), ok in zip(group, results, strict=True):
+                future.set_result(ok)
+
+    def stop(self) -> None:
+        """Commit what is queued, then end."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        self.join(timeout=30)
 
 
 class Store:
@@ -149,17 +208,28 @@ class Store:
         replay denial instead).
         """
         with self.tx() as c:
-            if replay is not None:
-                key, expires_at = replay
-                if c.execute("SELECT 1 FROM replay WHERE key = ? AND expires_at >= ?", (key, at)).fetchone():
-                    return False
-                c.execute("INSERT OR REPLACE INTO replay (key, expires_at) VALUES (?, ?)", (key, expires_at))
-            c.execute(
-                "INSERT INTO scans (at, kiosk_id, scenario, decision, reason, subject, issuer)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (at, kiosk_id, scenario, decision, reason, subject, issuer),
-            )
+            return self._record_in(c, (at, kiosk_id, scenario, decision, reason, subject, issuer, replay))
+
+    @staticmethod
+    def _record_in(c: sqlite3.Connection, args: ScanArgs) -> bool:
+        at, kiosk_id, scenario, decision, reason, subject, issuer, replay = args
+        if replay is not None:
+            key, expires_at = replay
+            if c.execute("SELECT 1 FROM replay WHERE key = ? AND expires_at >= ?", (key, at)).fetchone():
+                return False
+            c.execute("INSERT OR REPLACE INTO replay (key, expires_at) VALUES (?, ?)", (key, expires_at))
+        c.execute(
+            "INSERT INTO scans (at, kiosk_id, scenario, decision, reason, subject, issuer)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (at, kiosk_id, scenario, decision, reason, subject, issuer),
+        )
         return True
+
+    def record_group(self, group: Sequence[ScanArgs]) -> list[bool]:
+        """``record`` for several verdicts in one transaction (one fsync), in order: a replay key claimed by
+        an earlier one is held for the later ones."""
+        with self.tx() as c:
+            return [self._record_in(c, args) for args in group]
 
     def prune_replay(self, now: int) -> int:
         with self.tx() as c:
