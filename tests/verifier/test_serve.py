@@ -169,3 +169,59 @@ def test_live_service_answers_many_connections_at_once(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_service_killed_mid_burst_has_logged_every_verdict_it_answered(
+    sim: IssuerSim, make_verifier: MakeVerifier, tmp_path: Path
+) -> None:
+    """Group commit answers a verdict only after its record is on disk: kill -9 loses none that were answered."""
+    import sqlite3
+    import threading
+
+    from verifier.store import DB_NAME
+
+    make_verifier("transit", name="state").close()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(tmp_path / "state"), "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--no-sync"], env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    answered: list[str] = []
+    lock, stop = threading.Lock(), threading.Event()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+
+        def gate() -> None:
+            with httpx.Client(base_url=url, timeout=10) as c:
+                while not stop.is_set():
+                    try:
+                        r = c.post("/v1/verify", json={"code": sim.code()})
+                    except httpx.HTTPError:
+                        return  # the process is gone
+                    with lock:
+                        answered.append(r.json()["decision"])
+
+        gates = [threading.Thread(target=gate) for _ in range(6)]
+        for g in gates:
+            g.start()
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while len(answered) < 150:
+            time.sleep(0.01)
+            assert proc.poll() is None and time.monotonic() < deadline
+        proc.kill()
+        proc.wait(10)
+        stop.set()
+        for g in gates:
+            g.join(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    conn = sqlite3.connect(tmp_path / "state" / DB_NAME)
+    logged = conn.execute("SELECT COUNT(*) FROM scans").fetchone()[0]
+    conn.close()
+    assert logged >= len(answered) >= 150  # every answered verdict is on disk (unanswered ones may be too)
