@@ -137,22 +137,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serve(state: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``suishenma-verifier serve`` on ``state`` in a child process, once it answers /healthz (no sync)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(state), "--port", str(port), "--no-sync"]
+    proc = subprocess.Popen([*cmd, *options], env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20  # bounds a hang only
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    return proc, url
+
+
 def test_live_service_answers_many_connections_at_once(
     sim: IssuerSim, make_verifier: MakeVerifier, tmp_path: Path
 ) -> None:
     make_verifier(name="state").close()
-    port = _free_port()
-    cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(tmp_path / "state"), "--port", str(port)]
-    proc = subprocess.Popen([*cmd, "--no-sync", "--limit-concurrency", "64"], env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _serve(tmp_path / "state", "--limit-concurrency", "64")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         code = sim.code()
 
         def one(_: int) -> int:  # each request on its own connection: 200 connections, 8 at a time
@@ -181,20 +187,10 @@ def test_service_killed_mid_burst_has_logged_every_verdict_it_answered(
     from verifier.store import DB_NAME
 
     make_verifier("transit", name="state").close()
-    port = _free_port()
-    cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(tmp_path / "state"), "--port", str(port)]
-    proc = subprocess.Popen([*cmd, "--no-sync"], env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _serve(tmp_path / "state")
     answered: list[str] = []
     lock, stop = threading.Lock(), threading.Event()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
 
         def gate() -> None:
             with httpx.Client(base_url=url, timeout=10) as c:

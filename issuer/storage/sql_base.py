@@ -1,0 +1,164 @@
+"""The base of the SQL both backends share: the transaction hooks a backend supplies, and the audit chain.
+
+Statements use ``?`` placeholders and the functions both databases know (``GREATEST``/``LEAST`` are added
+to SQLite); a backend supplies connections and transactions (``_write``, ``_read``, ``_snapshot``), the
+audit sequence, and its schema. Write transactions that touch audited state run one at a time on either
+backend (SQLite's single writer; a PostgreSQL advisory lock), so the audit chain has one head. The
+methods are spread over ``sql_codes`` (paper codes, devices), ``sql_lists`` (keys, lists, coordination,
+scan logs) and ``sql`` (API keys, people, status changes, minting), all on this base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from ..audit import GENESIS, AuditRow, canonical, row_hash
+from ..sealing import Sealer
+from . import (
+    REVOKED,
+)
+
+EXPIRY_STEP = 600
+IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under either database's limit
+_SET_STATUS = "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?"
+_SUBJECT_COLUMNS = (
+    "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at, masked_name, masked_id"
+    " FROM subjects"
+)
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """One open transaction (or, for ``_read``, one connection)."""
+
+    def execute(self, sql: str, params: Any = (), /) -> Cursor: ...
+    def executemany(self, sql: str, rows: Iterable[Any], /) -> object: ...
+
+
+def in_chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
+
+
+def placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqlBase:
+    """The hooks a backend provides, the audit chain, and helpers the method groups share."""
+
+    sealer: Sealer
+
+    def __init__(self, sealer: Sealer) -> None:
+        self.sealer = sealer
+        self._expiry_marks: dict[str, int] = {}
+
+    # --- hooks a backend provides -------------------------------------------------------------------------
+    def _write(self, serial: bool = True) -> AbstractContextManager[Tx]:
+        """A write transaction, committed when the block ends; ``serial``: one at a time across processes."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A connection for reads; one statement sees one consistent state."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction in which every statement sees the same state."""
+        raise NotImplementedError
+
+    def _reserve_audit_ids(self, c: Tx, n: int) -> int:
+        """The first of ``n`` consecutive new audit row ids; the high-water mark moves in the same transaction."""
+        raise NotImplementedError
+
+    def audit_high_water(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # --- audit --------------------------------------------------------------------------------------------
+    def _audit(self, c: Tx, now: int, actor: str, action: str, target: str, detail: dict[str, object]) -> None:
+        """Append one event to the chain; the caller holds the serial write transaction, so the head cannot
+        move under it."""
+        self._audit_many(c, [(now, actor, action, target, detail)])
+
+    def _audit_many(self, c: Tx, events: Sequence[tuple[int, str, str, str, dict[str, object]]]) -> None:
+        if not events:
+            return
+        row = c.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        prev = row[0] if row else GENESIS
+        rows = []
+        first = self._reserve_audit_ids(c, len(events))
+        for row_id, (now, actor, action, target, detail) in enumerate(events, start=first):
+            text = canonical(detail)
+            h = row_hash(prev, row_id, now, actor, action, target, text)
+            rows.append((row_id, now, actor, action, target, text, prev, h))
+            prev = h
+        c.executemany(
+            "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)", rows
+        )
+
+    def audit_event(self, action: str, target: str, detail: dict[str, object], now: int, actor: str) -> None:
+        with self._write() as c:
+            self._audit(c, now, actor, action, target, detail)
+
+    def audit_rows(self, chunk: int = 10_000) -> Iterator[AuditRow]:
+        """Every audit row in id order, read in chunks so memory stays flat on long logs."""
+        last = 0
+        while True:
+            with self._read() as c:
+                rows = c.execute(
+                    "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit WHERE id > ?"
+                    " ORDER BY id LIMIT ?",
+                    (last, chunk),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
+            last = int(rows[-1][0])
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._read() as c:
+            row = c.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def audit_hash_at(self, row_id: int) -> str | None:
+        with self._read() as c:
+            row = c.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    # --- shared by several groups -------------------------------------------------------------------------
+    def _raise_last_expiry(self, c: Tx, kid: str, expires_at: int) -> None:
+        # The stored value is an upper bound, raised in steps of EXPIRY_STEP, so that busy issuing does not
+        # rewrite the key's row every time; a retired key stays listed at most that much longer.
+        if expires_at > self._expiry_marks.get(kid, 0):
+            mark = expires_at + EXPIRY_STEP
+            c.execute("UPDATE signing_keys SET last_expiry = GREATEST(last_expiry, ?) WHERE kid = ?", (mark, kid))
+            self._expiry_marks[kid] = mark
+
+    @staticmethod
+    def _retire_device_indices(c: Tx, subject: str) -> list[int]:
+        """Revoke the current index of each of the subject's devices; their next credential gets a new one."""
+        rows = c.execute(
+            "UPDATE offline_codes SET state = ? WHERE state != ? AND idx IN"
+            " (SELECT current_idx FROM devices WHERE subject = ? AND current_idx IS NOT NULL) RETURNING idx",
+            (REVOKED, REVOKED, subject),
+        ).fetchall()
+        if rows:
+            c.execute("UPDATE devices SET current_idx = NULL WHERE subject = ?", (subject,))
+        return sorted(int(r[0]) for r in rows)
+
+    @staticmethod
+    def _status_lists_changed(c: Tx) -> None:
+        # Counts changes not yet published; see status_snapshot and list_put.
+        c.execute("UPDATE lists SET dirty = dirty + 1 WHERE name LIKE 'status:%'")
