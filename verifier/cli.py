@@ -179,7 +179,7 @@ def _serve(v: Verifier, args: argparse.Namespace) -> int:
         return 2
     import uvicorn  # the web stack is loaded only here: the library never imports it
 
-    from .serve import create_app
+    from .local_service import create_app
 
     app = create_app(v, token=token, sync_interval=None if args.no_sync else args.sync_interval)
     uvicorn.run(

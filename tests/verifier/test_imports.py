@@ -14,6 +14,6 @@ def test_verifier_and_its_cli_load_no_web_framework() -> None:
 
 
 def test_the_service_module_is_where_fastapi_comes_in() -> None:
-    code = "import sys, verifier.serve; print('fastapi' in sys.modules)"
+    code = "import sys, verifier.local_service; print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "True"

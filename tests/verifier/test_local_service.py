@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from suishenma import Status
 from verifier.cli import main
-from verifier.serve import MAX_BODY_BYTES, create_app
+from verifier.local_service import MAX_BODY_BYTES, create_app
 
 from .conftest import MakeVerifier
 from .sim import IssuerSim
