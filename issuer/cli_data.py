@@ -9,11 +9,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from suishenma import passphrase_from_env
-
 from .cli_support import Parser, print_error, print_json
 from .health import require_initialised
-from .keystore import keystore_encrypted
+from .keystore import passphrase_for_new_keys
 from .sealing import load_sealer, save_sealer
 from .service import IssuerService
 from .settings import Settings
@@ -93,13 +91,7 @@ def rotate_data_key(settings: Settings, args: argparse.Namespace) -> int:
     """A new data key seals from now on; every name and ID number is re-sealed under it in batches. The
     older keys stay in the file (a worker still running with them seals with the old key until restarted)."""
     require_initialised(settings)
-    passphrase = passphrase_from_env()
-    if passphrase is None and keystore_encrypted(settings):
-        print_error(
-            "此处的密钥已加密：请设置 SUISHENMA_KEY_PASSPHRASE",
-            "the keys here are encrypted: set SUISHENMA_KEY_PASSPHRASE",
-        )
-        return 1
+    passphrase = passphrase_for_new_keys(settings)  # KeysEncrypted: none set beside encrypted keys
     old = load_sealer(settings.keys_path, passphrase)
     new = old.rotated()
     storage = open_storage(settings)

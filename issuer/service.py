@@ -39,7 +39,6 @@ from .storage import (
     Storage,
     SubjectRecord,
 )
-from .storage.sql import EXPIRY_STEP
 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
@@ -82,7 +81,6 @@ class IssuerService:
         self.mints = MintMeter(storage)
         self._key: ActiveKey | None = None
         self._key_checked = 0.0
-        self._expiry_marks: dict[str, int] = {}
 
     @property
     def key(self) -> ActiveKey:
@@ -185,10 +183,7 @@ class IssuerService:
         active = self.key
         kid = active.record.kid
         code = mint(claims, active.key)
-        if claims.expires_at > self._expiry_marks.get(kid, 0):
-            mark = claims.expires_at + EXPIRY_STEP
-            self.storage.signing_key_extend(kid, mark)
-            self._expiry_marks[kid] = mark
+        self.storage.signing_key_extend(kid, claims.expires_at)
         self.mints.add(actor, now, kid, scenario)
         return MintedCode(code, claims.expires_at, rec.status, rec.masked_name)
 

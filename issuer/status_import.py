@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suishenma import UsageError, check_display_text
+from suishenma.masking import mask_id_number
 
 from .problems import InputError
 from .service import IssuerService
@@ -193,6 +194,10 @@ def import_statuses(
 
 
 def _masked_id(row: dict[str, str | None]) -> str:
-    """Refused rows are written back without the full ID number: the file of refusals is not the data."""
+    """Refused rows are written back without the full ID number: the file of refusals is not the data. A
+    value that is no ID number at all is starred out whole."""
     value = (row.get("id_number") or "").strip()
-    return value[:4] + "*" * max(0, len(value) - 8) + value[-4:] if len(value) > 8 else "*" * len(value)
+    try:
+        return mask_id_number(value) if value else ""
+    except UsageError:
+        return "*" * min(len(value), 32)

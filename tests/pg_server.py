@@ -13,12 +13,13 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from issuer.live import free_port
 
 SUPERUSER = "suishenma"
 
@@ -29,12 +30,6 @@ def _bin_dir() -> Path | None:
         return found[-1].parent
     which = shutil.which("pg_ctl")
     return Path(which).resolve().parent if which else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgServer:
@@ -54,7 +49,7 @@ class PgServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._names = itertools.count(1)
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync", "-N")
 

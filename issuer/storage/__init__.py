@@ -264,8 +264,9 @@ class Storage(Protocol):
     def import_mark(self, digest: str) -> ImportMark | None: ...
 
     # minting
-    def signing_key_extend(self, kid: str, until: int) -> None:
-        """Keep ``kid`` listed in the trust list at least until ``until`` (its newest code's expiry)."""
+    def signing_key_extend(self, kid: str, expires_at: int) -> None:
+        """Keep ``kid`` listed in the trust list until at least ``expires_at`` (its newest code's expiry). The
+        stored bound moves in steps of ten minutes, so busy minting writes about once per step."""
         ...
 
     def mint_counts_add(self, counts: Sequence[MintCount]) -> None:

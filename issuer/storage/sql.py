@@ -20,11 +20,11 @@ from . import (
     StatusChange,
     SubjectRecord,
 )
-from .sql_base import EXPIRY_STEP, IN_CHUNK, Cursor, SqlBase, Tx, in_chunks, placeholders
+from .sql_base import IN_CHUNK, Cursor, SqlBase, Tx, in_chunks, placeholders
 from .sql_codes import CodesSql
 from .sql_lists import ListsSql
 
-__all__ = ["EXPIRY_STEP", "IN_CHUNK", "Cursor", "SqlBase", "SqlStorage", "Tx"]
+__all__ = ["IN_CHUNK", "Cursor", "SqlBase", "SqlStorage", "Tx"]
 
 _SET_STATUS = "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?"
 _SUBJECT_COLUMNS = (
@@ -291,9 +291,10 @@ class SqlStorage(CodesSql, ListsSql):
         return ImportMark(row[0], int(row[1]), int(row[2]), int(row[3])) if row else None
 
     # --- minting ------------------------------------------------------------------------------------------
-    def signing_key_extend(self, kid: str, until: int) -> None:
-        with self._write(serial=False) as c:
-            c.execute("UPDATE signing_keys SET last_expiry = GREATEST(last_expiry, ?) WHERE kid = ?", (until, kid))
+    def signing_key_extend(self, kid: str, expires_at: int) -> None:
+        if expires_at > self._expiry_marks.get(kid, 0):  # most calls: already covered, no write
+            with self._write(serial=False) as c:
+                self._raise_last_expiry(c, kid, expires_at)
 
     def mint_counts_add(self, counts: Sequence[MintCount]) -> None:
         with self._write(serial=False) as c:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from issuer.live import free_port
 from suishenma import Status
 from verifier.cli import main
 from verifier.local_service import MAX_BODY_BYTES, create_app
@@ -131,15 +131,9 @@ def test_serve_refuses_a_public_address_without_a_token(
     assert "token file" in err and "readable by others" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(state: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
     """``suishenma-verifier serve`` on ``state`` in a child process, once it answers /healthz (no sync)."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "verifier", "serve", "--state", str(state), "--port", str(port), "--no-sync"]
     proc = subprocess.Popen([*cmd, *options], env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
