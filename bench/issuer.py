@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from _load import run_httpx, run_wrk  # noqa: E402
 
-from issuer.live import LiveIssuer, create_api_key, init_dir  # noqa: E402
-from issuer.render import png, qr_matrix, svg  # noqa: E402
+from issuer.qr_images import png, qr_matrix, svg  # noqa: E402
 from suishenma.qr import make_qr  # noqa: E402
+from testing.live_issuer import LiveIssuer, create_api_key, init_dir  # noqa: E402
 
 
 def post_json(url: str, key: str, body: dict[str, object]) -> dict[str, object]:
@@ -62,35 +62,17 @@ def render_rates(text: str, n: int = 200) -> dict[str, float]:
 
 
 def enrol_many(base: Path, n: int) -> list[str]:
-    """``n`` people straight into storage (sealed as enrolment seals them), in batches; their ID numbers."""
+    """``n`` people enrolled straight into storage (sealed and audited as enrolment does), a transaction per
+    10 000 of them; their ID numbers."""
     from issuer import Settings
-    from issuer.storage.factory import open_storage
-    from suishenma.masking import mask_id_number, mask_name
+    from issuer.opening import open_storage
 
     store = open_storage(Settings(base_dir=base))
     ids = [f"310101{i:08d}{i % 10000:04d}"[:18] for i in range(n)]
     now = int(time.time())
-    with store._write() as c:
-        rows = []
-        for i, id_number in enumerate(ids):
-            subject = f"{i:016x}"
-            rows.append(
-                (
-                    subject,
-                    mask_name("张小三"),
-                    mask_id_number(id_number),
-                    store.sealer.seal("张小三", "name", subject),
-                    store.sealer.seal(id_number, "id_number", subject),
-                    store.sealer.lookup(id_number),
-                    now,
-                    now,
-                )
-            )
-        c.executemany(
-            "INSERT INTO subjects (subject, masked_name, masked_id, name_sealed, id_sealed, id_lookup, status,"
-            " status_reason, status_until, created_at, updated_at) VALUES (?,?,?,?,?,?,'green','',NULL,?,?)",
-            rows,
-        )
+    people = [(f"{i:016x}", "张小三", id_number) for i, id_number in enumerate(ids)]
+    for start in range(0, n, 10_000):
+        store.subject_create_many(people[start : start + 10_000], now, "bench")
     store.close()
     return ids
 

@@ -5,7 +5,7 @@ Image sets (``image_sets``; tests/scanner_app/test_never_worse.py reads the same
 - ``blackbox``: zxing's 179 photographed QR codes (../shared/data/qr/zxing-blackbox, at 0°), still images;
 - ``synthetic``: 200 generated 720p frames of a signed code with hard degradations (two to four of
   perspective, blur, motion blur, glare, dimming, noise, JPEG artefacts, a phone screen held at an angle);
-- ``phone``: phones held in front of a webcam (scanner_app/screens.py), ``PHONE_PER_CATEGORY`` frames in
+- ``phone``: phones held in front of a webcam (testing/phone_screens.py), ``PHONE_PER_CATEGORY`` frames in
   each category, reported per category.
 
 Every generated frame shows the same code, minted at a fixed instant with a fixed key, so the sets are the
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 
-from scanner_app import Decoder, Scanner, screens, synthetic  # noqa: E402
+from scanner_app import Decoder, Scanner  # noqa: E402
 from scanner_app.decode import CAMERA_CHAIN, PHOTO_CHAIN, PHOTO_MAX_SIDE, _Views, _zxing, to_gray, zbar, zxing  # noqa: E402
 from scanner_app.sources import EndOfStream  # noqa: E402
 from suishenma import (  # noqa: E402
@@ -52,6 +52,8 @@ from suishenma import (  # noqa: E402
     sign_status_list,
     sign_trust_list,
 )
+from testing import phone_screens as screens  # noqa: E402
+from testing import synthetic_frames as synthetic  # noqa: E402
 from verifier import FetchResult, Verifier  # noqa: E402
 
 BLACKBOX = ROOT.parent / "shared" / "data" / "qr" / "zxing-blackbox"

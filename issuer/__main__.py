@@ -1,3 +1,3 @@
-from .cli import main_exit
+from issuer.cli import main_exit
 
 main_exit()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from .storage import MintCount, Storage
+from issuer.storage import MintCount, Storage
 
 Key = tuple[str, int, str, str]  # actor, minute, kid, scenario
 

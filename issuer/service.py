@@ -13,32 +13,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from suishenma import Claims, DeviceKey, Status, credential_text, mint, mint_credential
-from suishenma.masking import mask_id_number, mask_name
-
-from .anchor import Anchor
-from .keystore import ActiveKey, active_record, load_active_key
-from .mint_meter import MintMeter
-from .publish import Publisher
-from .settings import Settings
-from .storage import (
+from issuer.errors import Conflict, NotFound, Problem, StatusExpired
+from issuer.keys.checkpoints import Anchor
+from issuer.keys.signing_keys import ActiveKey, active_record, load_active_key
+from issuer.lists.publisher import Publisher
+from issuer.mint_meter import MintMeter
+from issuer.settings import Settings
+from issuer.storage import (
     REVOKED,
     SUSPENDED,
     VALID,
-    AlreadyEnrolled,
     BatchResult,
-    Conflict,
     DeviceIssue,
-    DeviceLimit,
-    DeviceRevoked,
     ImportMark,
-    NotFound,
     ScanLogResult,
     ScanRecord,
     StatusChange,
     Storage,
     SubjectRecord,
 )
+from suishenma import Claims, DeviceKey, Status, credential_text, mint, mint_credential
+from suishenma.masking import mask_id_number, mask_name
 
 Scenario = Literal["venue", "hospital", "transit"]
 OfflineAction = Literal["revoke", "suspend", "reinstate"]
@@ -47,20 +42,7 @@ STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate"
 KEY_RECHECK_S = 2.0
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AlreadyEnrolled",
-    "Conflict",
-    "DeviceLimit",
-    "DeviceRevoked",
-    "IssuerService",
-    "MintedCode",
-    "NotFound",
-    "StatusExpired",
-]
-
-
-class StatusExpired(Conflict):
-    """The subject's status has passed its validity: it must be set again before codes are minted."""
+__all__ = ["IssuerService", "MintedCode", "OfflineAction", "Scenario"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +67,7 @@ class IssuerService:
     @property
     def key(self) -> ActiveKey:
         """The current signing key. A rotation (``keys rotate``, another process) is picked up within
-        ``KEY_RECHECK_S`` seconds; the retired key stays valid that long and more (keystore.SKEW).
+        ``KEY_RECHECK_S`` seconds; the retired key stays valid that long and more (signing_keys.SKEW).
 
         Raises:
             NoSigningKey, KeyFileError.
@@ -113,13 +95,13 @@ class IssuerService:
         """Raises: NotFound."""
         rec = self.storage.subject_get(subject)
         if rec is None:
-            raise NotFound(f"no subject {subject}", f"没有对象 {subject}")
+            raise NotFound(Problem.NO_SUBJECT, subject=subject)
         return rec
 
     def set_status(self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str) -> list[int]:
         """Raises: NotFound; Conflict when ``until`` is in the past."""
         if until is not None and until <= now:
-            raise Conflict("valid_until must be in the future")
+            raise Conflict(Problem.VALID_UNTIL_PAST)
         return self.storage.subject_set_status(subject, status, reason, until, now, actor)
 
     def set_statuses(
@@ -139,19 +121,13 @@ class IssuerService:
         """
         late = [pos for pos, ch in enumerate(changes) if ch.until is not None and ch.until <= now]
         if late:
-            raise Conflict(
-                f"valid_until must be in the future (changes {late[:10]})",
-                f"valid_until 须晚于当前时间（第 {late[:10]} 项）",
-            )
+            raise Conflict(Problem.VALID_UNTIL_PAST_IN_BATCH, changes=late[:10])
         return self.storage.subject_set_status_many(changes, now, actor, all_or_none=all_or_none, mark=mark)
 
     def _current(self, subject: str, now: int) -> SubjectRecord:
         rec = self.subject(subject)
         if rec.status_until is not None and rec.status_until <= now:
-            raise StatusExpired(
-                f"the status of {subject} expired at {rec.status_until}; set it again",
-                f"{subject} 的状态已于 {rec.status_until} 失效，请重新设置",
-            )
+            raise StatusExpired(subject, rec.status_until)
         return rec
 
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
@@ -195,10 +171,7 @@ class IssuerService:
         """
         rec = self._current(subject, now)
         if rec.status != "green":
-            raise Conflict(
-                f"paper codes are issued only for green status; {subject} is {rec.status}",
-                f"纸质码只发给绿码人员；{subject} 当前为 {rec.status}",
-            )
+            raise Conflict(Problem.PAPER_CODE_NOT_GREEN, subject=subject)
         active = self.key
         expires_at = now + self.settings.offline_ttl
         index = self.storage.offline_issue(subject, active.record.kid, expires_at, now, actor)

@@ -11,6 +11,9 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from issuer.errors import CATALOGUE, Problem, SettingsError
+from suishenma.texts import Text
+
 ENV_PREFIX = "SUISHENMA_ISSUER_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 DAY = 86400
@@ -123,25 +126,15 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise SettingsError([_invalid(e, config, table) for e in exc.errors()]) from None
 
 
-class SettingsError(ValueError):
-    """Settings that cannot be used; ``lines`` holds one (Chinese, English) pair per problem."""
-
-    def __init__(self, lines: list[tuple[str, str]]) -> None:
-        self.lines = lines
-        super().__init__("; ".join(en for _, en in lines))
-
-
 def _read_toml(path: Path) -> dict[str, Any]:
     """Raises: SettingsError: missing, unreadable, or not TOML (with the line and column)."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise SettingsError([(f"找不到设置文件 {path}", f"settings file {path} not found")]) from None
+        raise SettingsError([CATALOGUE[Problem.SETTINGS_FILE_MISSING].format(path=path)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise SettingsError(
-            [(f"无法读取设置文件 {path}（{why}）", f"cannot read settings file {path} ({why})")]
-        ) from None
+        raise SettingsError([CATALOGUE[Problem.SETTINGS_FILE_UNREADABLE].format(path=path, why=why)]) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -149,24 +142,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         where = message[message.rfind("(at ") + 4 : -1] if message.endswith(")") and "(at " in message else ""
         line = where.replace("line ", "").replace("column ", "").split(", ")
         at_zh = f"第 {line[0]} 行第 {line[1]} 列" if len(line) == 2 else "某处"
+        at = Text(at_zh, "")
         raise SettingsError(
-            [
-                (
-                    f"设置文件 {path} {at_zh}不是有效的 TOML：{message}",
-                    f"settings file {path} is not valid TOML: {message}",
-                )
-            ]
+            [CATALOGUE[Problem.SETTINGS_FILE_NOT_TOML].format(path=path, at=at, message=message)]
         ) from None
 
 
-def _unknown(key: str, where_zh: str, where_en: str, prefix: str = "") -> tuple[str, str]:
+def _unknown(key: str, where_zh: str, where_en: str, prefix: str = "") -> Text:
     near = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.6)
     hint_en = f"; did you mean {prefix}{near[0].upper() if prefix else near[0]}?" if near else ""
     hint_zh = f"；您是否想写 {prefix}{near[0].upper() if prefix else near[0]}？" if near else ""
     name = f"{prefix}{key.upper()}" if prefix else key
     if prefix:
-        return f"{where_zh} 不是任何设置项{hint_zh}", f"{where_en} is not a setting{hint_en}"
-    return f"{where_zh} 中的 {name} 不是任何设置项{hint_zh}", f"{name} in {where_en} is not a setting{hint_en}"
+        return Text(f"{where_zh} 不是任何设置项{hint_zh}", f"{where_en} is not a setting{hint_en}")
+    return Text(f"{where_zh} 中的 {name} 不是任何设置项{hint_zh}", f"{name} in {where_en} is not a setting{hint_en}")
 
 
 # pydantic's error types, in Chinese; the English is pydantic's own message.
@@ -191,7 +180,7 @@ _ZH: dict[str, str] = {
 }
 
 
-def _invalid(error: Any, config: Path | None, table: dict[str, Any]) -> tuple[str, str]:
+def _invalid(error: Any, config: Path | None, table: dict[str, Any]) -> Text:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     var = ENV_PREFIX + field.upper()
     value = error.get("input")
@@ -207,4 +196,4 @@ def _invalid(error: Any, config: Path | None, table: dict[str, Any]) -> tuple[st
         what_zh, what_en = f"命令行参数给出的 {field} = {value!r}", f"{field} = {value!r} from the command line"
     template = _ZH.get(error.get("type", ""))
     why_zh = template.format(**error.get("ctx", {})) if template else f"取值无效（{error.get('msg', '')}）"
-    return f"{what_zh} 无效：{why_zh}", f"{what_en} is invalid: {error.get('msg', '')}"
+    return Text(f"{what_zh} 无效：{why_zh}", f"{what_en} is invalid: {error.get('msg', '')}")

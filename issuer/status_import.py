@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from issuer.errors import InputError, Problem
+from issuer.service import IssuerService
+from issuer.storage import BatchResult, ImportMark, StatusChange
 from suishenma import UsageError, check_display_text
 from suishenma.masking import mask_id_number
-
-from .problems import InputError
-from .service import IssuerService
-from .storage import BatchResult, ImportMark, StatusChange
 
 BATCH = 5_000
 STATUSES = ("green", "yellow", "red")
@@ -106,20 +105,13 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "status" not in header or not ({"subject", "id_number"} & set(header)):
-            raise InputError(
-                f"{path}: the first line must name the columns: status, and subject or id_number"
-                " (optionally reason, valid_until)",
-                f"{path}：第一行须写明列名：status，以及 subject 或 id_number（可选 reason、valid_until）",
-            )
+            raise InputError(Problem.CSV_HEADER, path=path)
         reader.fieldnames = header
         try:
             for row in reader:
                 yield reader.line_num, row  # type: ignore[misc]
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(
-                f"{path}: line {reader.line_num + 1} cannot be read: {exc}",
-                f"{path}：第 {reader.line_num + 1} 行无法读取：{exc}",
-            ) from None
+            raise InputError(Problem.CSV_UNREADABLE, path=path, line=reader.line_num + 1, error=exc) from None
 
 
 def import_statuses(

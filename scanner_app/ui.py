@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from suishenma.texts import Text
+
 from ._types import Frame
 
 W, H = 1280, 720
@@ -34,14 +36,13 @@ IDLE_HEADLINE = {
     "stale_lists": "名单过期  LISTS OUT OF DATE",
     "clock_wrong": "时钟错误  CLOCK WRONG",
 }
-IDLE_MESSAGES = {
-    "": ("请将随申码对准摄像头", "Hold your code up to the camera"),
-    "camera": ("摄像头未连接，正在重连；请检查线缆", "Camera disconnected: reconnecting; check the cable"),
-    "no_trust_list": ("尚未同步名单，请联系工作人员", "Lists not synced yet: call staff"),
-    "stale_lists": ("名单已过期，请联网同步或联系工作人员", "Lists out of date: connect to sync, or call staff"),
-    "clock_wrong": (
-        "本机时间不准，请校准时间（NTP）或联系工作人员",
-        "The kiosk's clock is wrong: fix NTP, or call staff",
+IDLE_MESSAGES: dict[str, Text] = {
+    "": Text("请将随申码对准摄像头", "Hold your code up to the camera"),
+    "camera": Text("摄像头未连接，正在重连；请检查线缆", "Camera disconnected: reconnecting; check the cable"),
+    "no_trust_list": Text("尚未同步名单，请联系工作人员", "Lists not synced yet: call staff"),
+    "stale_lists": Text("名单已过期，请联网同步或联系工作人员", "Lists out of date: connect to sync, or call staff"),
+    "clock_wrong": Text(
+        "本机时间不准，请校准时间（NTP）或联系工作人员", "The kiosk's clock is wrong: fix NTP, or call staff"
     ),
 }
 SCENARIO_LABELS = {"venue": "场所 · Venue", "hospital": "医院 · Hospital", "transit": "交通 · Transit"}
@@ -85,8 +86,8 @@ class Screen:
 
     decision: str | None = None
     reason: str = ""  # with no decision: "" (ready), or why the kiosk cannot decide (IDLE_HEADLINE)
-    message_zh: str = IDLE_MESSAGES[""][0]
-    message_en: str = IDLE_MESSAGES[""][1]
+    message_zh: str = IDLE_MESSAGES[""].zh
+    message_en: str = IDLE_MESSAGES[""].en
     masked_name: str = ""
     sync_age_s: int | None = None
     offline: bool = False

@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from issuer.live import LiveIssuer, create_api_key, init_dir  # noqa: E402
 from suishenma import (  # noqa: E402
     Alg,
     Claims,
@@ -46,6 +45,7 @@ from suishenma import (  # noqa: E402
     write_key_pair,
 )
 from suishenma.qr import save_qr  # noqa: E402
+from testing.live_issuer import LiveIssuer, create_api_key, init_dir  # noqa: E402
 
 KEYS = ROOT / "keys"
 OUT = ROOT / "out"
@@ -147,8 +147,8 @@ def step_scanner(code: str) -> int:
     """A short video of the person holding up their phone, run through the kiosk scanner headless."""
     import random
 
-    from scanner_app import synthetic
     from scanner_app.cli import main as scanner
+    from testing import synthetic_frames as synthetic
 
     video = OUT / "demo-door.avi"
     rng = random.Random(1)

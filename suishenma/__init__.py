@@ -34,6 +34,7 @@ from .keys import (
 from .labels import Alg, CodeType, EntryStatus, Status
 from .masking import check_display_text, mask_id_number, mask_name, unprintable_character
 from .statuslist import SignedStatusList, StatusList, parse_status_list, sign_status_list
+from .texts import Text
 from .trustlist import IssuerEntry, TrustList, parse_trust_list, sign_trust_list
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "Status",
     "StatusList",
     "SuishenmaError",
+    "Text",
     "TrustList",
     "TrustedKey",
     "UsageError",

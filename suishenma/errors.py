@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from .texts import Text
+
 
 class Reason(StrEnum):
     """Stable reason codes; their values appear in logs, JSON output and verdicts."""
@@ -47,46 +49,45 @@ class Reason(StrEnum):
     USAGE = "usage"
 
 
-MESSAGES: dict[Reason, tuple[str, str]] = {
-    Reason.TOO_LARGE: ("Input is larger than any valid code or list.", "数据超出允许的大小。"),
-    Reason.WRONG_PREFIX: ("Not a Suishenma code (wrong prefix).", "不是随申码（前缀不符）。"),
-    Reason.BAD_ENCODING: ("The code text is damaged (invalid Base45).", "码文本已损坏（Base45 无效）。"),
-    Reason.BAD_COMPRESSION: ("The code is damaged (invalid compression).", "码已损坏（压缩数据无效）。"),
-    Reason.MALFORMED: ("The code is damaged (invalid structure).", "码已损坏（结构无效）。"),
-    Reason.UNTAGGED: (
-        "Not a signed COSE_Sign1 message (tag 18 missing).",
-        "不是已签名的 COSE_Sign1 消息（缺少标签 18）。",
+MESSAGES: dict[Reason, Text] = {
+    Reason.TOO_LARGE: Text("数据超出允许的大小。", "Input is larger than any valid code or list."),
+    Reason.WRONG_PREFIX: Text("不是随申码（前缀不符）。", "Not a Suishenma code (wrong prefix)."),
+    Reason.BAD_ENCODING: Text("码文本已损坏（Base45 无效）。", "The code text is damaged (invalid Base45)."),
+    Reason.BAD_COMPRESSION: Text("码已损坏（压缩数据无效）。", "The code is damaged (invalid compression)."),
+    Reason.MALFORMED: Text("码已损坏（结构无效）。", "The code is damaged (invalid structure)."),
+    Reason.UNTAGGED: Text(
+        "不是已签名的 COSE_Sign1 消息（缺少标签 18）。", "Not a signed COSE_Sign1 message (tag 18 missing)."
     ),
-    Reason.PAYLOAD_NOT_MAP: ("The signed content is not a claims map.", "签名内容不是声明映射。"),
-    Reason.UNKNOWN_KID: ("Signed by an unknown key: sync the trust list.", "签名密钥未知：请同步信任列表。"),
-    Reason.ALG_MISMATCH: ("Signature algorithm does not match the trusted key.", "签名算法与受信任密钥不符。"),
-    Reason.BAD_SIGNATURE: ("Signature is invalid: the code is forged or altered.", "签名无效：码被伪造或篡改。"),
-    Reason.ALG_UNAVAILABLE: (
-        "This installation cannot check this signature algorithm (SM2 needs the sm2 extra).",
+    Reason.PAYLOAD_NOT_MAP: Text("签名内容不是声明映射。", "The signed content is not a claims map."),
+    Reason.UNKNOWN_KID: Text("签名密钥未知：请同步信任列表。", "Signed by an unknown key: sync the trust list."),
+    Reason.ALG_MISMATCH: Text("签名算法与受信任密钥不符。", "Signature algorithm does not match the trusted key."),
+    Reason.BAD_SIGNATURE: Text("签名无效：码被伪造或篡改。", "Signature is invalid: the code is forged or altered."),
+    Reason.ALG_UNAVAILABLE: Text(
         "本机未安装此签名算法（SM2 需安装 sm2 扩展）。",
+        "This installation cannot check this signature algorithm (SM2 needs the sm2 extra).",
     ),
-    Reason.BAD_DEVICE_SIGNATURE: (
-        "The phone's signature is invalid: the code was not made by the phone its credential names.",
+    Reason.BAD_DEVICE_SIGNATURE: Text(
         "手机签名无效：此码不是由凭证绑定的手机生成的。",
+        "The phone's signature is invalid: the code was not made by the phone its credential names.",
     ),
-    Reason.EXPIRED: ("The code has expired: refresh it in the app.", "码已过期：请在应用中刷新。"),
-    Reason.CREDENTIAL_EXPIRED: (
-        "The phone's day credential has expired: open the app online once to renew it.",
+    Reason.EXPIRED: Text("码已过期：请在应用中刷新。", "The code has expired: refresh it in the app."),
+    Reason.CREDENTIAL_EXPIRED: Text(
         "手机的当日凭证已过期：请联网打开应用更新。",
+        "The phone's day credential has expired: open the app online once to renew it.",
     ),
-    Reason.NOT_YET_VALID: ("The code is not valid yet: check the clock.", "码尚未生效：请检查时钟。"),
-    Reason.MISSING_CLAIM: ("The code lacks a required field.", "码缺少必需字段。"),
-    Reason.BAD_CLAIM: ("The code has an invalid field.", "码包含无效字段。"),
-    Reason.ISSUER_MISMATCH: ("The key may not sign for this issuer.", "该密钥无权为此签发方签名。"),
-    Reason.TYPE_NOT_ALLOWED: ("The issuer may not issue this code type.", "签发方无权签发此类码。"),
-    Reason.KEY_NOT_VALID: ("The signing key was not valid when the code was made.", "签发时签名密钥不在有效期内。"),
-    Reason.LIST_ROLLBACK: ("List is older than the one held (rollback).", "列表版本低于已有版本（回滚）。"),
-    Reason.LIST_EXPIRED: ("List has expired: sync again.", "列表已过期：请重新同步。"),
-    Reason.LIST_WRONG_SIGNER: ("List is not signed by a trusted key.", "列表未由受信任密钥签名。"),
-    Reason.LIST_MALFORMED: ("List is damaged (invalid structure).", "列表已损坏（结构无效）。"),
-    Reason.NETWORK: ("Download failed: check the network.", "下载失败：请检查网络。"),
-    Reason.KEY_FILE: ("Key file cannot be used.", "密钥文件无法使用。"),
-    Reason.USAGE: ("Invalid arguments.", "参数无效。"),
+    Reason.NOT_YET_VALID: Text("码尚未生效：请检查时钟。", "The code is not valid yet: check the clock."),
+    Reason.MISSING_CLAIM: Text("码缺少必需字段。", "The code lacks a required field."),
+    Reason.BAD_CLAIM: Text("码包含无效字段。", "The code has an invalid field."),
+    Reason.ISSUER_MISMATCH: Text("该密钥无权为此签发方签名。", "The key may not sign for this issuer."),
+    Reason.TYPE_NOT_ALLOWED: Text("签发方无权签发此类码。", "The issuer may not issue this code type."),
+    Reason.KEY_NOT_VALID: Text("签发时签名密钥不在有效期内。", "The signing key was not valid when the code was made."),
+    Reason.LIST_ROLLBACK: Text("列表版本低于已有版本（回滚）。", "List is older than the one held (rollback)."),
+    Reason.LIST_EXPIRED: Text("列表已过期：请重新同步。", "List has expired: sync again."),
+    Reason.LIST_WRONG_SIGNER: Text("列表未由受信任密钥签名。", "List is not signed by a trusted key."),
+    Reason.LIST_MALFORMED: Text("列表已损坏（结构无效）。", "List is damaged (invalid structure)."),
+    Reason.NETWORK: Text("下载失败：请检查网络。", "Download failed: check the network."),
+    Reason.KEY_FILE: Text("密钥文件无法使用。", "Key file cannot be used."),
+    Reason.USAGE: Text("参数无效。", "Invalid arguments."),
 }
 
 
@@ -96,7 +97,7 @@ class SuishenmaError(Exception):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
-        en, zh = MESSAGES[reason]
+        zh, en = MESSAGES[reason]
         self.message_en = f"{en} ({detail})" if detail else en
         self.message_zh = f"{zh}（{detail}）" if detail else zh  # the same detail in both languages
         super().__init__(self.message_en)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.live import free_port
+from testing.live_issuer import free_port
 
 SUPERUSER = "suishenma"
 

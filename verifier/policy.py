@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from suishenma import UsageError
+from suishenma.texts import Text
 
 from .trust_state import HeldList
 from .verdict import MESSAGES, Decision, VerdictReason
@@ -33,13 +34,13 @@ class Policy:
     status_list: str = "offline"  # "offline": checked for paper codes and device credentials; "always": every code
     max_list_age_s: int = 3 * DAY  # a list not confirmed with its issuer for longer than this is stale
     on_stale: Decision = Decision.DENY  # decision when a list the code needs is stale or missing
-    messages: Mapping[VerdictReason, tuple[str, str]] = field(default_factory=dict)
+    messages: Mapping[VerdictReason, Text] = field(default_factory=dict)
 
     def is_stale(self, held: HeldList, now: int) -> bool:
         """A list this policy may not rely on: expired, or not confirmed by an issuer for too long."""
         return held.expires_at <= now or now - held.checked_at > self.max_list_age_s
 
-    def message(self, reason: VerdictReason) -> tuple[str, str]:
+    def message(self, reason: VerdictReason) -> Text:
         return self.messages.get(reason) or MESSAGES[reason]
 
 
@@ -55,8 +56,8 @@ BUILTIN: dict[str, Policy] = {
         {"green": Decision.ALLOW, "yellow": Decision.REFER, "red": Decision.REFER},
         # under the amber "see staff" banner: where to go, not "no entry"
         messages={
-            VerdictReason.STATUS_YELLOW: ("黄码：请到发热门诊就诊", "Yellow code: please go to the fever clinic"),
-            VerdictReason.STATUS_RED: ("红码：请到发热门诊就诊", "Red code: please go to the fever clinic"),
+            VerdictReason.STATUS_YELLOW: Text("黄码：请到发热门诊就诊", "Yellow code: please go to the fever clinic"),
+            VerdictReason.STATUS_RED: Text("红码：请到发热门诊就诊", "Red code: please go to the fever clinic"),
         },
         on_invalid=Decision.REFER,
         required_claims=IDENTITY_FIELDS,
@@ -152,10 +153,10 @@ def _reason(key: str) -> VerdictReason:
     return VerdictReason(key)
 
 
-def _message_pair(key: str, value: Any) -> tuple[str, str]:
+def _message_pair(key: str, value: Any) -> Text:
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         raise ValueError(f"{key} must be a pair of texts: [Chinese, English]")
-    return value[0], value[1]
+    return Text(value[0], value[1])
 
 
 def resolve_policy(scenario: str) -> Policy:

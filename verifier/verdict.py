@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from suishenma import Reason
+from suishenma.texts import Text
 
 
 class Decision(StrEnum):
@@ -39,30 +40,29 @@ class VerdictReason(StrEnum):
     CLOCK_WRONG = "clock_wrong"  # this kiosk's clock is off by more than the scenario allows
 
 
-MESSAGES: dict[VerdictReason, tuple[str, str]] = {
-    VerdictReason.OK: ("绿码，请通行", "Green code: go ahead"),
-    VerdictReason.STATUS_YELLOW: ("黄码：不予通行", "Yellow code: entry restricted"),
-    VerdictReason.STATUS_RED: ("红码：不予通行", "Red code: no entry"),
-    VerdictReason.REVOKED: ("此码已被撤销", "This code has been revoked"),
-    VerdictReason.SUSPENDED: ("此码已暂停使用", "This code is suspended"),
-    VerdictReason.REPLAYED: ("此码已使用过，请刷新", "Code already used: refresh it in the app"),
-    VerdictReason.EXPIRED: ("随申码已过期，请刷新", "Code expired: refresh it in the app"),
-    VerdictReason.NOT_YET_VALID: ("随申码尚未生效，请检查手机时间", "Code not valid yet: check the phone's clock"),
-    VerdictReason.TOO_OLD: ("随申码已超时，请刷新后再扫", "Code too old for this gate: refresh it"),
-    VerdictReason.BAD_SIGNATURE: ("无效码：可能被伪造或篡改", "Invalid code: forged or altered"),
-    VerdictReason.DEVICE_MISMATCH: ("此码不是本人手机生成的", "Not made by the phone it belongs to"),
-    VerdictReason.CREDENTIAL_EXPIRED: ("请联网打开随申码更新", "Phone credential expired: go online to renew"),
-    VerdictReason.UNKNOWN_KEY: ("无法识别签发方，请联系工作人员", "Unknown issuer: call staff"),
-    VerdictReason.KEY_NOT_ALLOWED: ("签发方无权签发此码", "The issuer may not issue this code"),
-    VerdictReason.MALFORMED: ("无法识别此码，请重新出示", "Unreadable code: show it again"),
-    VerdictReason.NOT_A_CODE: ("不是随申码", "Not a Suishenma code"),
-    VerdictReason.MISSING_FIELDS: ("缺少身份信息，请出示就医码", "Identity missing: show the hospital code"),
-    VerdictReason.NO_TRUST_LIST: ("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
-    VerdictReason.STALE_LISTS: ("名单已过时，请联系工作人员", "Lists out of date: call staff"),
-    VerdictReason.NO_STATUS_LIST: ("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
-    VerdictReason.CLOCK_WRONG: (
-        "时钟错误：本机时间不准，请联系工作人员",
-        "CLOCK WRONG: kiosk time is off; call staff",
+MESSAGES: dict[VerdictReason, Text] = {
+    VerdictReason.OK: Text("绿码，请通行", "Green code: go ahead"),
+    VerdictReason.STATUS_YELLOW: Text("黄码：不予通行", "Yellow code: entry restricted"),
+    VerdictReason.STATUS_RED: Text("红码：不予通行", "Red code: no entry"),
+    VerdictReason.REVOKED: Text("此码已被撤销", "This code has been revoked"),
+    VerdictReason.SUSPENDED: Text("此码已暂停使用", "This code is suspended"),
+    VerdictReason.REPLAYED: Text("此码已使用过，请刷新", "Code already used: refresh it in the app"),
+    VerdictReason.EXPIRED: Text("随申码已过期，请刷新", "Code expired: refresh it in the app"),
+    VerdictReason.NOT_YET_VALID: Text("随申码尚未生效，请检查手机时间", "Code not valid yet: check the phone's clock"),
+    VerdictReason.TOO_OLD: Text("随申码已超时，请刷新后再扫", "Code too old for this gate: refresh it"),
+    VerdictReason.BAD_SIGNATURE: Text("无效码：可能被伪造或篡改", "Invalid code: forged or altered"),
+    VerdictReason.DEVICE_MISMATCH: Text("此码不是本人手机生成的", "Not made by the phone it belongs to"),
+    VerdictReason.CREDENTIAL_EXPIRED: Text("请联网打开随申码更新", "Phone credential expired: go online to renew"),
+    VerdictReason.UNKNOWN_KEY: Text("无法识别签发方，请联系工作人员", "Unknown issuer: call staff"),
+    VerdictReason.KEY_NOT_ALLOWED: Text("签发方无权签发此码", "The issuer may not issue this code"),
+    VerdictReason.MALFORMED: Text("无法识别此码，请重新出示", "Unreadable code: show it again"),
+    VerdictReason.NOT_A_CODE: Text("不是随申码", "Not a Suishenma code"),
+    VerdictReason.MISSING_FIELDS: Text("缺少身份信息，请出示就医码", "Identity missing: show the hospital code"),
+    VerdictReason.NO_TRUST_LIST: Text("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
+    VerdictReason.STALE_LISTS: Text("名单已过时，请联系工作人员", "Lists out of date: call staff"),
+    VerdictReason.NO_STATUS_LIST: Text("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
+    VerdictReason.CLOCK_WRONG: Text(
+        "时钟错误：本机时间不准，请联系工作人员", "CLOCK WRONG: kiosk time is off; call staff"
     ),
 }
 

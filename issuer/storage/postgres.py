@@ -20,15 +20,16 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..sealing import Sealer
-from . import StorageUnavailable
-from .postgres_migrations import MIGRATIONS
-from .sql import Cursor, SqlStorage, Tx
+from issuer.errors import Conflict, Problem, StorageUnavailable
+from issuer.storage.postgres_migrations import MIGRATIONS
+from issuer.storage.protocols import FieldSealer, Storage
+from issuer.storage.sql import Cursor, SqlStorage, Tx
+from issuer.storage.sql_base import TABLES, placeholders
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ MIGRATION_LOCK = 0x5348_4D49_4752  # "SHMIGR"
 CONNECT_TIMEOUT_S = 2
 STATEMENT_TIMEOUT_MS = 30_000
 PROBE_S = 1.0  # while the database is away: how often a request tries a fresh connection
+# Identity columns: their sequences move past copied rows, so new rows get fresh ids.
+IDENTITIES = (("api_keys", "id"), ("devices", "id"), ("offline_codes", "idx"))
 
 
 class _PgTx:
@@ -89,7 +92,7 @@ def migrate(pool: ConnectionPool[Any]) -> int:
 class PostgresStorage(SqlStorage):
     """``Storage`` on a PostgreSQL database named by a URL (``postgresql://user@host:port/db``)."""
 
-    def __init__(self, url: str, sealer: Sealer, *, max_connections: int = 8, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, sealer: FieldSealer, *, max_connections: int = 8, timeout: float = 2.0) -> None:
         """Connect and migrate.
 
         Raises:
@@ -203,6 +206,47 @@ class PostgresStorage(SqlStorage):
     def audit_high_water(self) -> int:
         with self._read() as c:
             return int(c.execute("SELECT n FROM audit_seq").fetchone()[0])
+
+    def copy_from(self, source: SqlStorage) -> dict[str, int]:
+        """Insert every row of ``source`` (each of ``TABLES``, read with ``table_rows``) in one transaction,
+        then move the identity sequences and the audit high-water mark past the copied rows; return each
+        table's row count. Audit rows keep their ids and hashes; nothing is audited anew.
+
+        Raises:
+            Conflict: a table here does not hold exactly the rows read (nothing is kept).
+            StorageUnavailable: either database went away (nothing is kept).
+            psycopg.IntegrityError: this database already holds some of those rows (nothing is kept).
+        """
+        counts: dict[str, int] = {}
+        current: list[tuple[object, object]] = []  # devices.current_idx points at offline_codes, copied later
+        with self._write() as t:
+            for table, (columns, _) in TABLES.items():
+                names = [c.strip() for c in columns.split(",")]
+                insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders(len(names))})"
+                at = names.index("current_idx") if table == "devices" else -1
+                counts[table] = 0
+                for rows in source.table_rows(table):
+                    if at >= 0:
+                        current += [(r[at], r[0]) for r in rows if r[at] is not None]
+                        rows = [(*r[:at], None, *r[at + 1 :]) for r in rows]
+                    t.executemany(insert, rows)
+                    counts[table] += len(rows)
+            t.executemany("UPDATE devices SET current_idx = ? WHERE id = ?", current)
+            for table, column in IDENTITIES:
+                t.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+                    f" GREATEST(1, (SELECT COALESCE(MAX({column}), 0) FROM {table})), true)"
+                )
+            t.execute("UPDATE audit_seq SET n = ?", (source.audit_high_water(),))
+            for table, expected in counts.items():
+                copied = int(t.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                if copied != expected:
+                    raise Conflict(Problem.COPY_INCOMPLETE, table=table, copied=copied, expected=expected)
+        return counts
+
+
+if TYPE_CHECKING:  # mypy holds the backend to the whole interface
+    _backend: type[Storage] = PostgresStorage
 
 
 IDLE_CHECK_S = 2.0

@@ -1,28 +1,20 @@
-"""The SQL both backends share, as one class: API keys, people and their status changes, minting, on top of
-the method groups in ``sql_codes`` and ``sql_lists`` and the base in ``sql_base`` (hooks, audit chain)."""
+"""The SQL both backends share, as one class: people and their status changes here, on top of the method
+groups by concept (``sql_codes``, ``sql_lists``, ``sql_keys``, ``sql_audit``) and the base in ``sql_base``
+(hooks, the audit chain's append)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from issuer.errors import AlreadyEnrolled, NotFound, Problem
+from issuer.storage.records import BatchResult, ImportMark, StatusChange, SubjectRecord, normalise_id_number
+from issuer.storage.sql_audit import AuditSql
+from issuer.storage.sql_base import IN_CHUNK, Cursor, SqlBase, Tx, in_chunks, placeholders
+from issuer.storage.sql_codes import CodesSql
+from issuer.storage.sql_keys import KeysSql
+from issuer.storage.sql_lists import ListsSql
 from suishenma.masking import mask_id_number, mask_name
-
-from ..sealing import normalise_id_number
-from . import (
-    AlreadyEnrolled,
-    ApiKeyRecord,
-    BatchResult,
-    Conflict,
-    ImportMark,
-    MintCount,
-    NotFound,
-    StatusChange,
-    SubjectRecord,
-)
-from .sql_base import IN_CHUNK, Cursor, SqlBase, Tx, in_chunks, placeholders
-from .sql_codes import CodesSql
-from .sql_lists import ListsSql
 
 __all__ = ["IN_CHUNK", "Cursor", "SqlBase", "SqlStorage", "Tx"]
 
@@ -33,80 +25,47 @@ _SUBJECT_COLUMNS = (
 )
 
 
-class SqlStorage(CodesSql, ListsSql):
+class SqlStorage(CodesSql, ListsSql, KeysSql, AuditSql):
     """``Storage`` over any database with the transaction hooks of ``SqlBase``."""
-
-    # --- API keys -----------------------------------------------------------------------------------------
-    def api_key_create(
-        self, name: str, key_hash: bytes, scopes: Sequence[str], rate_per_s: float, now: int, actor: str
-    ) -> int:
-        """Raises: Conflict: a key of that name exists."""
-        with self._write() as c:
-            if c.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-                raise Conflict(f"an API key named {name!r} exists", f"已有名为 {name!r} 的 API 密钥")
-            row = c.execute(
-                "INSERT INTO api_keys (name, key_hash, scopes, rate_per_s, created_at) VALUES (?,?,?,?,?) RETURNING id",
-                (name, key_hash, ",".join(sorted(scopes)), rate_per_s, now),
-            ).fetchone()
-            self._audit(c, now, actor, "api_key.create", name, {"scopes": sorted(scopes), "rate_per_s": rate_per_s})
-            return int(row[0])
-
-    @staticmethod
-    def _api_key(r: Sequence[Any]) -> ApiKeyRecord:
-        return ApiKeyRecord(int(r[0]), r[1], frozenset(filter(None, r[2].split(","))), float(r[3]), r[4] is not None)
-
-    def api_key_by_hash(self, key_hash: bytes) -> ApiKeyRecord | None:
-        with self._read() as c:
-            row = c.execute(
-                "SELECT id, name, scopes, rate_per_s, revoked_at FROM api_keys WHERE key_hash = ?", (key_hash,)
-            ).fetchone()
-        return self._api_key(row) if row else None
-
-    def api_key_revoke(self, name: str, now: int, actor: str) -> bool:
-        """Revoke a key by name; False when it was already revoked. Raises: NotFound."""
-        with self._write() as c:
-            row = c.execute("SELECT revoked_at FROM api_keys WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no API key named {name!r}", f"没有名为 {name!r} 的 API 密钥")
-            if row[0] is not None:
-                return False
-            c.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ?", (now, name))
-            self._audit(c, now, actor, "api_key.revoke", name, {})
-            return True
-
-    def api_keys(self) -> list[ApiKeyRecord]:
-        with self._read() as c:
-            rows = c.execute("SELECT id, name, scopes, rate_per_s, revoked_at FROM api_keys ORDER BY id").fetchall()
-        return [self._api_key(r) for r in rows]
 
     # --- subjects -----------------------------------------------------------------------------------------
     def subject_create(self, subject: str, name: str, id_number: str, now: int, actor: str) -> None:
         """Store the person sealed, with the masked forms codes need and the ID number's keyed hash.
 
-        Raises: AlreadyEnrolled (checked in the serial write transaction, so two enrolments cannot race).
+        Raises: AlreadyEnrolled (checked in the serial write transaction, so two enrolments cannot race);
+        SealError.
         """
-        id_number = normalise_id_number(id_number)
-        lookup = self.sealer.lookup(id_number)
-        row = (
-            subject,
-            mask_name(name),
-            mask_id_number(id_number),
-            self.sealer.seal(name, "name", subject),
-            self.sealer.seal(id_number, "id_number", subject),
-            lookup,
-            now,
-            now,
-        )
+        self.subject_create_many([(subject, name, id_number)], now, actor)
+
+    def subject_create_many(self, people: Sequence[tuple[str, str, str]], now: int, actor: str) -> None:
+        """Enrol (subject, name, ID number) triples in one transaction, each stored and audited as
+        ``subject_create`` stores and audits one: a register loaded without a transaction per person.
+
+        Raises: AlreadyEnrolled when an ID number is enrolled already or given twice (nothing is stored);
+        SealError.
+        """
+        rows = []
+        for subject, name, id_number in people:
+            number = normalise_id_number(id_number)
+            sealed_name = self.sealer.seal(name, "name", subject)
+            sealed_id = self.sealer.seal(number, "id_number", subject)
+            lookup = self.sealer.lookup(number)
+            rows.append((subject, mask_name(name), mask_id_number(number), sealed_name, sealed_id, lookup, now, now))
+        lookups = [r[5] for r in rows]
+        if len(set(lookups)) != len(lookups):
+            raise AlreadyEnrolled()
         with self._write() as c:
-            if c.execute("SELECT 1 FROM subjects WHERE id_lookup = ? LIMIT 1", (lookup,)).fetchone():
-                raise AlreadyEnrolled("this ID number is already enrolled")
-            c.execute(
+            for part in in_chunks(lookups):
+                marks = placeholders(len(part))
+                if c.execute(f"SELECT 1 FROM subjects WHERE id_lookup IN ({marks}) LIMIT 1", part).fetchone():
+                    raise AlreadyEnrolled()
+            c.executemany(
                 "INSERT INTO subjects (subject, masked_name, masked_id, name_sealed, id_sealed, id_lookup, status,"
                 " status_reason, status_until, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'green', 'enrolled', NULL, ?, ?)",
-                row,
+                rows,
             )
-            self._audit(c, now, actor, "subject.enrol", subject, {})
+            self._audit_many(c, [(now, actor, "subject.enrol", r[0], {}) for r in rows])
 
     def _subject(self, r: Sequence[Any]) -> SubjectRecord:
         subject, name_sealed, id_sealed = r[0], bytes(r[1]), bytes(r[2])
@@ -156,7 +115,7 @@ class SqlStorage(CodesSql, ListsSql):
         with self._write() as c:
             row = c.execute("SELECT status FROM subjects WHERE subject = ?", (subject,)).fetchone()
             if row is None:
-                raise NotFound(f"no subject {subject}", f"没有对象 {subject}")
+                raise NotFound(Problem.NO_SUBJECT, subject=subject)
             events: list[tuple[int, str, str, str, dict[str, object]]] = []
             indices = self._apply_status(c, subject, row[0], status, reason, until, now, actor, events, True)
             self._audit_many(c, events)
@@ -289,31 +248,3 @@ class SqlStorage(CodesSql, ListsSql):
         with self._read() as c:
             row = c.execute("SELECT digest, line, applied, failed FROM imports WHERE digest = ?", (digest,)).fetchone()
         return ImportMark(row[0], int(row[1]), int(row[2]), int(row[3])) if row else None
-
-    # --- minting ------------------------------------------------------------------------------------------
-    def signing_key_extend(self, kid: str, expires_at: int) -> None:
-        if expires_at > self._expiry_marks.get(kid, 0):  # most calls: already covered, no write
-            with self._write(serial=False) as c:
-                self._raise_last_expiry(c, kid, expires_at)
-
-    def mint_counts_add(self, counts: Sequence[MintCount]) -> None:
-        with self._write(serial=False) as c:
-            c.executemany(
-                "INSERT INTO mint_counts (actor, minute, kid, scenario, n) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (actor, minute, kid, scenario) DO UPDATE SET n = mint_counts.n + excluded.n",
-                [(m.actor, m.minute, m.kid, m.scenario, m.count) for m in sorted(counts, key=_count_key)],
-            )
-
-    def mint_counts(self, since: int = 0) -> list[MintCount]:
-        with self._read() as c:
-            rows = c.execute(
-                "SELECT actor, minute, kid, scenario, n FROM mint_counts WHERE minute >= ?"
-                " ORDER BY minute, actor, kid, scenario",
-                (since,),
-            ).fetchall()
-        return [MintCount(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in rows]
-
-
-def _count_key(m: MintCount) -> tuple[str, int, str, str]:
-    # One order for every writer: two workers adding the same counters never wait on each other in a cycle.
-    return (m.actor, m.minute, m.kid, m.scenario)

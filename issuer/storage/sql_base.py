@@ -1,11 +1,13 @@
-"""The base of the SQL both backends share: the transaction hooks a backend supplies, and the audit chain.
+"""The base of the SQL both backends share: the transaction hooks a backend supplies, the audit chain's
+append, and the tables as ``db copy`` reads them.
 
 Statements use ``?`` placeholders and the functions both databases know (``GREATEST``/``LEAST`` are added
 to SQLite); a backend supplies connections and transactions (``_write``, ``_read``, ``_snapshot``), the
 audit sequence, and its schema. Write transactions that touch audited state run one at a time on either
 backend (SQLite's single writer; a PostgreSQL advisory lock), so the audit chain has one head. The
-methods are spread over ``sql_codes`` (paper codes, devices), ``sql_lists`` (keys, lists, coordination,
-scan logs) and ``sql`` (API keys, people, status changes, minting), all on this base.
+methods are spread by concept over ``sql`` (people, status changes), ``sql_codes`` (paper codes,
+devices), ``sql_lists`` (published lists), ``sql_keys`` (API and signing keys, coordination, minting) and
+``sql_audit`` (the audit log's reads, scan logs), all on this base.
 """
 
 from __future__ import annotations
@@ -14,19 +16,31 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from ..audit import GENESIS, AuditRow, canonical, row_hash
-from ..sealing import Sealer
-from . import (
-    REVOKED,
-)
+from issuer.audit_chain import GENESIS, canonical, row_hash
+from issuer.storage.protocols import FieldSealer
+from issuer.storage.records import REVOKED
 
 EXPIRY_STEP = 600
 IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under either database's limit
-_SET_STATUS = "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?"
-_SUBJECT_COLUMNS = (
-    "subject, name_sealed, id_sealed, status, status_reason, status_until, created_at, masked_name, masked_id"
-    " FROM subjects"
-)
+COPY_CHUNK = 5_000  # rows per read of ``table_rows``
+# Every table as ``db copy`` moves it: (columns, key order). Parents before children (foreign keys); the
+# audit log last but one, import marks last.
+TABLES: dict[str, tuple[str, str]] = {
+    "api_keys": ("id, name, key_hash, scopes, rate_per_s, created_at, revoked_at", "id"),
+    "subjects": (
+        "subject, masked_name, masked_id, name_sealed, id_sealed, id_lookup, status, status_reason, status_until,"
+        " created_at, updated_at",
+        "subject",
+    ),
+    "signing_keys": ("kid, alg, path, created_at, retired_at, last_expiry", "kid"),
+    "devices": ("id, subject, thumbprint, alg, current_idx, created_at, last_issued_at, revoked_at", "id"),
+    "offline_codes": ("idx, subject, kid, issued_at, expires_at, state, auto_suspended, device_id", "idx"),
+    "lists": ("name, version, body, etag, issued_at, expires_at, dirty, size", "name"),
+    "scan_logs": ("kiosk_id, seq, at, scenario, decision, reason, subject, issuer, received_at", "kiosk_id, seq"),
+    "mint_counts": ("actor, minute, kid, scenario, n", "actor, minute, kid, scenario"),
+    "audit": ("id, at, actor, action, target, detail, prev_hash, hash", "id"),
+    "imports": ("digest, line, applied, failed, updated_at", "digest"),
+}
 
 
 class Cursor(Protocol):
@@ -56,9 +70,9 @@ def placeholders(n: int) -> str:
 class SqlBase:
     """The hooks a backend provides, the audit chain, and helpers the method groups share."""
 
-    sealer: Sealer
+    sealer: FieldSealer
 
-    def __init__(self, sealer: Sealer) -> None:
+    def __init__(self, sealer: FieldSealer) -> None:
         self.sealer = sealer
         self._expiry_marks: dict[str, int] = {}
 
@@ -85,6 +99,25 @@ class SqlBase:
     def close(self) -> None:
         raise NotImplementedError
 
+    # --- tables as stored, for ``db copy`` ----------------------------------------------------------------
+    def table_rows(self, table: str, chunk: int = COPY_CHUNK) -> Iterator[list[tuple[object, ...]]]:
+        """The rows of one of ``TABLES``, its columns as stored (sealed fields stay sealed), in key order and
+        in chunks of ``chunk`` rows, each read in its own statement.
+
+        Raises: KeyError: ``table`` is not one of ``TABLES``.
+        """
+        columns, order = TABLES[table]
+        offset = 0
+        while True:
+            with self._read() as c:
+                rows = c.execute(
+                    f"SELECT {columns} FROM {table} ORDER BY {order} LIMIT ? OFFSET ?", (chunk, offset)
+                ).fetchall()
+            if not rows:
+                return
+            yield [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+            offset += len(rows)
+
     # --- audit --------------------------------------------------------------------------------------------
     def _audit(self, c: Tx, now: int, actor: str, action: str, target: str, detail: dict[str, object]) -> None:
         """Append one event to the chain; the caller holds the serial write transaction, so the head cannot
@@ -106,36 +139,6 @@ class SqlBase:
         c.executemany(
             "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)", rows
         )
-
-    def audit_event(self, action: str, target: str, detail: dict[str, object], now: int, actor: str) -> None:
-        with self._write() as c:
-            self._audit(c, now, actor, action, target, detail)
-
-    def audit_rows(self, chunk: int = 10_000) -> Iterator[AuditRow]:
-        """Every audit row in id order, read in chunks so memory stays flat on long logs."""
-        last = 0
-        while True:
-            with self._read() as c:
-                rows = c.execute(
-                    "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit WHERE id > ?"
-                    " ORDER BY id LIMIT ?",
-                    (last, chunk),
-                ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield AuditRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
-            last = int(rows[-1][0])
-
-    def audit_head(self) -> tuple[int, str]:
-        with self._read() as c:
-            row = c.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
-
-    def audit_hash_at(self, row_id: int) -> str | None:
-        with self._read() as c:
-            row = c.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
-        return str(row[0]) if row else None
 
     # --- shared by several groups -------------------------------------------------------------------------
     def _raise_last_expiry(self, c: Tx, kid: str, expires_at: int) -> None:

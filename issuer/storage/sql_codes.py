@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from . import (
-    REVOKED,
-    SUSPENDED,
-    VALID,
-    Conflict,
-    DeviceIssue,
-    DeviceLimit,
-    DeviceRevoked,
-    NotFound,
-    OfflineCodeRecord,
-    StatusSnapshot,
-)
-from .sql_base import SqlBase
+from issuer.errors import Conflict, DeviceLimit, DeviceRevoked, NotFound, Problem
+from issuer.storage.records import REVOKED, SUSPENDED, VALID, DeviceIssue, OfflineCodeRecord, StatusSnapshot
+from issuer.storage.sql_base import SqlBase
 
 
 class CodesSql(SqlBase):
@@ -52,13 +42,11 @@ class CodesSql(SqlBase):
         with self._write() as c:
             row = c.execute("SELECT state FROM offline_codes WHERE idx = ? AND device_id IS NULL", (index,)).fetchone()
             if row is None:
-                raise NotFound(f"no offline code {index}", f"没有纸质码 {index}")
+                raise NotFound(Problem.NO_OFFLINE_CODE, index=index)
             if row[0] == state:
                 return False
             if row[0] not in (VALID, SUSPENDED):
-                raise Conflict(
-                    f"offline code {index} is revoked; revocation is final", f"纸质码 {index} 已吊销，吊销不可撤回"
-                )
+                raise Conflict(Problem.OFFLINE_CODE_REVOKED, index=index)
             c.execute("UPDATE offline_codes SET state = ?, auto_suspended = 0 WHERE idx = ?", (state, index))
             self._status_lists_changed(c)
             self._audit(c, now, actor, "offline.state", str(index), {"from": int(row[0]), "to": state})
@@ -72,20 +60,14 @@ class CodesSql(SqlBase):
                 (issue.subject, issue.thumbprint),
             ).fetchone()
             if row is not None and row[2] is not None:
-                raise DeviceRevoked(
-                    "this device was revoked; make a new key pair on the phone",
-                    "此设备已被吊销；请在手机上生成新的密钥对",
-                )
+                raise DeviceRevoked()
             index: int | None
             if row is None:
                 active = c.execute(
                     "SELECT COUNT(*) FROM devices WHERE subject = ? AND revoked_at IS NULL", (issue.subject,)
                 ).fetchone()[0]
                 if active >= max_devices:
-                    raise DeviceLimit(
-                        f"{issue.subject} has {active} active devices; revoke one first",
-                        f"{issue.subject} 已有 {active} 台在用设备；请先吊销其中一台",
-                    )
+                    raise DeviceLimit(issue.subject, active)
                 device_id = int(
                     c.execute(
                         "INSERT INTO devices (subject, thumbprint, alg, created_at, last_issued_at) VALUES (?,?,?,?,?)"
@@ -125,7 +107,7 @@ class CodesSql(SqlBase):
                 (index,),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no device credential {index}", f"没有设备凭证 {index}")
+                raise NotFound(Problem.NO_DEVICE_CREDENTIAL, index=index)
             device_id, subject, current, revoked_at = row
             if revoked_at is not None:
                 return False

@@ -8,17 +8,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..private import private_database
-from ..sealing import Sealer
-from . import StorageUnavailable
-from .sql import SqlStorage, Tx
-from .sqlite_migrations import MIGRATIONS, SEALING_STEP
+from issuer.errors import StorageUnavailable
+from issuer.files import private_database
+from issuer.storage.protocols import FieldSealer, Storage
+from issuer.storage.sql import SqlStorage, Tx
+from issuer.storage.sqlite_migrations import MIGRATIONS, SEALING_STEP
 
 log = logging.getLogger(__name__)
 
 
-def migrate(conn: sqlite3.Connection, sealer: Sealer) -> int:
+def migrate(conn: sqlite3.Connection, sealer: FieldSealer) -> int:
     """Bring the schema to the newest version, each step in its own transaction; return the version.
 
     Raises:
@@ -89,7 +90,7 @@ class Checkpointer(threading.Thread):
 class SQLiteStorage(SqlStorage):
     """``Storage`` on one SQLite file. Thread-safe through one lock; other processes through SQLite's."""
 
-    def __init__(self, path: Path, sealer: Sealer, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, sealer: FieldSealer, synchronous: str = "NORMAL") -> None:
         """Open (or create) the database; its folder is made 0700 if new, its files 0600.
 
         Raises:
@@ -168,3 +169,7 @@ class SQLiteStorage(SqlStorage):
         with self._lock:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
         return int(row[0]) if row else 0
+
+
+if TYPE_CHECKING:  # mypy holds the backend to the whole interface
+    _backend: type[Storage] = SQLiteStorage

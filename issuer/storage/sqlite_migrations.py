@@ -5,14 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from issuer.storage.protocols import FieldSealer
+from issuer.storage.records import normalise_id_number
 from suishenma.masking import mask_id_number, mask_name
 
-from ..sealing import Sealer, normalise_id_number
-
-Step = str | Callable[[sqlite3.Connection, Sealer], None]
+Step = str | Callable[[sqlite3.Connection, FieldSealer], None]
 
 
-def _seal_subjects(conn: sqlite3.Connection, sealer: Sealer) -> None:
+def _seal_subjects(conn: sqlite3.Connection, sealer: FieldSealer) -> None:
     """4: names and ID numbers sealed, with their masked forms and the ID number's keyed hash; the clear
     columns are dropped (``migrate`` then vacuums, so no free page keeps the old text)."""
     for column in ("masked_name TEXT NOT NULL DEFAULT ''", "masked_id TEXT NOT NULL DEFAULT ''"):

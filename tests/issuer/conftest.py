@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
-from issuer.auth import SCOPES, hash_api_key, new_api_key
-from issuer.live import LiveIssuer, init_dir
-from issuer.storage.factory import open_storage
+from issuer.api_keys import SCOPES, hash_api_key, new_api_key
+from issuer.opening import open_storage
 from issuer.storage.sql import SqlStorage
+from issuer.storage.sqlite import SQLiteStorage
 from suishenma import TrustList, load_verification_key, parse_trust_list
+from testing.live_issuer import LiveIssuer, init_dir
 
 from ..pg_server import PgServer
 
@@ -74,10 +76,42 @@ def settings(home: Path) -> Settings:
 
 
 def query(store: object, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    """Rows of a read-only statement (``?`` placeholders) on either backend, for tests that look underneath."""
-    assert isinstance(store, SqlStorage)
-    with store._read() as c:
-        return [tuple(r) for r in c.execute(sql, params).fetchall()]
+    """Rows of a read-only statement (``?`` placeholders) on either backend, for tests that look underneath:
+    read on a connection of the test's own to the storage's database, never through the storage."""
+    if isinstance(store, SQLiteStorage):
+        conn = sqlite3.connect(store.path)
+        try:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+    import psycopg
+
+    from issuer.storage.postgres import PostgresStorage
+
+    assert isinstance(store, PostgresStorage)
+    with psycopg.connect(store.url) as pg:
+        return [tuple(r) for r in pg.execute(sql.replace("?", "%s"), params).fetchall()]  # type: ignore[arg-type]
+
+
+def write_underneath(home: Path, *statements: str) -> None:
+    """Run ``statements`` in one transaction on the database of the issuer in ``home`` (the backend comes
+    from the environment) on a connection of the test's own: someone with write access to the database
+    edits it, the issuer's storage knows nothing of it."""
+    settings = Settings(base_dir=home)
+    if settings.database_url:
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as pg:  # commits when the block ends
+            for statement in statements:
+                pg.execute(statement)  # type: ignore[arg-type]
+        return
+    conn = sqlite3.connect(settings.db_path)
+    try:
+        with conn:  # commits when the block ends
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        conn.close()
 
 
 def storage_of(home: Path) -> SqlStorage:

@@ -273,7 +273,7 @@ def test_get_subject_shows_masked_identity_only(client: TestClient, keys: dict[s
 
 def kiosk_key(client: TestClient, name: str, scopes: tuple[str, ...] = ("kiosk",)) -> dict[str, str]:
     """Headers for a new API key named ``name``: for a kiosk, its kiosk id."""
-    from issuer.auth import hash_api_key, new_api_key
+    from issuer.api_keys import hash_api_key, new_api_key
 
     key = new_api_key()
     client.app.state.ctx.service.storage.api_key_create(name, hash_api_key(key), scopes, 1000.0, 0, "t")  # type: ignore[attr-defined]
@@ -349,7 +349,7 @@ def test_scan_log_record_rewritten_under_a_held_seq_is_a_conflict_not_acknowledg
 def test_rate_limit_answers_429_with_retry_after_and_refills_with_time(
     settings: Settings, keys: dict[str, str]
 ) -> None:
-    from issuer.auth import hash_api_key, new_api_key
+    from issuer.api_keys import hash_api_key, new_api_key
 
     t = [float(int(time.time()))]  # the bucket is shared by workers: it runs on the (injected) wall clock
     with TestClient(create_app(settings, clock=lambda: t[0])) as client:

@@ -8,13 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
-from issuer.anchor import CheckpointRefused, issuer_public_keys, read_checkpoint
-from issuer.audit import GENESIS, AuditRow, row_hash, verify_chain
+from issuer.audit_chain import GENESIS, AuditRow, row_hash, verify_chain
 from issuer.cli import main
-from issuer.storage.sqlite import SQLiteStorage
+from issuer.errors import CheckpointRefused
+from issuer.keys.checkpoints import issuer_public_keys, read_checkpoint
 from suishenma import SigningKey, parse_checkpoint, sign_checkpoint
 
-from .conftest import bearer, enrol, storage_of
+from .conftest import bearer, enrol, storage_of, write_underneath
 
 
 def _rows(n: int) -> list[AuditRow]:
@@ -49,25 +49,14 @@ def _audit(home: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple
     return code, capsys.readouterr().out
 
 
-def _sql(home: Path, *statements: str) -> None:
-    """Edit the database underneath the issuer, as someone with write access to it could."""
-    store = storage_of(home)
-    with store._write() as c:
-        for statement in statements:
-            c.execute(statement)
-    store.close()
-
-
 def _cut_tail(home: Path, keep: int) -> None:
     """Delete the audit rows after ``keep`` and reset the high-water mark to match (each backend keeps its own)."""
-    store = storage_of(home)
     mark = (
-        f"UPDATE sqlite_sequence SET seq = {keep} WHERE name = 'audit'"
-        if isinstance(store, SQLiteStorage)
-        else f"UPDATE audit_seq SET n = {keep}"
+        f"UPDATE audit_seq SET n = {keep}"
+        if Settings(base_dir=home).database_url
+        else f"UPDATE sqlite_sequence SET seq = {keep} WHERE name = 'audit'"
     )
-    store.close()
-    _sql(home, f"DELETE FROM audit WHERE id > {keep}", mark)
+    write_underneath(home, f"DELETE FROM audit WHERE id > {keep}", mark)
 
 
 def _last_id(home: Path) -> int:
@@ -114,7 +103,7 @@ def test_audit_chain_rehashed_after_an_edit_fails_against_the_checkpoint(
         h = row_hash(prev, r.id, r.at, actor, r.action, r.target, r.detail)
         script.append(f"UPDATE audit SET actor = '{actor}', prev_hash = '{prev}', hash = '{h}' WHERE id = {r.id}")
         prev = h
-    _sql(served, *script)
+    write_underneath(served, *script)
     store = storage_of(served)
     assert verify_chain(store.audit_rows(), store.audit_high_water()).ok  # a consistent, rewritten chain
     store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from issuer.auth import SCOPES
+from issuer.api_keys import SCOPES
 
 from .conftest import bearer, enrol
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from issuer.audit import verify_chain
+from issuer.audit_chain import verify_chain
 from issuer.cli import main
 from issuer.status_import import BATCH, parse_row
 

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
-from issuer.audit import verify_chain
+from issuer.audit_chain import verify_chain
 from issuer.cli import main
-from issuer.live import LiveIssuer, create_api_key, init_dir
+from testing.live_issuer import LiveIssuer, create_api_key, init_dir
 
 from ..pg_server import PgServer
 from .conftest import bearer, enrol, new_person, query, storage_of
@@ -281,7 +281,7 @@ def test_rotated_data_key_reseals_everyone_and_old_backups_need_the_old_key(
 def test_one_worker_builds_the_next_status_list_while_the_others_serve_the_held_one(
     settings: Settings, home: Path
 ) -> None:
-    from issuer.publish import Publisher
+    from issuer.lists.publisher import Publisher
     from issuer.storage import PublishedList
 
     store = storage_of(home)

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from issuer import Settings, create_app
-from issuer.auth import hash_api_key
+from issuer.api_keys import hash_api_key
 from issuer.cli import main
-from issuer.sealing import Sealer
+from issuer.keys.sealing import Sealer
 from issuer.storage.sqlite import SQLiteStorage
 from suishenma import SigningKey, load_verification_key, parse_trust_list, verify
 
-from .conftest import bearer, enrol, query, storage_of, trust_list
+from .conftest import bearer, enrol, query, storage_of, trust_list, write_underneath
 
 
 @pytest.fixture()
@@ -203,7 +203,7 @@ def test_default_rate_from_settings_must_be_finite(tmp_path: Path, monkeypatch: 
 def test_revoked_api_key_stops_working_on_a_running_server(
     home: Path, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from issuer.context import KEY_CACHE_S
+    from issuer.http.app_state import KEY_CACHE_S
 
     with TestClient(create_app(Settings(base_dir=home))) as client:
         assert client.get("/v1/subjects/0123456789abcdef", headers=bearer(keys["status"])).status_code == 404
@@ -240,10 +240,7 @@ def test_rotation_keeps_old_key_trusted_until_its_codes_expire(
         assert verify(new_code, trust.keyring, now=now).kid != old_kid
         assert verify(after, trust.keyring, now=now).kid == verify(new_code, trust.keyring, now=now).kid
     # once the old key's last code has expired, re-signing drops it
-    store = storage_of(home)
-    with store._write() as c:
-        c.execute("UPDATE signing_keys SET last_expiry = ? WHERE kid = ?", (now - 1, old_kid.hex()))
-    store.close()
+    write_underneath(home, f"UPDATE signing_keys SET last_expiry = {now - 1} WHERE kid = '{old_kid.hex()}'")
     assert main(["--dir", str(home), "trust-list", "sign"]) == 0
     with TestClient(create_app(settings)) as client:
         assert [e.key.kid for e in trust_list(client, home, now).issuers] != [old_kid]

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from issuer.cli import main
-from issuer.cli_support import EXIT_PIPE
-from issuer.live import LiveIssuer
-from issuer.logs import LINE_PATTERN
+from issuer.cli.log_format import LINE_PATTERN
+from issuer.cli.support import EXIT_PIPE
 from issuer.settings import Settings, load_settings
 from suishenma import __version__
+from testing.live_issuer import LiveIssuer
 
 
 @pytest.fixture()

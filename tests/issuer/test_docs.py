@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from issuer import api, wallet
-from issuer.live import LiveIssuer
+from issuer.http import routes as api
+from issuer.http import wallet
+from testing.live_issuer import LiveIssuer
 
 from .chromium import NO_NETWORK, chromium, wait_for
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
 from issuer.cli import main
-from issuer.live import LiveIssuer
 from suishenma import SigningKey
+from testing.live_issuer import LiveIssuer
 
 from .conftest import bearer, enrol
 
@@ -202,7 +202,7 @@ def test_healthz_logs_a_lasting_problem_once(
     bare_client: TestClient, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _signing_key_file(home).unlink()
-    caplog.set_level(logging.INFO, logger="issuer.health")
+    caplog.set_level(logging.INFO, logger="issuer.signing_health")
     for _ in range(3):
         assert bare_client.get("/healthz").status_code == 503
     assert sum("cannot sign" in m for m in caplog.messages) == 1

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from issuer.audit import verify_chain
-from issuer.live import LiveIssuer
+from issuer.audit_chain import verify_chain
 from suishenma import load_verification_key, parse_trust_list, verify
+from testing.live_issuer import LiveIssuer
 
 from .conftest import PERSON, new_person, query, storage_of
 
@@ -115,7 +115,7 @@ def test_schemathesis_finds_no_server_error(live: LiveIssuer, keys: dict[str, st
     if exe is None:
         pytest.skip("schemathesis is not installed (it comes with the [dev] extra)")
     admin = live.base / "admin.key"
-    from issuer.live import create_api_key
+    from testing.live_issuer import create_api_key
 
     admin_key = create_api_key(live.base, "schemathesis", "admin", rate=1e6)
     admin.write_text(admin_key)

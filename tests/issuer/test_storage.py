@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from issuer.audit import verify_chain
-from issuer.sealing import Sealer, SealError, load_sealer
+from issuer.audit_chain import verify_chain
+from issuer.errors import AlreadyEnrolled, Conflict, NotFound, SealError
+from issuer.keys.sealing import Sealer, load_sealer
+from issuer.opening import open_storage
 from issuer.settings import Settings
-from issuer.storage import (
-    AlreadyEnrolled,
-    Conflict,
-    MintCount,
-    NotFound,
-    PublishedList,
-    StatusChange,
-)
-from issuer.storage.factory import open_storage
+from issuer.storage import MintCount, PublishedList, StatusChange
 from issuer.storage.sql import SqlStorage
 from issuer.storage.sqlite import SQLiteStorage
 from issuer.storage.sqlite_migrations import MIGRATIONS
@@ -75,6 +69,60 @@ def test_enrolled_person_reads_back_and_is_found_by_id_number(store: SqlStorage)
     with pytest.raises(AlreadyEnrolled):
         store.subject_create(_subject(2), "王五", ID_NUMBER.upper(), NOW, "t")
     assert store.subject_get(_subject(2)) is None
+
+
+def test_bulk_enrolment_is_sealed_and_audited_and_stores_none_on_a_duplicate(store: SqlStorage) -> None:
+    people = [(_subject(n), NAME, f"310101{n:08d}1234") for n in range(1, 4)]
+    store.subject_create_many(people, NOW, "t")
+    rec = store.subject_get(_subject(2))
+    assert rec is not None and (rec.name, rec.id_number, rec.masked_name) == (NAME, people[1][2], "张*三")
+    assert store.subject_by_id_number(people[2][2]) == _subject(3)
+    with pytest.raises(AlreadyEnrolled):  # one of them enrolled already
+        store.subject_create_many(
+            [(_subject(4), NAME, "310101000000041234"), (_subject(5), NAME, people[0][2])], NOW, "t"
+        )
+    with pytest.raises(AlreadyEnrolled):  # one number twice in the batch (normalised alike)
+        store.subject_create_many(
+            [(_subject(6), NAME, ID_NUMBER), (_subject(7), NAME, f" {ID_NUMBER.upper()}")], NOW, "t"
+        )
+    assert all(store.subject_get(_subject(n)) is None for n in (4, 5, 6, 7))
+    assert [r.target for r in store.audit_rows()] == [_subject(n) for n in range(1, 4)]
+    assert verify_chain(store.audit_rows(), store.audit_high_water()).ok
+
+
+def test_copy_to_postgres_moves_every_row_and_keeps_the_chain(
+    store: SqlStorage, request: pytest.FixtureRequest
+) -> None:
+    from issuer.storage import DeviceIssue, ScanRecord
+    from issuer.storage.copy import copy_to
+    from issuer.storage.postgres import PostgresStorage
+    from issuer.storage.sql_base import TABLES
+
+    a, b = _enrol(store, 1, ID_NUMBER), _enrol(store, 2)
+    store.signing_key_add("ab12cd34", "EdDSA", "keys/k.pem", NOW, "t")
+    store.offline_issue(a, "ab12cd34", NOW + 86400, NOW, "t")
+    issue = DeviceIssue(b, "thumb", "ES256", "ab12cd34", NOW + 86400, NOW, "t")
+    device_index = store.device_credential(issue, 3)
+    store.subject_set_status(a, "red", "fever", None, NOW + 1, "t")
+    store.list_put(PublishedList("status:SH", 1, b"body", '"e"', NOW, NOW + 60, 0, 8), "t")
+    store.scan_logs_add("gate-1", [ScanRecord(1, NOW, "venue", "ALLOW", "ok", a, "SH")], NOW)
+    store.mint_counts_add([MintCount("mint", NOW - NOW % 60, "ab12cd34", "venue", 3)])
+    source_rows = {t: sum(len(rows) for rows in store.table_rows(t, chunk=2)) for t in TABLES}
+    server: PgServer = request.getfixturevalue("pg")
+    target = PostgresStorage(server.create_database(), store.sealer)
+    try:
+        report = copy_to(store, target)
+        assert report.rows == source_rows and report.audit_head == store.audit_head()[1]
+        held = target.subject_get(a)
+        assert held is not None and (held.name, held.status) == (NAME, "red")  # sealed rows open with the same key
+        assert target.subject_by_id_number(ID_NUMBER) == a
+        assert target.device_credential(issue, 3) == device_index  # the device keeps its current index
+        assert target.offline_issue(b, "ab12cd34", NOW + 86400, NOW, "t") > device_index  # fresh ids after the copy
+        assert target.audit_high_water() == store.audit_high_water() + 2
+        with pytest.raises(Conflict):
+            copy_to(store, target)  # never into a database in use
+    finally:
+        target.close()
 
 
 def test_database_dump_reveals_no_name_and_no_id_number(

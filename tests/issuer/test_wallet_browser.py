@@ -14,8 +14,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from issuer.live import LiveIssuer
 from suishenma import load_verification_key, parse_trust_list, verify
+from testing.live_issuer import LiveIssuer
 
 from .conftest import PERSON
 

@@ -31,7 +31,7 @@ def backend() -> str:
     return "sqlite"
 
 
-SCRIPT = Path(__file__).resolve().parents[2] / "issuer" / "static" / "device-wallet.js"
+SCRIPT = Path(__file__).resolve().parents[2] / "issuer" / "http" / "static" / "device-wallet.js"
 HARNESS = """
 import fs from "fs";
 globalThis.window = { isSecureContext: true, crypto: globalThis.crypto, indexedDB: null };

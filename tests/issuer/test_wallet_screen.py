@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from issuer.auth import SCOPES, hash_api_key, new_api_key
-from issuer.live import LiveIssuer, init_dir
+from issuer.api_keys import SCOPES, hash_api_key, new_api_key
+from testing.live_issuer import LiveIssuer, init_dir
 
 from .chromium import chromium, decode_qr, phone_screen, screenshot, wait_for
 from .conftest import new_person, storage_of

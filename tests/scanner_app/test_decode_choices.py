@@ -14,7 +14,7 @@ import pytest
 import segno
 
 from bench.scanner import ListFetcher
-from scanner_app import Decoder, Scanner, synthetic
+from scanner_app import Decoder, Scanner
 from scanner_app.decode import _choose, _Read, _Views
 from scanner_app.sources import EndOfStream
 from suishenma import (
@@ -28,6 +28,7 @@ from suishenma import (
     sign_trust_list,
 )
 from suishenma._base45 import ALPHABET, b45decode, b45encode
+from testing import synthetic_frames as synthetic
 from tests.conftest import NOW
 from verifier import Verifier
 

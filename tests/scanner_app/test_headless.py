@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner_app import synthetic
 from scanner_app.cli import main
 from suishenma import Status
+from testing import synthetic_frames as synthetic
 
 from ..verifier.sim import IssuerSim
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from scanner_app import Scanner, SyncThread, synthetic
+from scanner_app import Scanner, SyncThread
 from scanner_app.cues import GateHook, wav_bytes
 from scanner_app.sources import EndOfStream
+from testing import synthetic_frames as synthetic
 
 CODE_A = "SM1:" + "A" * 60
 CODE_B = "SM1:" + "B" * 60

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner_app import Decoder, screens
+from scanner_app import Decoder
+from testing import phone_screens as screens
 
 CODE = "SM1:" + "6BFOXN*TS0BI$ZD.P9UOL97O4-2HH77HRM3DSPTLRR+%3" * 4
 

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner_app import CaptureSource, Decoder, Dedup, EndOfStream, ImageFolderSource, Scanner, synthetic
+from scanner_app import CaptureSource, Decoder, Dedup, EndOfStream, ImageFolderSource, Scanner
 from scanner_app.config import load_config
 from scanner_app.sources import usable
+from testing import synthetic_frames as synthetic
 
 from ..conftest import shared_data
 

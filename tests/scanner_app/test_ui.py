@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from scanner_app import Screen, render, synthetic
+from scanner_app import Screen, render
 from scanner_app.ui import BANNER_H, COLOURS, STATUS_H
+from testing import synthetic_frames as synthetic
 
 from ..verifier.sim import IssuerSim
 

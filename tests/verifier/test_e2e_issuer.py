@@ -12,7 +12,7 @@ import pytest
 from suishenma import load_verification_key
 from verifier import Decision, VerdictReason, Verifier
 
-issuer_live = pytest.importorskip("issuer.live", reason="the issuer package is needed for this end-to-end test")
+issuer_live = pytest.importorskip("testing.live_issuer", reason="the issuer package is needed for this end-to-end test")
 
 
 def test_offline_verification_survives_issuer_outage_and_sees_revocation(

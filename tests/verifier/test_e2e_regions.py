@@ -16,7 +16,7 @@ import pytest
 from suishenma import SigningKey, load_verification_key, write_key_pair
 from verifier import Decision, VerdictReason, Verifier
 
-issuer_live = pytest.importorskip("issuer.live", reason="the issuer package is needed for this end-to-end test")
+issuer_live = pytest.importorskip("testing.live_issuer", reason="the issuer package is needed for this end-to-end test")
 issuer_cli = pytest.importorskip("issuer.cli")
 
 

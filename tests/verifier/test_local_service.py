@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from issuer.live import free_port
 from suishenma import Status
+from testing.live_issuer import free_port
 from verifier.cli import main
 from verifier.local_service import MAX_BODY_BYTES, create_app
 

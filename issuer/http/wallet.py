@@ -1,0 +1,95 @@
+"""The demo wallet: what the mobile app shows. Enabled with ``demo_wallet`` only; it mints without a key.
+
+What a resident sees is written for them, Chinese first: an unknown subject is an HTML page (404), and a
+lapsed status or a refused phone is said on the card by the page's script, never as the API's JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import HTMLResponse, Response
+
+from issuer.errors import NotFound, Problem
+from issuer.http.app_state import Context
+from issuer.http.bodies import DeviceCredentialRequest
+from issuer.http.callers import as_json
+from issuer.qr_images import qr_matrix, svg
+
+router = APIRouter(prefix="/demo/wallet", tags=["demo"])
+SUBJECT_PATTERN = r"[0-9a-f]{16}"
+SubjectId = Annotated[str, Path(pattern=f"^{SUBJECT_PATTERN}$")]
+ACTOR = "demo-wallet"
+
+
+@cache
+def _page() -> str:
+    """The page with its two scripts inlined: once loaded, it needs nothing more from the network."""
+    static = resources.files(__package__).joinpath("static")
+    page = static.joinpath("wallet.html").read_text("utf-8")
+    qr = static.joinpath("vendor/qrcode-generator-2.0.4.js").read_text("utf-8")
+    device = static.joinpath("device-wallet.js").read_text("utf-8")
+    return page.replace("{{QRCODE_JS}}", qr).replace("{{DEVICE_WALLET_JS}}", device)
+
+
+@cache
+def _unknown_page() -> str:
+    return resources.files(__package__).joinpath("static/wallet-unknown.html").read_text("utf-8")
+
+
+@router.get("/{subject}", response_class=HTMLResponse, responses={404: {"content": {"text/html": {}}}})
+async def wallet_page(subject: str, request: Request) -> Response:
+    """The page: QR in the status colour, masked name, a live clock and a countdown, and a large-text
+    switch. Where the browser has WebCrypto it keeps its own key and makes device-bound codes itself,
+    offline; otherwise it fetches each code from here. An unknown subject, or a link cut short, gets a
+    page saying so (404)."""
+    ctx: Context = request.app.state.ctx
+    headers = {"Cache-Control": "no-store"}
+    try:
+        if not re.fullmatch(SUBJECT_PATTERN, subject):
+            raise NotFound(Problem.NO_SUBJECT, subject=subject)
+        ctx.service.subject(subject)
+    except NotFound:
+        return HTMLResponse(_unknown_page(), 404, headers)
+    return HTMLResponse(_page().replace("{{SUBJECT}}", subject), headers=headers)
+
+
+@router.post("/{subject}/device-credential")
+async def wallet_device_credential(subject: SubjectId, body: DeviceCredentialRequest, request: Request) -> Response:
+    """A day credential for the page's own key (the demo's stand-in for the app's authenticated call)."""
+    ctx: Context = request.app.state.ctx
+    now = ctx.now()
+    minted = ctx.service.issue_device_credential(subject, body.jwk, now, ACTOR, identity=body.identity)
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"')
+    return as_json(
+        {
+            "credential": minted.code,
+            "expires_at": minted.expires_at,
+            "status_index": minted.status_index,
+            "status": minted.status,
+            "masked_name": minted.masked_name,
+            "now": now,
+        }
+    )
+
+
+@router.get("/{subject}/code")
+async def wallet_code(subject: SubjectId, request: Request) -> Response:
+    """A fresh venue code for the page, with its QR as SVG."""
+    ctx: Context = request.app.state.ctx
+    minted = ctx.service.mint_dynamic(subject, "venue", ctx.now(), ACTOR)
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="dynamic"')
+    return as_json(
+        {
+            "code": minted.code,
+            "expires_at": minted.expires_at,
+            "now": ctx.now(),
+            "status": minted.status,
+            "masked_name": minted.masked_name,
+            "svg": svg(qr_matrix(minted.code)),
+        }
+    )

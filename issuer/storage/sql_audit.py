@@ -1,0 +1,83 @@
+"""The audit log's reads (rows, head, a row's hash), events with no other change, and kiosk scan logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from issuer.audit_chain import GENESIS, AuditRow
+from issuer.storage.records import ScanLogResult, ScanRecord
+from issuer.storage.sql_base import SqlBase, in_chunks, placeholders
+
+
+class AuditSql(SqlBase):
+    """The audit chain as read back (its append is the base's ``_audit``), and the kiosks' scan logs."""
+
+    # --- audit --------------------------------------------------------------------------------------------
+    def audit_event(self, action: str, target: str, detail: dict[str, object], now: int, actor: str) -> None:
+        with self._write() as c:
+            self._audit(c, now, actor, action, target, detail)
+
+    def audit_rows(self, chunk: int = 10_000) -> Iterator[AuditRow]:
+        """Every audit row in id order, read in chunks so memory stays flat on long logs."""
+        last = 0
+        while True:
+            with self._read() as c:
+                rows = c.execute(
+                    "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit WHERE id > ?"
+                    " ORDER BY id LIMIT ?",
+                    (last, chunk),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
+            last = int(rows[-1][0])
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._read() as c:
+            row = c.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def audit_hash_at(self, row_id: int) -> str | None:
+        with self._read() as c:
+            row = c.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    # --- kiosk scan logs ----------------------------------------------------------------------------------
+    def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult:
+        """Store the records not yet held. A record whose (kiosk, seq) is held with the same content is a
+        duplicate (a resend); with other content it is a conflict: reported, never stored or overwritten."""
+        with self._write() as c:
+            held: dict[int, ScanRecord] = {}
+            for part in in_chunks(sorted({r.seq for r in records})):
+                rows = c.execute(
+                    "SELECT seq, at, scenario, decision, reason, subject, issuer FROM scan_logs"
+                    f" WHERE kiosk_id = ? AND seq IN ({placeholders(len(part))})",
+                    (kiosk_id, *part),
+                ).fetchall()
+                held.update((int(r[0]), ScanRecord(int(r[0]), int(r[1]), *r[2:])) for r in rows)
+            fresh: list[ScanRecord] = []
+            duplicates, conflicts = 0, []
+            for r in records:
+                have = held.get(r.seq)
+                if have is None:
+                    held[r.seq] = r
+                    fresh.append(r)
+                elif have == r:
+                    duplicates += 1
+                else:
+                    conflicts.append(r.seq)
+            if fresh:
+                c.executemany(
+                    "INSERT INTO scan_logs (kiosk_id, seq, at, scenario, decision, reason, subject, issuer,"
+                    " received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (kiosk_id, r.seq, r.at, r.scenario, r.decision, r.reason, r.subject, r.issuer, now)
+                        for r in fresh
+                    ],
+                )
+        return ScanLogResult(len(fresh), duplicates, conflicts)
+
+    def scan_log_count(self) -> int:
+        with self._read() as c:
+            return int(c.execute("SELECT COUNT(*) FROM scan_logs").fetchone()[0])
