@@ -162,7 +162,7 @@ class Scanner:
         self.stats.decoded += 1
         if not self.dedup.fresh(decoded.text, now):
             return
-        verdict = self.verifier.verify(decoded.text)
+        verdict = self.verifier.verify(decoded.text, now=now)
         self.stats.verdicts += 1
         self.stats.verify_ms.append(float(getattr(verdict, "elapsed_ms", 0.0)))
         self._emit(verdict, decoded.decoder, decoded.ms, now)
@@ -174,7 +174,7 @@ class Scanner:
         if not self.dedup.fresh(text, now):
             return
         try:
-            verdict = self.verifier.verify(text)
+            verdict = self.verifier.verify(text, now=now)
         except Exception:
             log.exception("a typed code could not be verified")
             return
@@ -247,7 +247,7 @@ class Scanner:
     def _refresh_health(self, now: float) -> None:
         self._health_at = now
         try:
-            h = self.verifier.health()
+            h = self.verifier.health(now=now)
         except Exception:
             log.exception("health check failed")
             return

@@ -312,6 +312,7 @@ class VerifiedCode:
     trusted: TrustedKey
     digest: bytes  # identifies the signed content; see signed_digest
     presented_at: int | None = None
+    credential_digest: bytes | None = None  # a device-bound code's credential (what the issuer signed)
 
     @property
     def issued_at(self) -> int:

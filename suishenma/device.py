@@ -137,7 +137,8 @@ def verify_presentation(text: str, keyring: KeyRing, *, now: int, skew: int = DE
     claims.device_key.verify(structure, countersignature)
     _check_times(claims, presented_at, now, skew)
     digest = signed_digest(msg.protected_bytes, msg.payload, aad)
-    return VerifiedCode(claims, msg.kid, key.alg, trusted, digest, presented_at)
+    credential = signed_digest(msg.protected_bytes, msg.payload)  # the same for every presentation of it
+    return VerifiedCode(claims, msg.kid, key.alg, trusted, digest, presented_at, credential)
 
 
 def _time_claims(presented_at: int) -> bytes:

@@ -52,6 +52,16 @@ def green_claims() -> Claims:
 @pytest.fixture()
 def sim() -> Iterator[IssuerSim]:
     """The issuer simulator of tests/verifier/sim.py with trust and status list versions 1 published."""
+    s = IssuerSim(now=NOW)
+    s.publish_trust(1)
+    s.publish_status("SH", 1)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def wall_sim() -> Iterator[IssuerSim]:
+    """``sim`` at this machine's clock: for tests that drive a command-line tool, which reads the real clock."""
     s = IssuerSim(now=int(time.time()))
     s.publish_trust(1)
     s.publish_status("SH", 1)

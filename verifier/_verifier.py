@@ -26,7 +26,7 @@ from suishenma import (
     verify,
 )
 
-from .clock import ClockReading, clock_wrong
+from .clock import ClockReading, clock_wrong, issuer_time
 from .fetch import Fetcher, HttpxFetcher, Poster
 from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy
@@ -34,6 +34,8 @@ from .store import GroupCommitter, ScanArgs, Store
 from .sync import SyncReport, sync_lists, upload_scans
 from .trust_state import TRUST, TrustState, status_name
 from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
+
+PASSBACK = VerdictReason.PASSBACK
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,14 @@ class _Draft:
     display: Mapping[str, str] | None
     subject: str | None
     issuer: str | None
-    replay: tuple[bytes, int] | None
+    replay: tuple[bytes, int] | None  # a single-use key to claim as the verdict is logged, and its expiry
+    refusal: VerdictReason = VerdictReason.REPLAYED  # the reason when that key is already held
 
 
 class Verifier:
     """Thread-safe: a frame loop may call ``verify`` while a background thread calls ``sync``."""
 
-    def __init__(self, state_dir: Path, store: Store, fetcher: Fetcher | None = None) -> None:
+    def __init__(self, state_dir: Path, store: Store, fetcher: Fetcher | None = None, now: int | None = None) -> None:
         cfg = store.config()
         if "root_key" not in cfg:
             store.close()
@@ -102,8 +105,10 @@ class Verifier:
         self._sync_lock = threading.Lock()
         self.state = TrustState(VerificationKey.from_pem(cfg["root_key"].encode()))
         held, versions = store.lists()
-        self.load_problems = self.state.load(held, versions, int(time.time()))
+        self.load_problems = self.state.load(held, versions, int(time.time()) if now is None else now)
         self.sync_state = _SyncState.load(cfg)
+        # the latest time a verdict was logged since the floor was last measured (a clock floor too)
+        self._newest_verdict = store.newest_verdict(self.sync_state.floor_seq)[1]
 
     @classmethod
     def init(
@@ -115,6 +120,7 @@ class Verifier:
         kiosk_id: str = "kiosk",
         *,
         fetcher: Fetcher | None = None,
+        now: float | None = None,
     ) -> Verifier:
         """Create a state folder pinned to ``root_key``. ``scenario``: venue, hospital, transit or a TOML file.
 
@@ -150,11 +156,11 @@ class Verifier:
             key_file = write_key_file(state_dir / KEY_FILE_NAME, os.environ[KIOSK_KEY_ENV])
             values["kiosk_api_key_file"] = str(key_file.resolve())
         store.set_config(values)
-        return cls(state_dir, store, fetcher)
+        return cls(state_dir, store, fetcher, None if now is None else int(now))
 
     @classmethod
-    def open(cls, state_dir: Path | str, *, fetcher: Fetcher | None = None) -> Verifier:
-        """Reopen a state folder; cached lists are re-verified (unusable ones are set aside).
+    def open(cls, state_dir: Path | str, *, fetcher: Fetcher | None = None, now: float | None = None) -> Verifier:
+        """Reopen a state folder; cached lists are re-verified at ``now`` (unusable ones are set aside).
 
         Raises:
             UsageError: the folder was never initialised.
@@ -162,7 +168,7 @@ class Verifier:
         state_dir = Path(state_dir)
         if not (state_dir / "verifier.db").exists():
             raise UsageError(f"no verifier state in {state_dir}: run init first")
-        return cls(state_dir, Store(state_dir), fetcher)
+        return cls(state_dir, Store(state_dir), fetcher, None if now is None else int(now))
 
     def close(self) -> None:
         if self._own_fetcher and isinstance(self._fetcher, HttpxFetcher):
@@ -187,7 +193,7 @@ class Verifier:
         if not self.store.record(*self._row(draft)):
             draft = self._replayed(draft)
             self.store.record(*self._row(draft))
-        return self._verdict(draft)
+        return self._logged(draft)
 
     async def verify_grouped(self, text: str, committer: GroupCommitter, now: float | None = None) -> Verdict:
         """``verify`` for a service on an event loop: the verdict's record is committed by ``committer``
@@ -203,7 +209,7 @@ class Verifier:
         if not await asyncio.wrap_future(committer.submit(self._row(draft))):
             draft = self._replayed(draft)
             await asyncio.wrap_future(committer.submit(self._row(draft)))
-        return self._verdict(draft)
+        return self._logged(draft)
 
     def _draft(self, text: str, start: float, at: int) -> _Draft:
         try:
@@ -216,8 +222,22 @@ class Verifier:
         return (d.at, self.kiosk_id, self.policy.name, d.decision, d.reason, d.subject, d.issuer, d.replay)
 
     def _replayed(self, d: _Draft) -> _Draft:
-        """The code's single use is spent: the same presentation is refused, and that is what is logged."""
-        return replace(d, decision=self.policy.on_invalid, reason=VerdictReason.REPLAYED, replay=None)
+        """The code's single use (or its credential's entry) is spent: refused, and that is what is logged."""
+        return replace(d, decision=self.policy.on_invalid, reason=d.refusal, replay=None)
+
+    def _logged(self, d: _Draft) -> Verdict:
+        """The verdict of a logged draft; its time is a floor for the clock from now on."""
+        if (self._newest_verdict or 0) < d.at:
+            self._newest_verdict = d.at
+        return self._verdict(d)
+
+    def _floor(self, trust: TrustList | None, status: Mapping[str, SignedStatusList]) -> int | None:
+        """The latest time this clock has been seen to pass: below it (less the skew allowance) it went back."""
+        times = [s.issued_at for s in status.values()]
+        if trust is not None:
+            times.append(trust.issued_at)
+        times += [t for t in (self.sync_state.floor, self._newest_verdict) if t is not None]
+        return max(times, default=None)
 
     def _verdict(self, d: _Draft) -> Verdict:
         zh, en = self.policy.message(d.reason)
@@ -232,7 +252,7 @@ class Verifier:
         trust_held = held.get(TRUST)
         if trust is None or trust_held is None:
             return self._done(start, at, p.on_stale, VerdictReason.NO_TRUST_LIST)
-        if clock_wrong(self.sync_state.clock, _signed_floor(trust, status), at, p.skew_s):
+        if clock_wrong(self.sync_state.clock, self._floor(trust, status), at, p.skew_s):
             return self._done(start, at, p.on_stale, VerdictReason.CLOCK_WRONG)
         if p.is_stale(trust_held, at):
             return self._done(start, at, p.on_stale, VerdictReason.STALE_LISTS)
@@ -250,8 +270,8 @@ class Verifier:
         if claims.masked_id:
             display["masked_id"] = claims.masked_id
 
-        def done(decision: Decision, reason: VerdictReason, replay: tuple[bytes, int] | None = None) -> _Draft:
-            return self._done(start, at, decision, reason, display, subject, issuer, replay)
+        def done(decision: Decision, reason: VerdictReason) -> _Draft:
+            return self._done(start, at, decision, reason, display, subject, issuer)
 
         if any(getattr(claims, f) is None for f in p.required_claims):
             return done(p.on_invalid, VerdictReason.MISSING_FIELDS)
@@ -276,10 +296,16 @@ class Verifier:
         reason = {"green": VerdictReason.OK, "yellow": VerdictReason.STATUS_YELLOW, "red": VerdictReason.STATUS_RED}[
             colour
         ]
+        draft = done(decision, reason)
+        if decision is Decision.ALLOW and verified.credential_digest is not None and p.reentry_s > 0:
+            # anti-passback: keyed on what the issuer signed, so each second's fresh presentation of one
+            # phone credential is the same entry; held at least as long as the presentation lives
+            until = max(at + p.reentry_s - 1, verified.expires_at + p.skew_s)  # held through ``until``
+            return replace(draft, replay=(b"entry:" + verified.credential_digest[:16], until), refusal=PASSBACK)
         if decision is Decision.ALLOW and p.replay == "once":
             # keyed on the signed content, not the text: a re-encoded copy of a used code is still a replay
-            return done(decision, reason, (verified.digest[:16], verified.expires_at + p.skew_s))
-        return done(decision, reason)
+            return replace(draft, replay=(verified.digest[:16], verified.expires_at + p.skew_s))
+        return draft
 
     @staticmethod
     def _done(
@@ -290,9 +316,8 @@ class Verifier:
         display: Mapping[str, str] | None = None,
         subject: str | None = None,
         issuer: str | None = None,
-        replay: tuple[bytes, int] | None = None,
     ) -> _Draft:
-        return _Draft(start, at, decision, reason, display, subject, issuer, replay)
+        return _Draft(start, at, decision, reason, display, subject, issuer, None)
 
     # sync and health
     def sync(self, now: float | None = None) -> SyncReport:
@@ -311,8 +336,10 @@ class Verifier:
                 else:
                     upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
             self.store.prune_replay(at - 3600)
-            self.sync_state = self.sync_state.after(at, report)
+            self.sync_state = self.sync_state.after(at, report, self.store.newest_verdict()[0])
             self.store.set_config(self.sync_state.config())
+            if report.clock is not None:  # the issuers' time, just measured, supersedes the verdicts' times
+                self._newest_verdict = None
         trust = self.state.trust
         report.trust_list_version = trust.version if trust else None
         report.status_lists = {i: s.version for i, s in self.state.status.items()}
@@ -358,16 +385,8 @@ class Verifier:
             clock_skew_s=reading.skew_s if reading else None,
             clock_source=reading.source if reading else None,
             clock_checked_at=reading.measured_at if reading else None,
-            clock_wrong=clock_wrong(reading, _signed_floor(trust, status), at, p.skew_s),
+            clock_wrong=clock_wrong(reading, self._floor(trust, status), at, p.skew_s),
         )
-
-
-def _signed_floor(trust: TrustList | None, status: Mapping[str, SignedStatusList]) -> int | None:
-    """The latest signed issue time among the held lists: a time this clock has already passed."""
-    times = [s.issued_at for s in status.values()]
-    if trust is not None:
-        times.append(trust.issued_at)
-    return max(times, default=None)
 
 
 def _printable(text: str) -> str:
@@ -391,6 +410,8 @@ class _SyncState:
     upload_error: str | None = None
     issuer_errors: Mapping[str, str] = field(default_factory=dict)  # the last sync's, per issuer
     clock: ClockReading | None = None  # the last reading (kept until a sync learns something new)
+    floor: int | None = None  # the issuers' time at the last sync that measured this clock
+    floor_seq: int = 0  # the scan log's last seq then: verdicts after it are floors too
 
     @classmethod
     def load(cls, cfg: Mapping[str, str]) -> _SyncState:
@@ -407,9 +428,13 @@ class _SyncState:
             cfg.get("last_upload_error") or None,
             _json_map(cfg.get("issuer_errors")),
             _clock_from(cfg),
+            num("clock_floor"),
+            num("clock_floor_seq") or 0,
         )
 
-    def after(self, at: int, report: SyncReport) -> _SyncState:
+    def after(self, at: int, report: SyncReport, seq: int) -> _SyncState:
+        """The state after a sync at ``at``; ``seq``: the scan log's last seq at that moment."""
+        measured = report.clock is not None
         return _SyncState(
             at,
             at if report.lists_ok else self.last_successful,
@@ -417,6 +442,8 @@ class _SyncState:
             report.upload_error,
             dict(report.issuer_errors),
             report.clock or self.clock,
+            issuer_time(report.clock) if report.clock is not None else self.floor,
+            seq if measured else self.floor_seq,
         )
 
     def config(self) -> dict[str, str]:
@@ -430,6 +457,8 @@ class _SyncState:
             "clock_skew_s": "" if c is None else str(c.skew_s),
             "clock_source": "" if c is None else c.source,
             "clock_measured_at": "" if c is None else str(c.measured_at),
+            "clock_floor": "" if self.floor is None else str(self.floor),
+            "clock_floor_seq": str(self.floor_seq),
         }
 
 

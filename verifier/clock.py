@@ -12,6 +12,9 @@ module weighs them; it does no IO and reads no clock (the times come in):
   evidence of a clock further behind wins.
 
 ``skew_s`` is local minus issuer: positive when this clock is ahead.
+
+A clock set back after a sync shows in no reading until the next sync, so the verifier also keeps a
+*floor*: the latest time it has seen trustworthily (see ``clock_wrong``), kept in its state folder.
 """
 
 from __future__ import annotations
@@ -65,13 +68,19 @@ def estimate(samples: Iterable[ClockSample]) -> ClockReading | None:
     return None
 
 
-def clock_wrong(reading: ClockReading | None, signed_floor: int | None, at: int, allowed_s: int) -> bool:
+def issuer_time(reading: ClockReading) -> int:
+    """The issuers' time at the instant of ``reading``: this machine's time then, corrected by the skew."""
+    return int(reading.measured_at - reading.skew_s)
+
+
+def clock_wrong(reading: ClockReading | None, floor: int | None, at: int, allowed_s: int) -> bool:
     """True when this clock cannot be trusted with codes that live for a minute.
 
     Wrong when the last reading is off by more than ``allowed_s`` (the scenario's skew allowance), or
-    when ``at`` is more than ``allowed_s`` before ``signed_floor`` (the latest issue time of a held
-    list: a signed time the clock has already passed once, so it went backwards since).
+    when ``at`` is more than ``allowed_s`` before ``floor``: a time this clock has been seen to pass (the
+    latest signed issue time of a held list, the issuers' time at the last sync that measured it, the
+    newest verdict logged), so it went backwards since.
     """
     if reading is not None and abs(reading.skew_s) > allowed_s:
         return True
-    return signed_floor is not None and at + allowed_s < signed_floor
+    return floor is not None and at + allowed_s < floor

@@ -31,6 +31,7 @@ class Policy:
     max_code_age_s: int | None = None  # refuse codes issued longer ago than this, even if unexpired
     skew_s: int = 10  # clock-skew allowance for iat/exp
     replay: str = "off"  # "once": a code opens one gate once (remembered until it expires)
+    reentry_s: int = 0  # anti-passback: a phone credential passes this verifier at most once per this; 0: off
     status_list: str = "offline"  # "offline": checked for paper codes and device credentials; "always": every code
     max_list_age_s: int = 3 * DAY  # a list not confirmed with its issuer for longer than this is stale
     on_stale: Decision = Decision.DENY  # decision when a list the code needs is stale or missing
@@ -70,6 +71,9 @@ BUILTIN: dict[str, Policy] = {
         max_code_age_s=120,
         skew_s=5,
         replay="once",
+        # a metro's anti-passback window: a credential handed back over the barrier is refused while its
+        # holder is still on the platform, and a rider who leaves and comes back after an errand is not
+        reentry_s=10 * 60,
         status_list="always",
         max_list_age_s=6 * HOUR,
         on_stale=Decision.DENY,
@@ -116,7 +120,7 @@ def _convert(data: dict[str, Any]) -> dict[str, Any]:
             out[key] = tuple(value)
         elif key == "messages":
             out[key] = {_reason(k): _message_pair(f"messages.{k}", v) for k, v in _table(key, value).items()}
-        elif key in ("max_code_age_s", "skew_s", "max_list_age_s"):
+        elif key in ("max_code_age_s", "skew_s", "max_list_age_s", "reentry_s"):
             if type(value) is not int or value < 0:  # a TOML boolean is not a duration
                 raise ValueError(f"{key} must be a non-negative integer")
             out[key] = value

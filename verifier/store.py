@@ -231,6 +231,13 @@ class Store:
         with self.tx() as c:
             return [self._record_in(c, args) for args in group]
 
+    def newest_verdict(self, after_seq: int = 0) -> tuple[int, int | None]:
+        """(the last record's seq, the latest time among the records after ``after_seq``)."""
+        with self.lock:
+            seq = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM scans").fetchone()[0]
+            at = self.conn.execute("SELECT MAX(at) FROM scans WHERE seq > ?", (after_seq,)).fetchone()[0]
+        return int(seq), None if at is None else int(at)
+
     def prune_replay(self, now: int) -> int:
         with self.tx() as c:
             return c.execute("DELETE FROM replay WHERE expires_at < ?", (now,)).rowcount

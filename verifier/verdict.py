@@ -38,6 +38,7 @@ class VerdictReason(StrEnum):
     STALE_LISTS = "stale_lists"
     NO_STATUS_LIST = "no_status_list"
     CLOCK_WRONG = "clock_wrong"  # this kiosk's clock is off by more than the scenario allows
+    PASSBACK = "passback"  # this phone credential already entered here within the scenario's reentry_s
 
 
 MESSAGES: dict[VerdictReason, Text] = {
@@ -61,6 +62,9 @@ MESSAGES: dict[VerdictReason, Text] = {
     VerdictReason.NO_TRUST_LIST: Text("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
     VerdictReason.STALE_LISTS: Text("名单已过时，请联系工作人员", "Lists out of date: call staff"),
     VerdictReason.NO_STATUS_LIST: Text("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
+    VerdictReason.PASSBACK: Text(
+        "此码刚在本闸机通过，一人一次，请勿重复进站", "This code just passed this gate: one entry per person"
+    ),
     VerdictReason.CLOCK_WRONG: Text(
         "时钟错误：本机时间不准，请联系工作人员", "CLOCK WRONG: kiosk time is off; call staff"
     ),

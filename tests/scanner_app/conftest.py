@@ -12,6 +12,13 @@ from ..verifier.sim import IssuerSim
 
 
 @pytest.fixture()
+def sim(wall_sim: IssuerSim) -> IssuerSim:
+    """The kiosk runs on this machine's clock (the scanner loop and its child processes read it): its
+    issuer stands at that instant."""
+    return wall_sim
+
+
+@pytest.fixture()
 def state(sim: IssuerSim, tmp_path: Path) -> Path:
     """A venue verifier state folder, synced."""
     path = tmp_path / "state"

@@ -168,3 +168,33 @@ def test_kiosk_never_invites_a_scan_it_cannot_decide(health: dict[str, object], 
     frames = [synthetic.empty_frame(i) for i in range(3)]
     Scanner(Frames(frames), Lists(), display=Display()).run()
     assert shown[-1].headline == headline and shown[-1].decision is None
+
+
+def test_kiosk_whose_clock_was_set_back_after_a_sync_shows_clock_wrong(state: Any, sim: Any) -> None:
+    """The verifier's clock floor reaches the screen: CLOCK WRONG, and a code from then is refused for it."""
+    from scanner_app.ui import Screen
+    from verifier import Verifier
+
+    shown: list[Screen] = []
+
+    class Display:
+        def show(self, frame: Any, screen: Screen) -> bool:
+            shown.append(screen)
+            return True
+
+    from verifier import HttpxFetcher
+
+    sim.publish_trust(2, at=sim.now - 2 * 86400)  # lists signed two days ago, synced now
+    sim.publish_status("SH", 2, at=sim.now - 2 * 86400)
+    with Verifier.open(state, fetcher=HttpxFetcher(attempts=1, clock=lambda: float(sim.now)), now=sim.now) as v:
+        assert v.sync(now=sim.now).ok
+    back = sim.now - 3600  # then the clock set back an hour
+    out = io.StringIO()
+    with Verifier.open(state, now=back) as v:
+        frames = [synthetic.frame(sim.code(at=back), 3)] + [synthetic.empty_frame(i) for i in range(3)]
+        ticks = iter(range(10_000))
+        clock = lambda: back + next(ticks) * 0.5  # noqa: E731  (half a second a frame)
+        Scanner(Frames(frames), v, display=Display(), out=out, clock=clock, verdict_hold_s=1.0).run()
+    assert json.loads(out.getvalue().splitlines()[0])["reason"] == "clock_wrong"
+    assert shown[-1].decision is None and shown[-1].reason == "clock_wrong"
+    assert "CLOCK WRONG" in shown[-1].headline

@@ -6,6 +6,7 @@ tampered bytes, endless data, errors, or nothing at all.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import threading
 import time
@@ -158,6 +159,10 @@ class IssuerSim:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                """The Date header at the simulator's instant, not the wall clock's."""
+                return email.utils.formatdate(sim.now, usegmt=True)
 
             def do_GET(self) -> None:
                 route = sim.routes.get(self.path)

@@ -33,7 +33,7 @@ def test_rollback_to_older_status_list_rejected_even_after_restart(sim: IssuerSi
     sim.publish_status("SH", 2)  # an attacker replays the list from before the revocation
     state = v.state_dir
     v.close()
-    v = type(v).open(state, fetcher=v._fetcher)
+    v = type(v).open(state, fetcher=v._fetcher, now=sim.now)
     report = v.sync(now=sim.now)
     assert "list_rollback" in " ".join(report.errors)
     assert v.verify(sim.code(index=7), now=sim.now).reason is VerdictReason.REVOKED
@@ -113,7 +113,7 @@ def test_replayed_transit_code_opens_one_gate_once(sim: IssuerSim, make_verifier
     assert first.decision is Decision.ALLOW
     assert again.decision is Decision.DENY and again.reason is VerdictReason.REPLAYED
     assert v.verify(sim.code(at=sim.now + 3), now=sim.now + 3).decision is Decision.ALLOW  # a fresh code passes
-    reopened = type(v).open(v.state_dir)
+    reopened = type(v).open(v.state_dir, now=sim.now)
     assert reopened.verify(code, now=sim.now + 4).reason is VerdictReason.REPLAYED  # survives a restart
     reopened.close()
 
@@ -130,7 +130,7 @@ def test_code_from_issuer_removed_from_trust_list_denied(sim: IssuerSim, make_ve
     verdict = v.verify(bj_code, now=sim.now)
     assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.UNKNOWN_KEY
     assert "BJ" not in v.health(now=sim.now).status_lists
-    reopened = type(v).open(v.state_dir)
+    reopened = type(v).open(v.state_dir, now=sim.now)
     assert reopened.load_problems == [] and "BJ" not in reopened.health(now=sim.now).status_lists
     reopened.close()
 
@@ -170,7 +170,7 @@ def test_cached_list_tampered_on_disk_is_not_used_after_restart(sim: IssuerSim, 
     conn.execute("UPDATE lists SET body = ? WHERE name = 'trust'", (bytes(body),))
     conn.commit()
     conn.close()
-    v = type(v).open(state)
+    v = type(v).open(state, now=sim.now)
     assert v.load_problems and "trust list" in v.load_problems[0]
     assert v.verify(sim.code(), now=sim.now).reason is VerdictReason.NO_TRUST_LIST
     v.close()
@@ -251,7 +251,7 @@ def test_slow_server_gives_up_at_the_deadline(mode: str, sim: IssuerSim, make_ve
     from verifier import HttpxFetcher
 
     v = make_verifier()
-    v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.5)
+    v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.5, clock=lambda: float(sim.now))
     sim.routes["/status/SH"].mode = mode
     report = _sync_bounded(v, sim.now)
     assert "status list of SH: network: GET " in report.errors[0] and "not done after 1.5 s" in report.errors[0]

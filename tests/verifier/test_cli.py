@@ -15,6 +15,12 @@ from .sim import IssuerSim
 
 
 @pytest.fixture()
+def sim(wall_sim: IssuerSim) -> IssuerSim:
+    """The command line reads this machine's clock: its issuer stands at that instant."""
+    return wall_sim
+
+
+@pytest.fixture()
 def root_pub(sim: IssuerSim, tmp_path: Path) -> Path:
     path = tmp_path / "root.pub"
     path.write_bytes(sim.root.public().pem())

@@ -56,7 +56,8 @@ def _kiosk(tmp_path: Path, offset: float, scenario: str = "venue", lists_at: int
             StatusList(64, 2), issuer, uri="/status/SH", issuer="SH", version=1, now=lists_at, valid_for=DAY, ttl=300
         ),
     }
-    v = Verifier.init(tmp_path / "k", "http://127.0.0.1", root.public(), scenario, fetcher=DatedFetcher(bodies, offset))
+    fetcher = DatedFetcher(bodies, offset)
+    v = Verifier.init(tmp_path / "k", "http://127.0.0.1", root.public(), scenario, fetcher=fetcher, now=NOW)
     return v, issuer
 
 
@@ -73,7 +74,7 @@ def test_kiosk_clock_ahead_of_the_issuers_is_reported_and_refuses_codes(tmp_path
     assert verdict.decision is Decision.DENY and verdict.reason is VerdictReason.CLOCK_WRONG
     assert "时钟错误" in verdict.message_zh and "CLOCK WRONG" in verdict.message_en
     v.close()
-    reopened = Verifier.open(tmp_path / "k")  # the reading survives a restart
+    reopened = Verifier.open(tmp_path / "k", now=NOW)  # the reading survives a restart
     assert reopened.health(now=NOW).clock_wrong
     reopened.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from verifier import Decision, Verifier
 
-from .conftest import MakeVerifier
+from .conftest import MakeVerifier, quick_fetcher
 from .sim import IssuerSim
 
 CHILD = [sys.executable, "-m", "tests.verifier.crash_child"]
@@ -44,10 +44,10 @@ def test_kill_9_during_sync_leaves_old_or_new_lists(sim: IssuerSim, make_verifie
         old = run + 1
         sim.publish_trust(old + 1)
         sim.publish_status("SH", old + 1, revoked=range(0, 4096, 3), size=1 << 16)
-        proc = _spawn("sync", str(state))
+        proc = _spawn("sync", str(state), str(sim.now))
         time.sleep(rng.uniform(0, 0.03))
         _kill(proc)
-        reopened = Verifier.open(state)
+        reopened = Verifier.open(state, fetcher=quick_fetcher(sim), now=sim.now)
         try:
             assert reopened.load_problems == [], reopened.load_problems
             h = reopened.health(now=sim.now)
@@ -65,10 +65,10 @@ def test_kill_9_during_scan_burst_loses_no_acknowledged_record(sim: IssuerSim, m
     state = v.state_dir
     v.close()
     rng = random.Random(11)
-    code = sim.code(at=int(time.time()))
+    code = sim.code()
     total = 0
     for _ in range(RUNS):
-        proc = _spawn("scan", str(state), code)
+        proc = _spawn("scan", str(state), str(sim.now), code)
         assert proc.stdout is not None
         acknowledged = 0
         deadline = time.monotonic() + rng.uniform(0.005, 0.05)
@@ -82,7 +82,7 @@ def test_kill_9_during_scan_burst_loses_no_acknowledged_record(sim: IssuerSim, m
             if line.strip().isdigit():
                 acknowledged = int(line)
         total += acknowledged
-        reopened = Verifier.open(state)
+        reopened = Verifier.open(state, now=sim.now)
         try:
             held = sum(1 for _ in reopened.store.scans())
             assert held >= total, (held, total)

@@ -86,7 +86,8 @@ def test_stale_status_list_refuses_device_codes_per_policy(
 def test_transit_replay_is_keyed_on_the_signed_presentation(
     sim: IssuerSim, make_verifier: MakeVerifier, phone: SigningKey
 ) -> None:
-    v = make_verifier("transit")
+    """With anti-passback off, each presentation is single-use (keyed on what the phone signed)."""
+    v = make_verifier('extends = "transit"\nreentry_s = 0\n')
     credential = sim.credential(phone)
     first = sim.device_code(phone, credential, at=sim.now + 5)
     twin = sim.device_code(phone, credential, at=sim.now + 5)  # same second: P-256 signs differently

@@ -110,7 +110,7 @@ def test_failed_sync_is_not_reported_as_synced(sim: IssuerSim, make_verifier: Ma
     h = v.health(now=sim.now + 110)
     assert h.offline and h.last_successful_sync == sim.now and h.sync_age_s == 110
     assert h.last_sync_attempt == sim.now + 100
-    reopened = Verifier.open(v.state_dir)  # kept across restarts
+    reopened = Verifier.open(v.state_dir, now=sim.now)  # kept across restarts
     assert reopened.health(now=sim.now + 110).last_successful_sync == sim.now
     reopened.close()
 
@@ -128,9 +128,10 @@ def test_rejected_upload_leaves_fresh_lists_online(
     assert not h.offline and h.last_successful_sync == sim.now and "401" in (h.upload_error or "")
 
 
-def test_status_exits_1_when_never_synced_or_stale(sim: IssuerSim, tmp_path: Path) -> None:
+def test_status_exits_1_when_never_synced_or_stale(wall_sim: IssuerSim, tmp_path: Path) -> None:
     from verifier.cli import main
 
+    sim = wall_sim  # the command line reads this machine's clock
     v = Verifier.init(tmp_path / "never", sim.url, sim.root.public(), "venue", "g")
     v.close()
     assert main(["status", "--state", str(tmp_path / "never"), "--json"]) == 1
