@@ -86,6 +86,7 @@ class Problem(StrEnum):
     TOO_MANY_SUBJECTS = "too_many_subjects"
     CSV_HEADER = "csv_header"
     CSV_UNREADABLE = "csv_unreadable"
+    CSV_NOT_UTF8 = "csv_not_utf8"
     # Keys, lists and federation
     KEY_ROTATED_MEANWHILE = "key_rotated_meanwhile"
     LIST_VERSION_NOT_ABOVE = "list_version_not_above"
@@ -102,6 +103,8 @@ class Problem(StrEnum):
     REQUEST_REPEATS_KEY = "request_repeats_key"
     STATUS_URI_NOT_ABSOLUTE = "status_uri_not_absolute"
     STATUS_URI_MISMATCH = "status_uri_mismatch"
+    TRUST_LIST_KEY_UNCONFIRMED = "trust_list_key_unconfirmed"
+    EXPECTED_KEY_NOT_REQUESTED = "expected_key_not_requested"
     # The audit chain and its checkpoints; copying a database
     CHECKPOINT_DOES_NOT_VERIFY = "checkpoint_does_not_verify"
     CHECKPOINT_CONTRADICTED = "checkpoint_contradicted"
@@ -275,6 +278,11 @@ CATALOGUE: dict[Problem, Text] = {
     Problem.CSV_UNREADABLE: Text(
         "{path}：第 {line} 行无法读取：{error}", "{path}: line {line} cannot be read: {error}"
     ),
+    Problem.CSV_NOT_UTF8: Text(
+        "{path}：第 {line} 行（文件第 {offset} 字节处）不是有效的 UTF-8，未做任何更改：请将文件另存为 UTF-8 后重新导入",
+        "{path}: line {line} (byte offset {offset} in the file) is not valid UTF-8; nothing was changed:"
+        " save the file as UTF-8 and import it again",
+    ),
     Problem.KEY_ROTATED_MEANWHILE: Text(
         "签名密钥 {kid} 已不是当前密钥：另一次轮换已先完成",
         "signing key {kid} is no longer current: another rotation came first",
@@ -321,6 +329,21 @@ CATALOGUE: dict[Problem, Text] = {
         "该列表称签发方 {issuer} 的状态列表位于 {uri!r}，而本签发方发布于 {ours}：请检查 public_url 并重新生成请求",
         "the list says issuer {issuer} publishes its status list at {uri!r}, but this issuer publishes it at"
         " {ours}: check public_url and make a new request",
+    ),
+    Problem.TRUST_LIST_KEY_UNCONFIRMED: Text(
+        "未签署：新密钥 {keys} 未经确认（现行信任列表没有为该地区列出它，也没有该地区已受信任的密钥为它签名）。"
+        "请通过另一渠道（电话、当面）与该地区核对这些 kid，无误后加上 --expect {keys} 重新运行；"
+        "若是该地区轮换了密钥，请用 --current 给出现行的信任列表，由其原有密钥为新密钥作保",
+        "not signed: new key {keys} is not confirmed (the trust list in force does not list it for that region,"
+        " and no key it trusts for that region signed for it). Check these kids with the region by another"
+        " channel (phone, in person), then run again with --expect {keys}; after a region's key rotation, give"
+        " the trust list in force with --current so that its key already trusted vouches for the new one",
+    ),
+    Problem.EXPECTED_KEY_NOT_REQUESTED: Text(
+        "未签署：--expect 给出了 {issuer}={kid}，但没有哪份请求列出该地区的这个密钥："
+        "所签的与该地区告知的不符，请向其核实",
+        "not signed: --expect names {issuer}={kid}, but no request lists that key for that region: what would be"
+        " signed is not what the region told you; check with the region",
     ),
     Problem.CHECKPOINT_DOES_NOT_VERIFY: Text(
         "{path} 校验失败（{reason}：{why}）；已保留作为证据：请运行 `suishenma-issuer audit verify`，查明原因后再移走",

@@ -5,21 +5,30 @@ empty on a row, never both filled), ``status`` (green, yellow, red), and optiona
 ``valid_until`` (POSIX seconds). It is read as a stream, ``BATCH`` rows at a time; each batch is one
 transaction in which the good rows apply and the bad ones are counted, and which also records how far
 the file has come (by the file's SHA-256). Run again after an interruption, it resumes after the last
-batch that committed: no line is skipped or applied twice. Refused rows are written, with their line
-number and reason, to ``FILE.csv.refused.csv``. Status lists are rebuilt once, on their next request.
+batch that committed: no line is skipped or applied twice. Refused rows are written, with the line
+their row starts on and the reason, to ``FILE.csv.refused.csv`` (mode 0600): an ID number only masked,
+and a subject or status that is not one only starred out, since such a cell may hold an ID number put in
+the wrong column. The whole file is checked to be UTF-8 before anything applies. Status lists are rebuilt
+once, on their next request.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import hashlib
+import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from issuer.errors import InputError, Problem
+from issuer.files import FILE_MODE
 from issuer.service import IssuerService
 from issuer.storage import BatchResult, ImportMark, StatusChange
 from suishenma import UsageError, check_display_text
@@ -55,12 +64,30 @@ class ImportSummary:
 
 
 def file_digest(path: Path) -> tuple[str, int]:
-    """The file's SHA-256 and its number of lines (for the progress bar). Raises: OSError."""
-    h, lines = hashlib.sha256(), 0
+    """The file's SHA-256 and its number of lines (for the progress bar), read once; the file must be UTF-8
+    throughout, so that a bad byte deep in it cannot stop an import half applied.
+
+    Raises:
+        InputError: not UTF-8 (``csv_not_utf8``, naming the line and the byte offset where it breaks).
+        OSError: the file cannot be read.
+    """
+    h, lines, offset = hashlib.sha256(), 0, 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+            pending = decoder.getstate()[0]  # the start of a character cut by the previous block
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:  # exc.object is pending + block
+                bad = offset - len(pending) + exc.start
+                line = lines + block[: max(0, bad - offset)].count(b"\n") + 1
+                raise InputError(Problem.CSV_NOT_UTF8, path=path, line=line, offset=bad) from None
             lines += block.count(b"\n")
+            offset += len(block)
+        pending = decoder.getstate()[0]
+        if pending:  # the file ends inside a character
+            raise InputError(Problem.CSV_NOT_UTF8, path=path, line=lines + 1, offset=offset - len(pending))
     return h.hexdigest(), lines
 
 
@@ -96,20 +123,26 @@ def parse_row(row: dict[str, str | None], now: int) -> StatusChange | str:
     return StatusChange(status, reason, until, subject=subject or None, id_number=id_number or None)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
-    """(line number, row) for every data row; the header must name ``status`` and a person column.
+def _rows(path: Path) -> Iterator[tuple[int, int, dict[str, str | None]]]:
+    """(the line a row starts on, the line it ends on, the row) for every data row: a quoted cell may hold
+    line breaks. The header must name ``status`` and a person column.
 
     Raises: InputError: not UTF-8 CSV with such a header.
     """
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if "status" not in header or not ({"subject", "id_number"} & set(header)):
-            raise InputError(Problem.CSV_HEADER, path=path)
-        reader.fieldnames = header
+        reader = csv.reader(f)
         try:
-            for row in reader:
-                yield reader.line_num, row  # type: ignore[misc]
+            header = [h.strip() for h in next(reader, [])]
+            if "status" not in header or not ({"subject", "id_number"} & set(header)):
+                raise InputError(Problem.CSV_HEADER, path=path)
+            end = reader.line_num
+            for cells in reader:
+                start, end = end + 1, reader.line_num
+                if cells:  # a blank line is no row, as for csv.DictReader
+                    row: dict[str, str | None] = dict(zip(header, cells, strict=False))
+                    for name in header[len(cells) :]:
+                        row[name] = None
+                    yield start, end, row
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(Problem.CSV_UNREADABLE, path=path, line=reader.line_num + 1, error=exc) from None
 
@@ -126,7 +159,9 @@ def import_statuses(
     ``progress(lines done, lines in the file)`` is called after each batch.
 
     Raises:
-        InputError: not a readable CSV file with the expected header (nothing of it applied).
+        InputError: not UTF-8 (``csv_not_utf8``) or without the expected header (``csv_header``): nothing of
+            it applied and a previous refused-rows file left as it was; or a row the CSV reader cannot read
+            (``csv_unreadable``): the batches before it are kept.
         StorageUnavailable: the database went away; what committed is kept and a rerun resumes there.
         OSError: the file cannot be read.
     """
@@ -137,9 +172,9 @@ def import_statuses(
     applied, refused = (held.applied, held.failed) if held else (0, 0)
     refused_path = path.with_name(path.name + ".refused.csv")
     summary.refused_file = str(refused_path)
-    with refused_path.open("a" if start else "w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        if not start:
+    with _RefusedFile(refused_path, resume=bool(start)) as out:
+        writer = csv.writer(out.file)
+        if not out.resumed:
             writer.writerow(["line", "reason", "subject", "id_number", "status"])
         batch: list[StatusChange] = []
         lines: list[tuple[int, dict[str, str | None]]] = []
@@ -154,26 +189,27 @@ def import_statuses(
                 return ImportMark(digest, line, applied + result.applied, refused + failed_before + len(result.failed))
 
             result = service.set_statuses(batch, now, actor, all_or_none=False, mark=mark)
+            out.keep = True  # committed: these refusals are kept whatever happens next
             for pos, why in result.failed:
                 bad.append((lines[pos][0], why, lines[pos][1]))
             applied += result.applied
             refused += len(bad)
             for n, why, row in sorted(bad, key=lambda b: b[0]):
                 summary.reasons[why] += 1
-                writer.writerow([n, why, row.get("subject") or "", _masked_id(row), row.get("status") or ""])
-            out.flush()
+                writer.writerow([n, why, *_shown(row)])
+            out.file.flush()
             batch, lines, bad = [], [], []
 
-        for line, row in _rows(path):
+        for first, line, row in _rows(path):
             if line <= start:
                 continue
             summary.rows += 1
             parsed = parse_row(row, now)
             if isinstance(parsed, str):
-                bad.append((line, parsed, row))
+                bad.append((first, parsed, row))
             else:
                 batch.append(parsed)
-                lines.append((line, row))
+                lines.append((first, row))
             last_line = line
             if len(batch) + len(bad) >= BATCH:
                 flush(line)
@@ -185,6 +221,65 @@ def import_statuses(
     return summary
 
 
+class _RefusedFile:
+    """The refused-rows file, written as a temporary file beside it (created 0600) that replaces it at the
+    end. When the import fails before any batch of it committed, the temporary file is removed and a
+    previous file stays as it was; once a batch committed (``keep``), its refusals replace it even on
+    failure, since a rerun resumes after that batch and would not list them again. A resumed run starts
+    from a copy of the previous file.
+    """
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path, self.keep = path, False
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.resumed = resume and path.is_file()
+        self.file: IO[str]
+
+    def __enter__(self) -> _RefusedFile:
+        """Raises: OSError (the temporary file cannot be made, or the previous file not copied)."""
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # also when the name was left over from a killed run
+        self.file = open(fd, "w", encoding="utf-8", newline="")  # closed in __exit__
+        try:
+            if self.resumed:
+                with self.path.open(encoding="utf-8", newline="") as previous:
+                    shutil.copyfileobj(previous, self.file)
+        except BaseException:
+            self.__exit__(None, None, None)  # nothing committed: removed
+            raise
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        """Raises: OSError (the file cannot be written or renamed)."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        finally:
+            self.file.close()
+        if kind is None or self.keep:
+            os.replace(self.tmp, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+
+
+def _shown(row: dict[str, str | None]) -> list[str]:
+    """The subject, ID number and status of a refused row as the refused-rows file may show them: the ID
+    number masked; a subject or status only when it is one, else starred out like a value that is no ID
+    number (such a cell may hold an ID number put in the wrong column)."""
+    subject = (row.get("subject") or "").strip()
+    status = (row.get("status") or "").strip()
+    return [
+        subject if _SUBJECT.fullmatch(subject.lower()) else _stars(subject),
+        _masked_id(row),
+        status if status.lower() in STATUSES else _stars(status),
+    ]
+
+
+def _stars(value: str) -> str:
+    return "*" * min(len(value), 32)
+
+
 def _masked_id(row: dict[str, str | None]) -> str:
     """Refused rows are written back without the full ID number: the file of refusals is not the data. A
     value that is no ID number at all is starred out whole."""
@@ -192,4 +287,4 @@ def _masked_id(row: dict[str, str | None]) -> str:
     try:
         return mask_id_number(value) if value else ""
     except UsageError:
-        return "*" * min(len(value), 32)
+        return _stars(value)

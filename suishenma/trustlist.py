@@ -144,6 +144,8 @@ def parse_trust_list(data: bytes, root: VerificationKey, *, now: int) -> TrustLi
     ours = get(claims, Claim.SUISHENMA, dict)
     version = get(ours, SmField.LIST_VERSION, int)
     entries = get(ours, SmField.TRUST_ISSUERS, list)
+    if len(entries) > MAX_ISSUERS:  # a verifier holds no more than any signer may put in
+        raise ListError(Reason.LIST_MALFORMED, f"{len(entries)} issuers: at most {MAX_ISSUERS}")
     try:
         tl = TrustList(
             version=version,

@@ -9,7 +9,7 @@ from ._verifier import Health, ListHealth, Verifier
 from .fetch import Fetcher, FetchResult, HttpxFetcher
 from .kiosk_key import KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV
 from .policy import BUILTIN, Policy, policy_from_toml
-from .sync import SyncReport
+from .sync import SyncProblem, SyncReason, SyncReport
 from .verdict import Decision, Verdict, VerdictReason
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "HttpxFetcher",
     "ListHealth",
     "Policy",
+    "SyncProblem",
+    "SyncReason",
     "SyncReport",
     "Verdict",
     "VerdictReason",

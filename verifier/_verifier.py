@@ -31,7 +31,7 @@ from .fetch import Fetcher, HttpxFetcher, Poster
 from .kiosk_key import KEY_FILE_NAME, KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, kiosk_key, write_key_file
 from .policy import Policy, resolve_policy
 from .store import GroupCommitter, ScanArgs, Store
-from .sync import SyncReport, sync_lists, upload_scans
+from .sync import SyncReason, SyncReport, sync_lists, upload_scans
 from .trust_state import TRUST, TrustState, status_name
 from .verdict import CORE_REASONS, Decision, Verdict, VerdictReason
 
@@ -332,7 +332,7 @@ class Verifier:
                 try:
                     api_key = kiosk_key(self._api_key_file)
                 except UsageError as exc:
-                    report.fail_upload(f"scan-log upload: {exc.detail}")
+                    report.fail_upload(SyncReason.UPLOAD_NO_KEY, f"scan-log upload: {exc.detail}")
                 else:
                     upload_scans(self.store, self._fetcher, base, self.kiosk_id, api_key, report)
             self.store.prune_replay(at - 3600)

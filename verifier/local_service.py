@@ -5,11 +5,17 @@ the verifier that imports FastAPI, and nothing imports it but ``cli serve``: the
 web frameworks. Pydantic lives here only, at the HTTP boundary; the verifier's own model is dataclasses.
 
 - ``POST /v1/verify`` ``{"code": "..."}`` -> the verdict; always 200 for a code (a refusal is a verdict);
-  413 for a body over the cap, 422 for a body that is not ``{"code": string}``.
+  413 for a body over the cap, 415 for a body not declared ``application/json``, 422 for a body that is
+  not ``{"code": string}``.
 - ``GET /healthz`` (never needs the token), ``GET /v1/status`` (lists, staleness, clock skew),
   ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` and ``/docs``.
 - A bearer token, read from a 0600 file, guards everything but /healthz when one is configured; the CLI
   requires one when the service is bound to anything other than loopback.
+- Every request must carry a Host naming the address it reached (421 otherwise), and every request but
+  GET, HEAD and OPTIONS must declare ``Content-Type: application/json`` (415 otherwise): without a token,
+  these keep a web page open on the kiosk from driving the service (DNS rebinding; cross-site form and
+  ``text/plain`` posts, which browsers send without asking the service first). No route redirects: a
+  wrong path is a 404.
 - Lists sync in a background thread every ``sync_interval`` seconds.
 """
 
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import ipaddress
 import json
 import logging
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -116,15 +124,15 @@ class Metrics:
 class BackgroundSync(threading.Thread):
     """``verifier.sync()`` now and every ``interval`` seconds until stopped; never raises."""
 
-    def __init__(self, verifier: Verifier, interval: float) -> None:
+    def __init__(self, verifier: Verifier, interval: float, clock: Callable[[], float] | None = None) -> None:
         super().__init__(name="verifier-sync", daemon=True)
-        self.verifier, self.interval = verifier, interval
+        self.verifier, self.interval, self.clock = verifier, interval, clock
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                report = self.verifier.sync()
+                report = self.verifier.sync(now=self.clock() if self.clock else None)
                 if not report.ok:
                     log.warning("sync incomplete: %s", "; ".join(report.errors))
             except Exception:
@@ -170,8 +178,98 @@ class BodyCap:
     async def _too_large(self, send: Send) -> None:
         self.metrics.reject("too_large")
         body = _problem("body_too_large", f"请求体超过 {self.max_body} 字节", f"body over {self.max_body} bytes")
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", JSON.encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_problem(send, 413, body)
+
+
+class RequestGuard:
+    """Pure ASGI, outermost: refuses, before anything reads the body, a request whose Host does not name the
+    address it reached (421) and a request other than GET, HEAD or OPTIONS not declared ``application/json``
+    (415).
+
+    A web page open on the kiosk reaches this token-less service either under its own domain re-pointed at
+    127.0.0.1 (DNS rebinding: its Host is that domain) or cross-site with a body a browser sends without a
+    CORS preflight (form encodings, ``text/plain``); a JSON content type always needs a preflight, which
+    this service never grants.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The address the connection was accepted at (the server's getsockname): the bound address, or on a
+        # wildcard bind the one the client dialled. None (e.g. a Unix socket) admits nothing.
+        server = scope.get("server")
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        default_port = 443 if scope.get("scheme") == "https" else 80
+        if not (server and server[1] and len(hosts) == 1 and _host_ok(hosts[0], server[0], server[1], default_port)):
+            # 421 Misdirected Request (RFC 9110 §15.5.20) rather than 403: the sender is not denied anything;
+            # its request names an authority this service is not (a rebinding page's Host is its own
+            # domain), and the same client succeeds once it addresses the service by its address.
+            self.metrics.reject("misdirected")
+            names = _server_names(server[0], server[1]) if server and server[1] else ("?",)
+            zh = f"Host 头须为本服务的地址：{' 或 '.join(names)}"
+            en = f"the Host header must name this service's address: {' or '.join(names)}"
+            await _send_problem(send, 421, _problem("misdirected_request", zh, en))
+            return
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):  # no route reads a body of these (OPTIONS: 405)
+            types = [value for name, value in scope["headers"] if name == b"content-type"]
+            if len(types) != 1 or types[0].split(b";", 1)[0].strip().lower() != JSON.encode():
+                self.metrics.reject("unsupported_media_type")
+                zh = '请求体须以 Content-Type: application/json 发送：{"code": "…"}'
+                en = 'the body must be sent as Content-Type: application/json: {"code": "..."}'
+                await _send_problem(send, 415, _problem("unsupported_media_type", zh, en))
+                return
+        await self.app(scope, receive, send)
+
+
+@lru_cache(maxsize=64)
+def _server_names(host: str, port: int) -> tuple[str, ...]:
+    """The ``host:port`` a Host header may give on a connection accepted at ``host``:``port``: that address,
+    and ``localhost`` as well when it is loopback."""
+    literal, loopback = _host_literal(host)
+    return (f"{literal}:{port}", f"localhost:{port}") if loopback and literal != "localhost" else (f"{literal}:{port}",)
+
+
+@lru_cache(maxsize=256)
+def _host_ok(value: bytes, server_host: str, server_port: int, default_port: int) -> bool:
+    """Whether the Host header ``value`` names ``server_host``:``server_port`` (see ``_server_names``); a
+    malformed value does not. A port left out is the scheme's default."""
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    if text.startswith("["):
+        name, bracket, port = text[1:].partition("]")
+        if not bracket or ":" not in name:
+            return False  # brackets hold an IPv6 address only
+    else:
+        name, colon, digits = text.partition(":")
+        port = colon + digits
+    if port and not (port.startswith(":") and port[1:].isdigit() and len(port) <= 6):
+        return False
+    number = int(port[1:]) if port else default_port
+    return f"{_host_literal(name)[0]}:{number}" in _server_names(server_host, server_port)
+
+
+def _host_literal(host: str) -> tuple[str, bool]:
+    """``host`` as a Host header writes it (an IP address normalised, IPv6 in brackets, IPv4-mapped IPv6 as
+    IPv4; a name in lower case), and whether it is a loopback address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower(), False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (f"[{ip}]" if ip.version == 6 else str(ip)), ip.is_loopback
+
+
+async def _send_problem(send: Send, status: int, body: bytes) -> None:
+    """Answer ``status`` with the JSON problem ``body`` (from ``_problem``), straight from ASGI middleware."""
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", JSON.encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(StarletteHTTPException):
@@ -197,14 +295,14 @@ def create_app(
 
     ``token``: when given, every route but /healthz needs ``Authorization: Bearer <token>``.
     ``sync_interval``: seconds between background syncs; None runs none (tests sync by hand).
-    ``clock``: the time verdicts are taken at (None: the verifier reads the wall clock).
+    ``clock``: the time verdicts and syncs are taken at (None: the verifier reads the wall clock).
     """
     metrics = Metrics()
     committer = GroupCommitter(verifier.store)  # verdicts of concurrent requests share one durable commit
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        sync = BackgroundSync(verifier, sync_interval) if sync_interval else None
+        sync = BackgroundSync(verifier, sync_interval, clock) if sync_interval else None
         committer.start()
         if sync:
             sync.start()
@@ -230,6 +328,8 @@ def create_app(
         description="随申码本地核验服务 · the offline verifier for gate controllers in any language",
         version="1",
         lifespan=lifespan,
+        redirect_slashes=False,  # a redirect would be built from the request's Host: a wrong path is a 404
+        swagger_ui_oauth2_redirect_url=None,
     )
 
     @app.exception_handler(_Unauthorised)
@@ -249,6 +349,11 @@ def create_app(
             return Response(
                 _problem("invalid_body", zh, f"the body could not be parsed: {exc.detail}"), 400, media_type=JSON
             )
+        if exc.status_code == 404:
+            return Response(_problem("not_found", "没有这个路径", "no such path"), 404, media_type=JSON)
+        if exc.status_code == 405:
+            body = _problem("method_not_allowed", "此路径不接受这个方法", "this path does not take that method")
+            return Response(body, 405, dict(exc.headers or {}), media_type=JSON)
         return Response(_problem("http_error", str(exc.detail), str(exc.detail)), exc.status_code, media_type=JSON)
 
     @app.exception_handler(RequestValidationError)
@@ -269,6 +374,8 @@ def create_app(
             200: {"model": VerdictOut},
             401: {"model": Problem},
             413: {"model": Problem},
+            415: {"model": Problem},
+            421: {"model": Problem},
             422: {"model": Problem},
         },
     )
@@ -311,6 +418,7 @@ def create_app(
 
     app.router.routes.insert(0, Route("/v1/verify", fast_verify, methods=["POST"]))
     app.add_middleware(BodyCap, max_body=max_body, metrics=metrics)
+    app.add_middleware(RequestGuard, metrics=metrics)  # outermost: before the body cap reads anything
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from urllib.parse import urljoin, urlsplit
 
 from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError, TrustList
@@ -25,6 +26,35 @@ UPLOAD_BATCH = 500
 MAX_PARALLEL = 4  # status lists fetched at once (one per region: Shanghai, Jiangsu, Zhejiang, Anhui)
 
 
+class SyncReason(StrEnum):
+    """Why part of a sync failed: a list refused by its checks (the core's reasons), a host that did not
+    answer, or a scan-log upload the issuer did not take."""
+
+    NETWORK = "network"  # a host did not answer, or not in time, or not with 200/304
+    NO_ISSUER_ANSWERED = "no_issuer_answered"  # no mirror served the trust list
+    TOO_LARGE = "too_large"
+    LIST_MALFORMED = "list_malformed"
+    LIST_WRONG_SIGNER = "list_wrong_signer"
+    LIST_EXPIRED = "list_expired"
+    LIST_ROLLBACK = "list_rollback"
+    UPLOAD_NO_KEY = "upload_no_key"  # the kiosk's upload key cannot be read
+    UPLOAD_FAILED = "upload_failed"  # the issuer did not answer the upload, or refused it
+    UPLOAD_NOT_ACKNOWLEDGED = "upload_not_acknowledged"  # its reply does not account for every record
+    UPLOAD_CONFLICTS = "upload_conflicts"  # it holds other records under some of this kiosk's numbers
+
+    @classmethod
+    def of(cls, exc: SuishenmaError) -> SyncReason:
+        """The sync reason of a list or network error (a list's own reason when it has one)."""
+        return cls._value2member_map_.get(exc.reason.value, cls.LIST_MALFORMED)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SyncProblem:
+    reason: SyncReason
+    message: str  # for people: what failed, where, and the detail
+    issuer: str | None = None  # the region whose status list it concerns, if one
+
+
 @dataclass
 class SyncReport:
     """What one sync did. ``ok`` is everything; ``lists_ok`` only the lists: a scan-log upload that fails
@@ -33,7 +63,8 @@ class SyncReport:
     ok: bool = True
     lists_ok: bool = True
     upload_error: str | None = None
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # each problem's message
+    problems: list[SyncProblem] = field(default_factory=list)
     trust_list_version: int | None = None
     status_lists: dict[str, int] = field(default_factory=dict)  # issuer -> version held after sync
     updated: list[str] = field(default_factory=list)  # lists replaced by newer versions
@@ -42,18 +73,25 @@ class SyncReport:
     issuer_errors: dict[str, str] = field(default_factory=dict)  # issuer -> why its status list was not renewed
     clock: ClockReading | None = None  # what this sync learnt of the local clock (None: nothing)
 
-    def fail(self, message: str) -> None:
+    @property
+    def reasons(self) -> list[SyncReason]:
+        return [p.reason for p in self.problems]
+
+    def fail(self, reason: SyncReason, message: str, issuer: str | None = None) -> None:
         """A list could not be fetched or was refused."""
         self.ok = self.lists_ok = False
-        self.errors.append(message)
-        log.warning("sync: %s", message)
+        self._add(SyncProblem(reason, message, issuer))
 
-    def fail_upload(self, message: str) -> None:
+    def fail_upload(self, reason: SyncReason, message: str) -> None:
         """Scan records could not be handed over (they stay pending or in conflict)."""
         self.ok = False
         self.upload_error = message
-        self.errors.append(message)
-        log.warning("sync: %s", message)
+        self._add(SyncProblem(reason, message))
+
+    def _add(self, problem: SyncProblem) -> None:
+        self.problems.append(problem)
+        self.errors.append(problem.message)
+        log.warning("sync: %s", problem.message)
 
 
 def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str], now: int, report: SyncReport) -> str:
@@ -82,7 +120,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             try:
                 trust = state.check_trust_list(result.body, now)
             except ListError as exc:
-                report.fail(f"trust list from {url} rejected: {exc.reason.value}: {exc.detail}")
+                report.fail(SyncReason.of(exc), f"trust list from {url} rejected: {exc.reason.value}: {exc.detail}")
                 trust = None
                 continue
             if state.trust is None or trust.version != state.trust.version:
@@ -92,7 +130,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             clock.append(_sample(result, now, trust.issued_at))
         break
     if not base:
-        report.fail("no issuer answered: " + "; ".join(report.warnings))
+        report.fail(SyncReason.NO_ISSUER_ANSWERED, "no issuer answered: " + "; ".join(report.warnings))
     if trust is None:
         trust = state.trust  # keep working on what we hold
         if trust is None:
@@ -111,7 +149,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
                 continue
             lst = state.check_status_list(issuer, outcome.body, trust, now)
         except SuishenmaError as exc:  # a network failure or a list that failed the checks
-            report.fail(f"status list of {issuer}: {exc.reason.value}: {exc.detail}")
+            report.fail(SyncReason.of(exc), f"status list of {issuer}: {exc.reason.value}: {exc.detail}", issuer)
             report.issuer_errors[issuer] = f"{exc.reason.value}: {exc.detail}"
             continue
         statuses[issuer] = lst
@@ -196,12 +234,13 @@ def upload_scans(
         try:
             reply = poster.post_json(urljoin(base.rstrip("/") + "/", "v1/scan-logs"), body, api_key)
         except NetworkError as exc:
-            report.fail_upload(f"scan-log upload: {exc.detail}")
+            report.fail_upload(SyncReason.UPLOAD_FAILED, f"scan-log upload: {exc.detail}")
             return
         conflicts = _acknowledged(reply, {r.seq for r in rows})
         if conflicts is None:  # only what the issuer says it holds counts as uploaded
             report.fail_upload(
-                f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}"
+                SyncReason.UPLOAD_NOT_ACKNOWLEDGED,
+                f"scan-log upload: the issuer did not acknowledge all {len(rows)} records: {reply!r:.200}",
             )
             return
         store.mark_uploaded(rows[-1].seq, rows[0].seq, conflicts)
@@ -209,8 +248,9 @@ def upload_scans(
         if conflicts:
             seqs = ", ".join(str(s) for s in sorted(conflicts)[:5])
             report.fail_upload(
+                SyncReason.UPLOAD_CONFLICTS,
                 f"scan-log upload: the issuer holds other records under {len(conflicts)} of this kiosk's sequence"
-                f" numbers ({seqs}{', ...' if len(conflicts) > 5 else ''}); they are kept here, marked as conflicts"
+                f" numbers ({seqs}{', ...' if len(conflicts) > 5 else ''}); they are kept here, marked as conflicts",
             )
 
 

@@ -4,32 +4,48 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 from issuer.cli.service_session import CLI_ACTOR, open_service
 from issuer.cli.support import print_error, print_json
 from issuer.keys.signing_keys import root_signing_key
-from issuer.lists.offline_signing import import_signed, make_request, sign_request
+from issuer.lists.federation import KeyStanding, merge_requests
+from issuer.lists.offline_signing import import_signed, make_request, plan_signing, sign_plan
 from issuer.settings import Settings
-from suishenma import load_signing_key, passphrase_from_env
+from suishenma import load_signing_key, parse_trust_list, passphrase_from_env
+
+_KID = re.compile(r"(?:[0-9a-f]{2}){1,32}")
+# How ``trust-list sign`` shows each key it is about to sign, for the operator to compare.
+STANDING = {
+    KeyStanding.LISTED: "已在现行信任列表中 / listed in the trust list in force",
+    KeyStanding.VOUCHED: "新密钥，由该地区已受信任的密钥作保 / new, vouched for by the region's trusted key",
+    KeyStanding.EXPECTED: "新密钥，已由 --expect 确认 / new, confirmed with --expect",
+    KeyStanding.UNCONFIRMED: "新密钥，未确认 / new, NOT confirmed",
+}
+
+
+def expected_keys(text: str) -> list[tuple[str, str]]:
+    """``--expect SH=KID,JS=KID2``: (region, kid) pairs, a kid in hex as ``trust-list sign`` prints it.
+
+    Raises:
+        argparse.ArgumentTypeError: an item is not REGION=KID.
+    """
+    pairs = []
+    for item in text.split(","):
+        issuer, sep, kid = (part.strip() for part in item.partition("="))
+        if not sep or not issuer or not _KID.fullmatch(kid.lower()):
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not REGION=KID (the kid in hex, as `trust-list sign` prints)"
+            )
+        pairs.append((issuer, kid.lower()))
+    return pairs
 
 
 def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
     now = int(time.time())
-    if args.action == "sign" and args.request:
-        if not args.root_key or not args.out:
-            print_error("--request 需要同时给出 --root-key 和 --out", "--request needs --root-key and --out")
-            return 2
-        body, entries, version = sign_request(args.request, load_signing_key(args.root_key, passphrase_from_env()), now)
-        args.out.write_bytes(body)
-        regions = {e.issuer: [x.key.kid.hex() for x in entries if x.issuer == e.issuer] for e in entries}
-        if args.json:
-            print_json({"out": str(args.out), "bytes": len(body), "version": version, "issuers": regions})
-        else:
-            for issuer, kids in regions.items():  # for comparing with what each region reports, out of band
-                print(f"issuer {issuer}: keys {', '.join(kids)}")
-            print(f"signed {args.out} (version {version}, {len(body)} bytes); import it on each issuer")
-        return 0
+    if args.action == "sign" and (args.request or args.expect or args.current):
+        return _sign_offline(args, now)
     with open_service(settings) as service:
         if args.action == "request":
             request = make_request(settings, service.storage, now)
@@ -53,4 +69,43 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
         print_json({"version": lst.version, "issued_at": lst.issued_at, "expires_at": lst.expires_at})
     else:
         print(f"trust list version {lst.version} published, expires at {lst.expires_at}")
+    return 0
+
+
+def _sign_offline(args: argparse.Namespace, now: int) -> int:
+    """Sign the regions' requests with the root key given, showing each region's key ids before signing.
+
+    Raises:
+        InputError: a request is unusable, or a key is not confirmed (see ``offline_signing``).
+        KeyFileError, ListError: the root key does not open, or ``--current`` is not a list it signed and in
+            force.
+        OSError: a file cannot be read or written.
+    """
+    if not args.request or not args.root_key or not args.out:
+        print_error(
+            "--request 需要同时给出 --root-key 和 --out（--expect、--current 只用于 --request）",
+            "--request needs --root-key and --out (--expect and --current go with --request)",
+        )
+        return 2
+    root = load_signing_key(args.root_key, passphrase_from_env())
+    current = parse_trust_list(args.current.read_bytes(), root.public(), now=now) if args.current else None
+    expect: dict[str, set[str]] = {}
+    for pairs in args.expect or []:
+        for issuer, kid in pairs:
+            expect.setdefault(issuer, set()).add(kid)
+    plan = plan_signing(merge_requests(args.request), current, expect)
+    if not args.json:  # before signing: the operator compares them with what each region reports
+        for issuer, kids in plan.keys.items():
+            for kid, standing in kids.items():
+                print(f"issuer {issuer}: key {kid}  {STANDING[standing]}")
+    body = sign_plan(plan, root, now)
+    args.out.write_bytes(body)
+    if args.json:
+        regions = {issuer: list(kids) for issuer, kids in plan.keys.items()}
+        keys = {issuer: {kid: str(s) for kid, s in kids.items()} for issuer, kids in plan.keys.items()}
+        print_json(
+            {"out": str(args.out), "bytes": len(body), "version": plan.version, "issuers": regions, "keys": keys}
+        )
+    else:
+        print(f"signed {args.out} (version {plan.version}, {len(body)} bytes); import it on each issuer")
     return 0

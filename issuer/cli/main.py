@@ -16,7 +16,7 @@ from issuer.cli import data_commands as cli_data
 from issuer.cli.api_key_commands import cmd_api_key
 from issuer.cli.audit_commands import cmd_audit
 from issuer.cli.key_commands import cmd_keys
-from issuer.cli.list_commands import cmd_trust_list
+from issuer.cli.list_commands import cmd_trust_list, expected_keys
 from issuer.cli.paper_commands import cmd_offline_codes
 from issuer.cli.setup_commands import cmd_init, cmd_serve, workers_count
 from issuer.cli.support import Parser, exit_with, print_error
@@ -110,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
         help="offline: a request from `trust-list request` (no database used); one per region for a federated list",
     )
     ts.add_argument("--root-key", type=Path, help="offline: the root private key")
+    ts.add_argument(
+        "--expect",
+        type=expected_keys,
+        action="append",
+        metavar="REGION=KID[,...]",
+        help="offline: key ids you checked with each region out of band; a key that the list in force does not"
+        " name for its region, and that no key it names vouched for, is signed only when listed here",
+    )
+    ts.add_argument(
+        "--current",
+        type=Path,
+        help="offline: the trust list in force (the last one this root signed): its keys stay trusted and vouch"
+        " for their region's new keys",
+    )
     ts.add_argument("--out", type=Path, help="offline: where to write the signed list")
     tr = trust.add_parser("request", parents=scripted, help="write what the next list must hold, for an offline root")
     tr.add_argument("--out", type=Path, required=True)

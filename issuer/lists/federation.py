@@ -4,9 +4,15 @@ trust list signed for every region.
 1. Each region: ``init --issuer-id JS --root-pub ROOT.pub`` (no root key is made here; the id is kept in
    ``var/identity.json`` so that later commands and ``serve`` are that region without repeating it).
 2. Each region: ``trust-list request --out JS.json`` with ``public_url`` set: its keys, where its status
-   list lives (an absolute URL), and a proof that the holder of its current signing key made the request.
+   list lives (an absolute URL), a proof that the holder of its current signing key made the request, and,
+   after a key rotation, the same signature by each of its keys that the trust list it holds names for it
+   (``vouched_by``): the region's key already trusted vouches for the new one.
 3. Offline: ``trust-list sign --request SH.json --request JS.json ... --root-key ROOT.key --out trust.cwt``
-   checks every request and signs one list for all of them (leave a request out to remove a region).
+   checks every request and signs one list for all of them (leave a request out to remove a region). A
+   request's own proof shows only that whoever wrote it holds the keys it lists, which anyone who swaps in a
+   key of their own does too; so every key must also be confirmed (``KeyStanding``): already listed for its
+   region in the list in force (``--current trust.cwt``), vouched for by such a key, or confirmed by the
+   root's operator with ``--expect JS=KID`` after checking the kid with the region out of band.
 4. Each region: ``trust-list import trust.cwt``, then serves it; a kiosk set up against any one region
    syncs every region's status list from the URL its entry names, trusting signatures, not hosts.
 """
@@ -14,13 +20,16 @@ trust list signed for every region.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from issuer.errors import CATALOGUE, Conflict, InputError, Problem, SettingsError
+from issuer.files import private_dir, write_private
 from issuer.settings import Settings
 from suishenma import (
     Alg,
@@ -36,6 +45,7 @@ from suishenma import (
 IDENTITY_FILE = Path("var/identity.json")
 MAX_REQUEST_BYTES = 1 << 20
 PROOF_CONTEXT = b"suishenma trust-list request v1\0"  # domain separation: this signature means nothing else
+SIGNATURES = ("proof", "vouched_by")  # what the signatures cover leaves them out
 
 
 # who this issuer is
@@ -44,14 +54,17 @@ def identity_path(settings: Settings) -> Path:
 
 
 def remember_identity(settings: Settings) -> None:
-    """Keep the issuer id chosen at ``init`` beside the database (written once, atomically)."""
+    """Keep the issuer id chosen at ``init`` beside the database (written once, atomically), in var/, which
+    is made 0700 when missing (with PostgreSQL no database file makes it first).
+
+    Raises:
+        OSError: the folder or the file cannot be written.
+    """
     path = identity_path(settings)
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"issuer_id": settings.issuer_id}) + "\n", "utf-8")
-    os.replace(tmp, path)
+    private_dir(path.parent)
+    write_private(path, (json.dumps({"issuer_id": settings.issuer_id}) + "\n").encode())
 
 
 def with_identity(settings: Settings) -> Settings:
@@ -95,21 +108,29 @@ def join_root(settings: Settings, root_pub: Path) -> Path:
         if load_verification_key(pinned).kid != root.kid:
             raise Conflict(Problem.ANOTHER_ROOT_PINNED, path=pinned)
         return pinned
-    keys.mkdir(parents=True, exist_ok=True)
+    private_dir(keys)
     shutil.copyfile(root_pub, pinned)
     return pinned
 
 
 # requests
 def _canonical(request: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in request.items() if k != "proof"}
+    body = {k: v for k, v in request.items() if k not in SIGNATURES}
     return PROOF_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def add_proof(request: dict[str, Any], key: SigningKey) -> dict[str, Any]:
-    """The request with ``proof``: the current signing key's signature over everything else in it."""
-    signature = key.cose_key.sign(_canonical(request))
-    return {**request, "proof": {"kid": key.kid.hex(), "signature": signature.hex()}}
+def _signature(request: dict[str, Any], key: SigningKey) -> dict[str, str]:
+    return {"kid": key.kid.hex(), "signature": key.cose_key.sign(_canonical(request)).hex()}
+
+
+def add_proof(request: dict[str, Any], key: SigningKey, vouchers: Sequence[SigningKey] = ()) -> dict[str, Any]:
+    """The request with ``proof``: the current signing key's signature over everything else in it; and with
+    ``vouched_by``: the same signature by each of ``vouchers`` (the issuer's keys that the trust list it
+    holds already names), which lets the root accept keys that list does not name yet."""
+    signed = {**request, "proof": _signature(request, key)}
+    if vouchers:
+        signed["vouched_by"] = [_signature(request, v) for v in vouchers]
+    return signed
 
 
 def entry_to_json(e: IssuerEntry) -> dict[str, Any]:
@@ -166,7 +187,27 @@ def read_request(path: Path) -> tuple[dict[str, Any], list[IssuerEntry]]:
     return req, entries
 
 
-def merge_requests(paths: list[Path]) -> tuple[list[IssuerEntry], int, int]:
+@dataclass(frozen=True)
+class RegionRequest:
+    """One region's request, checked on its own (``read_request``)."""
+
+    path: Path
+    issuer: str
+    body: dict[str, Any]
+    entries: list[IssuerEntry]
+
+
+@dataclass(frozen=True)
+class MergedRequests:
+    """Every region's request, and the entries, version and ttl of the one list that holds them all."""
+
+    regions: list[RegionRequest]
+    entries: list[IssuerEntry]
+    version: int
+    ttl: int
+
+
+def merge_requests(paths: list[Path]) -> MergedRequests:
     """The entries, version and ttl of one list for every region's request.
 
     The version is the highest any request asks for (each asks for one above the list it holds), the ttl
@@ -179,6 +220,7 @@ def merge_requests(paths: list[Path]) -> tuple[list[IssuerEntry], int, int]:
             a federated list is not an absolute http(s) URL.
     """
     seen: dict[str, Path] = {}
+    regions: list[RegionRequest] = []
     entries: list[IssuerEntry] = []
     version, ttl = 0, 0
     for path in paths:
@@ -190,6 +232,7 @@ def merge_requests(paths: list[Path]) -> tuple[list[IssuerEntry], int, int]:
         kids = {e.key.kid for e in entries}
         if any(e.key.kid in kids for e in mine):
             raise InputError(Problem.REQUEST_REPEATS_KEY, path=path)
+        regions.append(RegionRequest(path, issuer, req, mine))
         entries += mine
         version, ttl = max(version, int(req["version"])), min(ttl or int(req["ttl"]), int(req["ttl"]))
     if len(seen) > 1:
@@ -197,7 +240,75 @@ def merge_requests(paths: list[Path]) -> tuple[list[IssuerEntry], int, int]:
             parts = urlsplit(e.status_uri or "")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise InputError(Problem.STATUS_URI_NOT_ABSOLUTE, issuer=e.issuer, uri=e.status_uri)
-    return entries, version, ttl
+    return MergedRequests(regions, entries, version, ttl)
+
+
+# confirming each region's keys
+class KeyStanding(StrEnum):
+    """Why the root may sign a key of a region's request, or that it may not."""
+
+    LISTED = "listed"  # the list in force already names it for that region
+    VOUCHED = "vouched"  # new, and the request is signed by a key the list in force names for that region
+    EXPECTED = "expected"  # new, and the root's operator confirmed its kid (``--expect REGION=KID``)
+    UNCONFIRMED = "unconfirmed"  # new, and nothing above: refused
+
+
+def _vouched(region: RegionRequest, trusted: Mapping[str, VerificationKey]) -> bool:
+    """Whether one of the request's signatures was made by a key ``trusted`` (from the list in force, never
+    from the request) names for the region."""
+    vouchers = region.body.get("vouched_by")
+    signatures = [region.body.get("proof"), *(vouchers if isinstance(vouchers, list) else [])]
+    for signature in signatures:
+        try:
+            key = trusted[signature["kid"]]
+            key.verify_signature(_canonical(region.body), bytes.fromhex(signature["signature"]))
+        except (KeyError, TypeError, ValueError, SuishenmaError):
+            continue
+        return True
+    return False
+
+
+def key_standing(
+    merged: MergedRequests, current: TrustList | None, expect: Mapping[str, Collection[str]]
+) -> dict[str, dict[str, KeyStanding]]:
+    """Each region's key ids and their standing (``KeyStanding``), for the root's operator to see.
+
+    ``current`` is the trust list in force (verified against the root by the caller), None for a first
+    list; ``expect`` the kids (hex) the operator confirmed, by region.
+
+    Raises:
+        InputError: ``expect`` names a region or a kid that no request holds (what the region reported out
+            of band is not what is being signed).
+    """
+    standing: dict[str, dict[str, KeyStanding]] = {}
+    for region in merged.regions:
+        trusted = {kid.hex(): key for kid, key in (current.keys_for(region.issuer) if current else {}).items()}
+        vouched = _vouched(region, trusted)
+        confirmed = {kid.lower() for kid in expect.get(region.issuer, ())}
+        mine = standing[region.issuer] = {}
+        for e in region.entries:
+            kid = e.key.kid.hex()
+            if kid in trusted:
+                mine[kid] = KeyStanding.LISTED
+            elif vouched:
+                mine[kid] = KeyStanding.VOUCHED
+            elif kid in confirmed:
+                mine[kid] = KeyStanding.EXPECTED
+            else:
+                mine[kid] = KeyStanding.UNCONFIRMED
+    for issuer, kids in expect.items():
+        for kid in sorted(k.lower() for k in kids):
+            if kid not in standing.get(issuer, {}):
+                raise InputError(Problem.EXPECTED_KEY_NOT_REQUESTED, issuer=issuer, kid=kid)
+    return standing
+
+
+def require_confirmed(standing: Mapping[str, Mapping[str, KeyStanding]]) -> None:
+    """Raises: InputError (``trust_list_key_unconfirmed``): a key is new and nobody confirmed it; the message
+    names every such key as the ``--expect`` argument that would confirm them."""
+    pending = [f"{i}={kid}" for i, kids in standing.items() for kid, s in kids.items() if s is KeyStanding.UNCONFIRMED]
+    if pending:
+        raise InputError(Problem.TRUST_LIST_KEY_UNCONFIRMED, keys=",".join(pending))
 
 
 def check_own_entries(settings: Settings, trust: TrustList, own: list[IssuerEntry]) -> None:

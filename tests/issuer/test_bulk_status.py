@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from issuer import status_import
 from issuer.audit_chain import verify_chain
 from issuer.cli import main
-from issuer.status_import import BATCH, parse_row
+from issuer.errors import InputError, Problem
+from issuer.service import IssuerService
+from issuer.status_import import BATCH, file_digest, parse_row
 
 from .conftest import bearer, enrol, new_person, query, storage_of
 
@@ -159,10 +165,8 @@ def test_status_import_resumes_after_the_last_committed_batch(
     ]
     path = _csv(home / "big.csv", rows, ("subject", "status", "reason"))
     store = storage_of(home)
-    from issuer import status_import
-
     calls = {"n": 0}
-    real = status_import.IssuerService.set_statuses
+    real = IssuerService.set_statuses
 
     def interrupted(self: object, *a: object, **kw: object) -> object:
         calls["n"] += 1
@@ -170,12 +174,12 @@ def test_status_import_resumes_after_the_last_committed_batch(
             raise KeyboardInterrupt  # the operator's Ctrl-C during the second batch
         return real(self, *a, **kw)  # type: ignore[arg-type]
 
-    status_import.IssuerService.set_statuses = interrupted  # type: ignore[method-assign]
+    IssuerService.set_statuses = interrupted  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(KeyboardInterrupt):
             main(["--dir", str(home), "status", "import", str(path)])
     finally:
-        status_import.IssuerService.set_statuses = real  # type: ignore[method-assign]
+        IssuerService.set_statuses = real  # type: ignore[method-assign]
     audited = len(query(store, "SELECT 1 FROM audit WHERE action = 'subject.status'"))
     assert audited == BATCH  # the first batch committed, the second did not
     capsys.readouterr()
@@ -192,9 +196,13 @@ def test_status_import_resumes_after_the_last_committed_batch(
 def test_status_import_refuses_a_file_without_the_columns(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = home / "x.csv"
     path.write_text("who,colour\n00000000000000aa,red\n", encoding="utf-8")
+    refused = home / "x.csv.refused.csv"
+    refused.write_text("line,reason\n7,kept from the last run\n", encoding="utf-8")
+    before = refused.read_bytes()
     assert main(["--dir", str(home), "status", "import", str(path)]) == 1
     err = capsys.readouterr().err
     assert "must name the columns: status, and subject or id_number" in err and "第一行须写明列名" in err
+    assert refused.read_bytes() == before and sorted(p.name for p in home.glob("*refused*")) == [refused.name]
 
 
 def test_row_parser_names_each_problem() -> None:
@@ -210,3 +218,154 @@ def test_row_parser_names_each_problem() -> None:
     assert (
         parse_row({"subject": "00000000000000aa", "status": "red", "valid_until": str(now)}, now) == "bad_valid_until"
     )
+
+
+@pytest.fixture()
+def open_umask() -> Iterator[None]:
+    """The usual umask 022, under which files are born readable by every local user."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _run(home: Path, path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(["--dir", str(home), "status", "import", str(path), "--json"]) == 0
+    summary: dict[str, object] = json.loads(capsys.readouterr().out)
+    return summary
+
+
+def test_refused_rows_file_shows_no_full_id_number_in_any_column_and_is_private_from_its_creation(
+    home: Path,
+    client: TestClient,
+    keys: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    open_umask: None,
+) -> None:
+    ids = ["310101199001011234", "32010220000101567X", "330102198807071111", "340102197001019999"]
+    rows: list[dict[str, object]] = [
+        {"subject": ids[0], "status": "red"},  # an ID number in the subject column
+        {"id_number": ids[1] + "-", "status": "red"},  # not an ID number by our rules, yet one
+        {"id_number": "x", "status": ids[2]},  # in the status column
+        {"id_number": ids[3], "status": "red"},  # not enrolled
+    ]
+    path = _csv(home / "changes.csv", rows, ("subject", "id_number", "status"))
+    refused = home / "changes.csv.refused.csv"
+    modes: list[int] = []
+    real = IssuerService.set_statuses
+
+    def watched(self: object, *a: object, **kw: object) -> object:  # while the refusals are being written
+        modes.extend(stat.S_IMODE(f.stat().st_mode) for f in home.iterdir() if "refused" in f.name)
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IssuerService, "set_statuses", watched)
+    summary = _run(home, path, capsys)
+    assert summary["refused"] == 4 and modes and set(modes) == {0o600}
+    assert stat.S_IMODE(refused.stat().st_mode) == 0o600
+    text = refused.read_text(encoding="utf-8")
+    for number in ids:
+        assert number not in text and number.lower() not in text, number
+    listed = list(csv.reader(text.splitlines()))
+    assert listed[1] == ["2", "bad_subject", "*" * 18, "", "red"]
+    assert listed[4] == ["5", "unknown_id_number", "", "3401**********9999", "red"]
+
+
+def test_invalid_utf8_file_is_refused_naming_where_it_broke_and_leaves_the_previous_refusals(
+    home: Path, client: TestClient, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = enrol(client, keys["enrol"])
+    path = home / "changes.csv"
+    good = f"subject,status\n{subject},red\n00000000000000ff,red\n".encode()
+    path.write_bytes(good + "0000000000000001,red,\u6e56".encode("utf-8")[:-1] + b"\n")  # a character cut short
+    refused = home / "changes.csv.refused.csv"
+    refused.write_text("line,reason\n7,kept from the last run\n", encoding="utf-8")
+    before = refused.read_bytes()
+    capsys.readouterr()
+    assert main(["--dir", str(home), "status", "import", str(path)]) == 1
+    err = capsys.readouterr().err
+    offset = len(good) + len("0000000000000001,red,")
+    assert f"line 4 (byte offset {offset} in the file) is not valid UTF-8" in err and "不是有效的 UTF-8" in err
+    assert refused.read_bytes() == before and sorted(p.name for p in home.glob("*refused*")) == [refused.name]
+    assert _status(client, keys["status"], subject) == "green"  # nothing before the bad line applied either
+    with pytest.raises(InputError) as exc:
+        file_digest(path)
+    assert exc.value.problem is Problem.CSV_NOT_UTF8
+
+
+def test_utf8_check_names_the_line_and_offset_across_read_blocks(tmp_path: Path) -> None:
+    block = 1 << 20
+    head = b"a\n" * 1000 + b"x" * (block - 2001)  # a three-byte character straddles the first block's end
+    text = head + "\u6e56".encode() + b"\nok\n"
+    path = tmp_path / "big.csv"
+    path.write_bytes(text)
+    assert file_digest(path)[1] == 1002  # valid: split characters are joined again
+    path.write_bytes(text + b"bad \xc3\x28\n")
+    with pytest.raises(InputError) as exc:
+        file_digest(path)
+    assert exc.value.problem is Problem.CSV_NOT_UTF8
+    assert f"line 1003 (byte offset {len(text) + 4} in the file)" in exc.value.message_en
+    path.write_bytes(head + "\u6e56".encode()[:2])  # the file ends inside that character
+    with pytest.raises(InputError) as exc:
+        file_digest(path)
+    assert exc.value.problem is Problem.CSV_NOT_UTF8 and f"(byte offset {len(head)} in" in exc.value.message_en
+
+
+def test_refused_row_spanning_several_lines_is_named_by_the_line_it_starts_on(
+    home: Path, client: TestClient, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = enrol(client, keys["enrol"])
+    rows: list[dict[str, object]] = [
+        {"subject": "00000000000000ff", "status": "red", "reason": "first line\nsecond\nthird"},  # lines 2-4
+        {"subject": subject, "status": "red"},
+        {"subject": "\n00000000000000fe", "status": "purple"},  # lines 6-7
+    ]
+    path = _csv(home / "changes.csv", rows, ("subject", "status", "reason"))
+    summary = _run(home, path, capsys)
+    refused = list(csv.reader(Path(str(summary["refused_file"])).read_text(encoding="utf-8").splitlines()))
+    assert [r[:2] for r in refused[1:]] == [["2", "bad_reason"], ["6", "bad_status"]]
+    assert _status(client, keys["status"], subject) == "red"
+
+
+def test_refusals_of_committed_batches_survive_an_interruption_and_the_rerun_adds_the_rest(
+    home: Path,
+    client: TestClient,
+    keys: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    subject = enrol(client, keys["enrol"])
+    rows: list[dict[str, object]] = [
+        {"subject": "00000000000000ff", "status": "red"},  # refused in the first batch, which commits
+        {"subject": subject, "status": "yellow"},
+        {"subject": subject, "status": "purple"},  # refused in the second, which is interrupted
+        {"subject": subject, "status": "red"},
+    ]
+    path = _csv(home / "changes.csv", rows, ("subject", "status"))
+    refused = home / "changes.csv.refused.csv"
+    monkeypatch.setattr(status_import, "BATCH", 2)
+    calls = {"n": 0}
+    real = IssuerService.set_statuses
+
+    def interrupted(self: object, *a: object, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IssuerService, "set_statuses", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--dir", str(home), "status", "import", str(path)])
+    assert [r[:2] for r in csv.reader(refused.read_text(encoding="utf-8").splitlines())] == [
+        ["line", "reason"],
+        ["2", "unknown_subject"],
+    ]
+    monkeypatch.setattr(IssuerService, "set_statuses", real)
+    summary = _run(home, path, capsys)
+    assert summary["resumed_at_line"] == 3 and summary["refused"] == 2
+    assert [r[:2] for r in csv.reader(refused.read_text(encoding="utf-8").splitlines())] == [
+        ["line", "reason"],
+        ["2", "unknown_subject"],
+        ["4", "bad_status"],
+    ]
+    assert stat.S_IMODE(refused.stat().st_mode) == 0o600 and _status(client, keys["status"], subject) == "red"

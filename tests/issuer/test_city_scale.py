@@ -92,12 +92,14 @@ def _workers(server: LiveIssuer) -> list[int]:
 
 
 def test_two_workers_share_one_rate_bucket_per_key(two_workers: LiveIssuer, home: Path) -> None:
-    key = create_api_key(home, "slow", "status", rate=1.0)  # 1 request/s, bursts of 2
+    # one request per 100 s, a burst of one: the refill during the run is a small fraction of a token however
+    # slowly a loaded machine serves the 20 requests, so the count below does not depend on timing
+    key = create_api_key(home, "slow", "status", rate=0.01)
     codes = []
     for _ in range(20):  # a new connection each time, so both workers take requests
         with httpx.Client(base_url=two_workers.url) as c:
             codes.append(c.get("/v1/subjects/0123456789abcdef", headers=h(key)).status_code)
-    assert 429 in codes and codes.count(404) <= 3  # the burst of 2 (plus a second's refill), not 2 per worker
+    assert codes.count(404) == 1 and codes.count(429) == 19  # one burst for the key, not one per worker
 
 
 def test_revoked_key_and_rotated_signing_key_reach_every_worker(

@@ -23,6 +23,7 @@ from issuer.keys.sealing import Sealer
 from issuer.storage.sqlite import SQLiteStorage
 from suishenma import SigningKey, load_verification_key, parse_trust_list, verify
 
+from ..pg_server import PgServer
 from .conftest import bearer, enrol, query, storage_of, trust_list, write_underneath
 
 
@@ -69,6 +70,17 @@ def test_other_local_users_cannot_read_the_database_wal_or_keys(tmp_path: Path, 
     assert wal.stat().st_size > 0
     assert {p.name: _mode(p) for p in (db, wal, shm)} == {p.name: 0o600 for p in (db, wal, shm)}
     store.close()
+
+
+def test_other_local_users_cannot_list_var_of_an_issuer_on_postgresql(
+    tmp_path: Path, open_umask: None, pg: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUISHENMA_ISSUER_DATABASE_URL", pg.create_database())
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    assert not (tmp_path / "var" / "issuer.db").exists()  # the data is in PostgreSQL; var/ holds the rest
+    assert _mode(tmp_path / "var") == 0o700 and _mode(tmp_path / "keys") == 0o700
+    held = {p.name: _mode(p) for p in (tmp_path / "var").iterdir()}
+    assert {"identity.json", "audit-checkpoint.cwt"} <= set(held) and set(held.values()) == {0o600}, held
 
 
 def test_database_made_world_readable_by_an_older_version_is_tightened_on_open(
@@ -357,8 +369,12 @@ def test_trust_list_signed_by_an_offline_root(
     assert "root key is offline" in capsys.readouterr().out
     request = tmp_path / "request.json"
     assert main(["--dir", str(home), "trust-list", "request", "--out", str(request)]) == 0
-    signed = tmp_path / "trust.cwt"
+    signed, in_force = tmp_path / "trust.cwt", tmp_path / "in-force.cwt"
+    in_force.write_bytes(client.get("/v1/trust-list").content)
     args = ["trust-list", "sign", "--request", str(request), "--root-key", str(offline / "root.key")]
+    assert main([*args, "--out", str(signed)]) == 1  # the new key is new to the root: not signed unconfirmed
+    assert "is not confirmed" in capsys.readouterr().err and not signed.exists()
+    args += ["--current", str(in_force)]  # the rotated-out key, listed there, vouches for the new one
     assert main([*args, "--out", str(signed)]) == 0
     assert main(["--dir", str(home), "trust-list", "import", str(signed)]) == 0
     assert "version 2 published" in capsys.readouterr().out

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from issuer.cli import main
-from suishenma import SigningKey, load_verification_key, parse_trust_list, write_key_pair
+from issuer.errors import InputError, Problem
+from issuer.lists import merge_requests, plan_signing, sign_plan
+from issuer.lists.federation import add_proof
+from suishenma import SigningKey, load_signing_key, load_verification_key, parse_trust_list, write_key_pair
 
 URLS = {"SH": "https://sh.example.cn", "JS": "https://js.example.cn"}
 
@@ -46,12 +49,42 @@ def request(home: Path, region: str, monkeypatch: pytest.MonkeyPatch, name: str 
     return out
 
 
-def sign(root: Path, out: Path, *requests: Path) -> int:
+def kids_of(*requests: Path) -> str:
+    """``--expect``'s value for these requests: every key id they list, as each region reads them out to the
+    root's operator over another channel."""
+    entries = [e for r in requests for e in json.loads(r.read_text())["entries"]]
+    return ",".join(f"{e['issuer']}={e['kid']}" for e in entries)
+
+
+def sign_out(
+    root: Path, out: Path, *requests: Path, expect: str | None = None, current: Path | None = None
+) -> tuple[int, str]:
+    """``trust-list sign`` on the offline machine: its exit code and what it printed."""
     args = ["trust-list", "sign", "--root-key", str(root / "root.key"), "--out", str(out)]
     for r in requests:
         args += ["--request", str(r)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        return main(args)
+    if expect is not None:
+        args += ["--expect", expect]
+    if current is not None:
+        args += ["--current", str(current)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        return main(args), printed.getvalue()
+
+
+def sign(root: Path, out: Path, *requests: Path) -> int:
+    """Sign with every key of ``requests`` confirmed by the operator (``--expect``)."""
+    return sign_out(root, out, *requests, expect=kids_of(*requests))[0]
+
+
+def re_signed(path: Path, base: Path, signer: SigningKey, vouchers: tuple[SigningKey, ...] = ()) -> Path:
+    """``base`` with its first key swapped for ``signer``'s and its status list moved to the attacker's host,
+    signed again by ``signer`` (and vouched for by ``vouchers``): what someone on the way can make."""
+    data = {k: v for k, v in json.loads(base.read_text()).items() if k not in ("proof", "vouched_by")}
+    data["entries"][0].update(kid=signer.kid.hex(), public_key=signer.public().pem().decode())
+    data["entries"][0]["status_uri"] = "https://evil.example/v1/status-lists/JS"
+    path.write_text(json.dumps(add_proof(data, signer, vouchers)))
+    return path
 
 
 def test_init_remembers_the_issuer_id_and_joins_the_root_without_a_root_key(
@@ -156,3 +189,79 @@ def test_join_refuses_a_folder_pinned_to_another_root(
     (fresh / "keys" / "root.key").unlink()  # pinned to some other root, no private key
     assert cli(fresh, "init", "--root-pub", str(root / "root.pub"), monkeypatch=monkeypatch) == 1
     assert "pins another root" in capsys.readouterr().err
+
+
+def test_request_re_signed_by_a_swapped_in_key_is_refused_until_its_kid_is_confirmed(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    in_force = tmp_path / "trust.cwt"
+    assert sign(root, in_force, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch)) == 0
+    # on the way to the root, JS's request gets a key of the attacker's, and a proof made with it
+    forged = SigningKey.generate()
+    attack = re_signed(tmp_path / "forged.json", request(js, "JS", monkeypatch), forged)
+    sh_next, out = request(sh, "SH", monkeypatch), tmp_path / "t.cwt"
+    capsys.readouterr()
+    code, printed = sign_out(root, out, sh_next, attack, current=in_force)
+    assert code == 1 and not out.exists()
+    assert f"issuer JS: key {forged.kid.hex()}  新密钥，未确认 / new, NOT confirmed" in printed  # shown before
+    err = capsys.readouterr().err
+    assert f"new key JS={forged.kid.hex()} is not confirmed" in err and f"--expect JS={forged.kid.hex()}" in err
+    assert f"新密钥 JS={forged.kid.hex()} 未经确认" in err
+    # the first list too: no list in force, and no confirmation
+    assert sign_out(root, out, attack)[0] == 1 and not out.exists()
+    # confirming the kid JS reads out does not let the swapped one through
+    js_kid = json.loads(request(js, "JS", monkeypatch).read_text())["entries"][0]["kid"]
+    assert sign_out(root, out, attack, expect=f"JS={js_kid}", current=in_force)[0] == 1
+    assert f"--expect names JS={js_kid}, but no request lists that key" in capsys.readouterr().err
+    # nor does a vouch by a key the list trusts for another region (SH's)
+    sh_key = load_signing_key(next((sh / "keys").glob("issuer-*.key")))
+    vouched_by_sh = re_signed(tmp_path / "sh-vouched.json", request(js, "JS", monkeypatch), forged, (sh_key,))
+    assert sign_out(root, out, vouched_by_sh, current=in_force)[0] == 1 and not out.exists()
+    # the library's refusal is typed
+    trust = parse_trust_list(in_force.read_bytes(), load_verification_key(root / "root.pub"), now=int(time.time()))
+    plan = plan_signing(merge_requests([sh_next, attack]), trust, {})
+    with pytest.raises(InputError) as refused:
+        sign_plan(plan, load_signing_key(root / "root.key"), int(time.time()))
+    assert refused.value.problem is Problem.TRUST_LIST_KEY_UNCONFIRMED
+    assert plan.keys["SH"] == {json.loads(sh_next.read_text())["entries"][0]["kid"]: "listed"}
+    # once the operator has checked the kid with JS, it is theirs to sign
+    assert sign_out(root, out, sh_next, attack, expect=f"JS={forged.kid.hex()}", current=in_force)[0] == 0
+
+
+def test_key_rotation_vouched_for_by_the_region_s_listed_key_needs_no_confirmation(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    in_force = tmp_path / "trust.cwt"
+    assert sign(root, in_force, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch)) == 0
+    assert cli(js, "trust-list", "import", str(in_force), monkeypatch=monkeypatch, region="JS") == 0
+    old_kid = json.loads(request(js, "JS", monkeypatch).read_text())["entries"][0]["kid"]
+    assert cli(js, "keys", "rotate", monkeypatch=monkeypatch, region="JS") == 0
+    rotated = request(js, "JS", monkeypatch)
+    data = json.loads(rotated.read_text())
+    new_kid = data["proof"]["kid"]
+    assert new_kid != old_kid and [v["kid"] for v in data["vouched_by"]] == [old_kid]  # the listed key vouches
+    out = tmp_path / "next.cwt"
+    sh_next = request(sh, "SH", monkeypatch)
+    sh_kid = json.loads(sh_next.read_text())["entries"][0]["kid"]
+    code, printed = sign_out(root, out, sh_next, rotated, current=in_force)
+    assert code == 0, capsys.readouterr().err
+    assert f"issuer SH: key {sh_kid}  已在现行信任列表中 / listed in the trust list in force" in printed
+    assert f"issuer JS: key {new_kid}  新密钥，由该地区已受信任的密钥作保" in printed  # the old one's codes expired
+    assert (
+        parse_trust_list(out.read_bytes(), load_verification_key(root / "root.pub"), now=int(time.time())).version == 2
+    )
+    assert cli(js, "trust-list", "import", str(out), monkeypatch=monkeypatch, region="JS") == 0
+    # without the list in force the new key is new to the root, and must be confirmed
+    assert sign_out(root, tmp_path / "t.cwt", rotated)[0] == 1
+    assert f"--expect JS={new_kid}" in capsys.readouterr().err
+
+
+def test_expect_that_is_not_region_equals_kid_is_a_usage_error(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    req = request(join(tmp_path, root, "SH", monkeypatch), "SH", monkeypatch)
+    for bad in ("SH", "SH=xyz", "=0a0b0c0d"):
+        assert sign_out(root, tmp_path / "t.cwt", req, expect=bad)[0] == 2
+        assert "is not REGION=KID" in capsys.readouterr().err

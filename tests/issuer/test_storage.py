@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from issuer.audit_chain import verify_chain
-from issuer.errors import AlreadyEnrolled, Conflict, NotFound, SealError
+from issuer.errors import AlreadyEnrolled, Conflict, NotFound, Problem, SealError
 from issuer.keys.sealing import Sealer, load_sealer
 from issuer.opening import open_storage
 from issuer.settings import Settings
@@ -66,8 +66,9 @@ def test_enrolled_person_reads_back_and_is_found_by_id_number(store: SqlStorage)
     rec = store.subject_get(subject)
     assert rec is not None and (rec.name, rec.id_number, rec.status) == (NAME, ID_NUMBER.upper(), "green")
     assert store.subject_by_id_number(" " + ID_NUMBER.upper() + " ") == subject  # normalised like enrolment
-    with pytest.raises(AlreadyEnrolled):
+    with pytest.raises(AlreadyEnrolled) as err:
         store.subject_create(_subject(2), "王五", ID_NUMBER.upper(), NOW, "t")
+    assert err.value.problem is Problem.ID_NUMBER_ENROLLED
     assert store.subject_get(_subject(2)) is None
 
 
@@ -77,14 +78,16 @@ def test_bulk_enrolment_is_sealed_and_audited_and_stores_none_on_a_duplicate(sto
     rec = store.subject_get(_subject(2))
     assert rec is not None and (rec.name, rec.id_number, rec.masked_name) == (NAME, people[1][2], "张*三")
     assert store.subject_by_id_number(people[2][2]) == _subject(3)
-    with pytest.raises(AlreadyEnrolled):  # one of them enrolled already
+    with pytest.raises(AlreadyEnrolled) as err:  # one of them enrolled already
         store.subject_create_many(
             [(_subject(4), NAME, "310101000000041234"), (_subject(5), NAME, people[0][2])], NOW, "t"
         )
-    with pytest.raises(AlreadyEnrolled):  # one number twice in the batch (normalised alike)
+    assert err.value.problem is Problem.ID_NUMBER_ENROLLED
+    with pytest.raises(AlreadyEnrolled) as err:  # one number twice in the batch (normalised alike)
         store.subject_create_many(
             [(_subject(6), NAME, ID_NUMBER), (_subject(7), NAME, f" {ID_NUMBER.upper()}")], NOW, "t"
         )
+    assert err.value.problem is Problem.ID_NUMBER_ENROLLED
     assert all(store.subject_get(_subject(n)) is None for n in (4, 5, 6, 7))
     assert [r.target for r in store.audit_rows()] == [_subject(n) for n in range(1, 4)]
     assert verify_chain(store.audit_rows(), store.audit_high_water()).ok
@@ -119,8 +122,9 @@ def test_copy_to_postgres_moves_every_row_and_keeps_the_chain(
         assert target.device_credential(issue, 3) == device_index  # the device keeps its current index
         assert target.offline_issue(b, "ab12cd34", NOW + 86400, NOW, "t") > device_index  # fresh ids after the copy
         assert target.audit_high_water() == store.audit_high_water() + 2
-        with pytest.raises(Conflict):
+        with pytest.raises(Conflict) as err:
             copy_to(store, target)  # never into a database in use
+        assert err.value.problem is Problem.COPY_TARGET_NOT_EMPTY
     finally:
         target.close()
 
@@ -147,7 +151,7 @@ def test_sealed_field_moved_to_another_person_does_not_open(store: SqlStorage) -
     assert rec_a is not None and rec_a.name == NAME and rec_b is not None and rec_b.masked_name == "张*三"
     with pytest.raises(SealError) as err:
         rec_b.name  # noqa: B018  # opened when read
-    assert "moved from another row" in str(err.value)
+    assert err.value.problem is Problem.SEAL_DOES_NOT_OPEN and "moved from another row" in str(err.value)
 
 
 def test_every_state_change_is_chained_in_the_audit_log(store: SqlStorage) -> None:
@@ -218,8 +222,9 @@ def test_batch_per_row_applies_the_good_rows_in_order(store: SqlStorage) -> None
 
 def test_status_of_unknown_subject_is_not_found_and_changes_nothing(store: SqlStorage) -> None:
     head = store.audit_head()
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as err:
         store.subject_set_status(_subject(5), "red", "x", None, NOW, "t")
+    assert err.value.problem is Problem.NO_SUBJECT
     assert store.audit_head() == head
 
 
@@ -255,8 +260,9 @@ def test_lease_has_one_holder_until_it_expires_or_is_released(store: SqlStorage)
 def test_list_version_published_twice_is_refused(store: SqlStorage) -> None:
     lst = PublishedList("status:SH", 3, b"body", '"e"', NOW, NOW + 60, 0, 1024)
     store.list_put(lst, "t")
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as err:
         store.list_put(lst, "t")  # another worker built the same version: the first one stays
+    assert err.value.problem is Problem.LIST_VERSION_NOT_ABOVE
     held = store.list_get("status:SH")
     assert held is not None and held.version == 3 and held.body == b"body"
 
@@ -327,8 +333,9 @@ def test_database_enrolled_twice_before_the_id_check_still_opens(tmp_path: Path,
     _legacy_database(db, [("张三", "310101199001011234"), ("张三", "310101199001011234")])
     store = open_storage(Settings(base_dir=tmp_path))
     assert store.subject_by_id_number("310101199001011234") in (_subject(1), _subject(2))
-    with pytest.raises(AlreadyEnrolled):
+    with pytest.raises(AlreadyEnrolled) as err:
         store.subject_create("00000000000000cc", "王五", "310101199001011234", 0, "t")
+    assert err.value.problem is Problem.ID_NUMBER_ENROLLED
     store.close()
 
 
@@ -341,6 +348,7 @@ def test_missing_data_key_beside_sealed_data_is_an_error_never_a_new_key(tmp_pat
     (tmp_path / "keys" / "data.key").unlink()
     with pytest.raises(SealError) as err:
         open_storage(settings)
+    assert err.value.problem is Problem.DATA_KEY_MISSING
     assert "no data key" in str(err.value) and not (tmp_path / "keys" / "data.key").exists()
 
 
@@ -353,7 +361,7 @@ def test_data_key_file_is_private_and_damage_is_named(tmp_path: Path, backend: s
     path.write_text('{"current": 2, "keys": {"1": "AAAA"}, "lookup": "AAAA"}')
     with pytest.raises(SealError) as err:
         load_sealer(tmp_path)
-    assert "damaged" in str(err.value)
+    assert err.value.problem is Problem.DATA_KEY_DAMAGED and "damaged" in str(err.value)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

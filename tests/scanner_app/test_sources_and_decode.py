@@ -175,10 +175,17 @@ def test_config_rejects_unknown_options_and_wrong_types(tmp_path: Path) -> None:
     cfg.write_text('state = "/var/lib/suishenma"\nsync_interval_s = 60\nsound = false\n')
     loaded = load_config(cfg, headless=True)
     assert loaded.state == "/var/lib/suishenma" and loaded.sync_interval_s == 60 and loaded.headless
-    for bad in ('colour = "red"', 'sound = "yes"', "sync_interval_s = 'soon'", 'retry = "sometimes"', "x = "):
+    for bad, detail in (
+        ('colour = "red"', "unknown scanner options: colour"),
+        ('sound = "yes"', "sound must be true or false"),
+        ("sync_interval_s = 'soon'", "sync_interval_s must be a number"),
+        ('retry = "sometimes"', "retry must be auto, always or never"),
+        ("x = ", f"{cfg}: Invalid value"),
+    ):
         cfg.write_text(bad)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError) as exc:
             load_config(cfg)
+        assert str(exc.value).startswith(detail), bad
 
 
 def test_example_config_in_docs_loads_and_documents_every_option() -> None:

@@ -109,7 +109,8 @@ def test_real_window_under_xvfb_shows_the_green_banner(
             cv2.imwrite(str(frames / f"{i}.png"), synthetic.frame(sim.code(), i, hard=False))
         env = {**os.environ, "DISPLAY": display}
         config = tmp_path / "kiosk.toml"
-        config.write_text("image_repeat = 300\nsound = false\n")  # about ten seconds of frames at 30 fps
+        # frames until the test stops it: the banner is awaited however slowly a loaded machine starts the app
+        config.write_text("image_repeat = 1000000\nsound = false\n")
         app = subprocess.Popen(
             [
                 sys.executable,
@@ -130,7 +131,7 @@ def test_real_window_under_xvfb_shows_the_green_banner(
             text=True,
         )
         shot = None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # bounds a hang only
         while time.monotonic() < deadline and app.poll() is None:
             time.sleep(0.3)
             dump = subprocess.run(["xwd", "-root", "-silent", "-display", display], capture_output=True).stdout

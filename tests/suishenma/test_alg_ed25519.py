@@ -54,7 +54,7 @@ def test_fully_specified_ed25519_on_a_p256_key_is_an_algorithm_mismatch(es_key: 
 def test_we_mint_eddsa_and_cannot_sign_as_ed25519(ed_key: SigningKey) -> None:
     message = b45decode(mint(Claims.dynamic(bytes(8), Status.GREEN, NOW), ed_key)[len("SM1:") :])
     assert cbor2.loads(cbor2.loads(message).value[0])[1] == -8
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="cannot sign with Ed25519"):
         SigningKey.generate(Alg.Ed25519)
 
 

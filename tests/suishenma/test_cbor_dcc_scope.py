@@ -39,21 +39,27 @@ def test_date_time_tag_refused_unless_dcc() -> None:
     assert loads(DATE_TIME, dcc=True) == "2021-05-30T10:12:22Z"
 
 
+FLOAT_OR_SIMPLE = "CBOR floats and simple values other than false, true and null are not allowed"
+
+
 @pytest.mark.parametrize(
-    "item",
+    ("item", "detail"),
     [
-        pytest.param(cbor2.dumps(cbor2.CBORTag(0, 1622369542)), id="tag-0-on-an-integer"),
-        pytest.param(cbor2.dumps(cbor2.CBORTag(1, 1622369542)), id="epoch-tag-1"),
-        pytest.param(cbor2.dumps(cbor2.CBORTag(4, [-2, 12345])), id="decimal-tag-4"),
-        pytest.param(cbor2.dumps(cbor2.CBORTag(2, b"\x01" * 9)), id="bignum-tag-2"),
-        pytest.param(b"\xf9\x7e\x00", id="half-nan"),
-        pytest.param(b"\xfb\x7f\xf0\x00\x00\x00\x00\x00\x00", id="double-infinity"),
-        pytest.param(b"\xf7", id="undefined"),
+        pytest.param(
+            cbor2.dumps(cbor2.CBORTag(0, 1622369542)), "CBOR tag 0 is not allowed here", id="tag-0-on-an-integer"
+        ),
+        pytest.param(cbor2.dumps(cbor2.CBORTag(1, 1622369542)), "CBOR tag 1 is not allowed here", id="epoch-tag-1"),
+        pytest.param(cbor2.dumps(cbor2.CBORTag(4, [-2, 12345])), "CBOR tag 4 is not allowed here", id="decimal-tag-4"),
+        pytest.param(cbor2.dumps(cbor2.CBORTag(2, b"\x01" * 9)), "CBOR tag 2 is not allowed here", id="bignum-tag-2"),
+        pytest.param(b"\xf9\x7e\x00", FLOAT_OR_SIMPLE, id="half-nan"),
+        pytest.param(b"\xfb\x7f\xf0\x00\x00\x00\x00\x00\x00", FLOAT_OR_SIMPLE, id="double-infinity"),
+        pytest.param(b"\xf7", FLOAT_OR_SIMPLE, id="undefined"),
     ],
 )
-def test_dcc_decoding_allows_nothing_else(item: bytes) -> None:
-    with pytest.raises(CborError):
+def test_dcc_decoding_allows_nothing_else(item: bytes, detail: str) -> None:
+    with pytest.raises(CborError) as exc:
         loads(item, dcc=True)
+    assert str(exc.value) == detail
 
 
 def test_dcc_floats_keep_their_value() -> None:

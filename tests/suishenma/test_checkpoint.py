@@ -110,11 +110,18 @@ def test_oversized_checkpoint_is_rejected_before_parsing(key: SigningKey) -> Non
 
 
 @pytest.mark.parametrize(
-    ("issuer", "seq", "head", "now"),
-    [("", 1, HEAD, NOW), ("SH\n", 1, HEAD, NOW), ("SH", -1, HEAD, NOW), ("SH", 1, HEAD[:16], NOW), ("SH", 1, HEAD, -1)],
+    ("issuer", "seq", "head", "now", "detail"),
+    [
+        ("", 1, HEAD, NOW, "issuer must be text of 1 to 16 characters"),
+        ("SH\n", 1, HEAD, NOW, "issuer holds an unprintable character"),
+        ("SH", -1, HEAD, NOW, "seq must be 0 to 9223372036854775807"),
+        ("SH", 1, HEAD[:16], NOW, "head must be 32 bytes"),
+        ("SH", 1, HEAD, -1, "now not negative"),
+    ],
 )
 def test_sign_checkpoint_refuses_impossible_statements(
-    key: SigningKey, issuer: str, seq: int, head: bytes, now: int
+    key: SigningKey, issuer: str, seq: int, head: bytes, now: int, detail: str
 ) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as exc:
         sign_checkpoint(issuer, seq, head, key, now=now)
+    assert detail in exc.value.detail

@@ -27,11 +27,13 @@ from suishenma import (
     mint,
     verify,
 )
-from suishenma._base45 import b45decode, b45encode
-from suishenma._text import MAX_MESSAGE, MAX_TEXT
+from suishenma._base45 import ALPHABET, b45decode, b45encode
 from suishenma.qr import qr_version
 from tests.conftest import NOW, SUBJECT
 from tests.suishenma import forge
+
+# What a damaged or forged code is refused for before its signature is checked.
+STRUCTURE_OR_KEY = {Reason.MALFORMED, Reason.UNTAGGED, Reason.UNKNOWN_KID, Reason.ALG_MISMATCH}
 
 
 def test_roundtrip_dynamic(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
@@ -78,20 +80,44 @@ def test_code_never_uses_zlib_when_it_would_be_longer(ed_key: SigningKey, green_
 
 
 def test_every_flipped_byte_is_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    """A flip in the signed payload or the signature breaks the signature; one in the framing or the
+    protected header is refused by the structure or key checks, and none reaches the claims checks."""
     message = b45decode(mint(green_claims, ed_key)[4:])
+    payload = cbor2.loads(message).value[2]
+    signed = range(message.rindex(payload), message.rindex(payload) + len(payload))
+    signature = range(len(message) - 64, len(message))
     for i in range(len(message)):
         for bit in (0x01, 0x80):
             tampered = bytearray(message)
             tampered[i] ^= bit
-            with pytest.raises(CodeError):
+            with pytest.raises(CodeError) as exc:
                 verify(forge.text(bytes(tampered)), ring, now=NOW)
+            if i in signed or i in signature:
+                assert exc.value.reason is Reason.BAD_SIGNATURE, (i, bit)
+            else:
+                assert exc.value.reason in STRUCTURE_OR_KEY, (i, bit, exc.value.reason)
+
+
+def _truncation_reason(text: str) -> Reason:
+    """Why ``text``, a prefix of a valid code, is refused: the prefix, the Base45 or the cut CBOR."""
+    if len(text) < len("SM1:"):
+        return Reason.WRONG_PREFIX
+    body = text[len("SM1:") :]
+    if not body:
+        return Reason.MALFORMED  # empty code
+    if len(body) % 3 == 1:
+        return Reason.BAD_ENCODING  # no Base45 text is 3k+1 characters long
+    if len(body) % 3 == 2 and ALPHABET.index(body[-2]) + 45 * ALPHABET.index(body[-1]) > 255:
+        return Reason.BAD_ENCODING  # a final pair that is no single byte
+    return Reason.MALFORMED  # the COSE_Sign1 is cut short
 
 
 def test_every_truncation_is_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
     code = mint(green_claims, ed_key)
     for n in range(len(code)):
-        with pytest.raises(CodeFormatError):
+        with pytest.raises(CodeFormatError) as exc:
             verify(code[:n], ring, now=NOW)
+        assert exc.value.reason is _truncation_reason(code[:n]), n
 
 
 def test_wrong_key_is_unknown_kid(ed_key: SigningKey, green_claims: Claims) -> None:
@@ -129,8 +155,9 @@ def test_expired_and_not_yet_valid(ed_key: SigningKey, ring: KeyRing, green_clai
     with pytest.raises(CodeTimeError) as exc:
         verify(code, ring, now=NOW - 11)
     assert exc.value.reason is Reason.NOT_YET_VALID
-    with pytest.raises(CodeTimeError):
+    with pytest.raises(CodeTimeError) as exc:
         verify(code, ring, now=NOW + 65, skew=0)
+    assert exc.value.reason is Reason.EXPIRED
 
 
 def test_untagged_cose_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
@@ -175,8 +202,9 @@ def test_detached_payload_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
     msg = bytearray(forge.sign1(cbor2.dumps(forge.claims_map()), ed_key))
     tag = cbor2.loads(bytes(msg))
     tag.value[2] = None
-    with pytest.raises(CodeFormatError):
+    with pytest.raises(CodeFormatError) as exc:
         verify(forge.text(cbor2.dumps(tag)), ring, now=NOW)
+    assert exc.value.reason is Reason.MALFORMED
 
 
 def test_wrong_prefix_rejected(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
@@ -195,7 +223,7 @@ def test_bad_base45_rejected(ring: KeyRing, body: str) -> None:
 
 
 def test_zlib_bomb_rejected_without_inflating_it(ring: KeyRing) -> None:
-    bomb = zlib.compress(b"\xd2" + b"\0" * (MAX_MESSAGE * 4), 9)
+    bomb = zlib.compress(b"\xd2" + b"\0" * (4 * 16_384), 9)  # four times the 16 KiB cap
     with pytest.raises(CodeFormatError) as exc:
         verify("SM1:" + b45encode(bomb), ring, now=NOW)
     assert exc.value.reason is Reason.TOO_LARGE
@@ -209,7 +237,7 @@ def test_corrupt_zlib_rejected(ring: KeyRing) -> None:
 
 def test_oversized_text_rejected_before_decoding(ring: KeyRing) -> None:
     with pytest.raises(CodeFormatError) as exc:
-        verify("SM1:" + "0" * MAX_TEXT, ring, now=NOW)
+        verify("SM1:" + "0" * 4296, ring, now=NOW)  # 4300 characters: 4 over the cap
     assert exc.value.reason is Reason.TOO_LARGE
 
 
@@ -232,17 +260,20 @@ def test_deeply_nested_cbor_rejected(where: str, ed_key: SigningKey, ring: KeyRi
 
 def test_missing_and_mistyped_claims_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
     cases = [
-        {k: v for k, v in forge.claims_map().items() if k != 4},
-        forge.claims_map(k1=5),
-        forge.claims_map(k6=True),
-        forge.claims_map(k2="not bytes"),
-        forge.claims_map(**{"k-65537": {0: 9}}),
-        forge.claims_map(**{"k-65537": {0: 0, 1: 1}}),  # offline without a status index
-        forge.claims_map(k4=1_789_999_999),  # expires before it was issued
+        ({k: v for k, v in forge.claims_map().items() if k != 4}, Reason.MISSING_CLAIM, "claim 4"),
+        (forge.claims_map(k1=5), Reason.BAD_CLAIM, "claim 1 must be str"),
+        (forge.claims_map(k6=True), Reason.BAD_CLAIM, "claim 6 must be int"),
+        (forge.claims_map(k2="not bytes"), Reason.BAD_CLAIM, "claim 2 must be bytes"),
+        (forge.claims_map(**{"k-65537": {0: 9}}), Reason.BAD_CLAIM, "unknown status"),
+        # offline without a status index
+        (forge.claims_map(**{"k-65537": {0: 0, 1: 1}}), Reason.BAD_CLAIM, "carry a status-list index"),
+        # expires before it was issued
+        (forge.claims_map(k4=1_789_999_999), Reason.BAD_CLAIM, "expiry must come after issue time"),
     ]
-    for m in cases:
-        with pytest.raises(CodeClaimsError):
+    for m, reason, detail in cases:
+        with pytest.raises(CodeClaimsError) as exc:
             verify(forge.text(forge.sign1(cbor2.dumps(m), ed_key)), ring, now=NOW)
+        assert exc.value.reason is reason and detail in exc.value.detail, m
 
 
 def test_key_limits_issuer_type_and_validity(ed_key: SigningKey, green_claims: Claims) -> None:
@@ -262,9 +293,21 @@ def test_key_limits_issuer_type_and_validity(ed_key: SigningKey, green_claims: C
 
 
 def test_inspect_says_nothing_was_verified(ed_key: SigningKey, green_claims: Claims) -> None:
-    i = inspect(mint(green_claims, ed_key))
+    text = mint(green_claims, ed_key)
+    i = inspect(text)
     assert i.verified is False
     assert i.claims == green_claims and i.kid == ed_key.kid
+    assert i.alg == int(ed_key.alg) and i.presented_at is None
+    assert i.compressed is False and i.message_bytes == len(b45decode(text[4:]))
+
+
+def test_inspect_tells_a_compressed_code(ed_key: SigningKey, green_claims: Claims) -> None:
+    import zlib
+
+    raw = b45decode(mint(green_claims, ed_key)[4:])
+    packed = "SM1:" + b45encode(zlib.compress(raw, 9))
+    i = inspect(packed)
+    assert i.compressed is True and i.message_bytes == len(raw) and i.claims == green_claims
 
 
 @pytest.mark.parametrize("bad", ["\u202e", "\x00", "\n", "\x1b[2J", "\u2028", "\u200f"])
@@ -288,13 +331,13 @@ def test_names_with_middle_dot_and_ideographic_space_are_fine() -> None:
 
 
 def test_claims_out_of_range_are_usage_errors() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="subject must have 1 to 32 bytes"):
         Claims.dynamic(b"", Status.GREEN, NOW)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="expiry must come after issue time"):
         Claims.dynamic(SUBJECT, Status.GREEN, NOW, ttl=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="status index out of range"):
         Claims.offline(SUBJECT, Status.GREEN, NOW, -1)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="issuer must have 1 to 16 characters"):
         Claims.dynamic(SUBJECT, Status.GREEN, NOW, issuer="X" * 17)
 
 

@@ -6,7 +6,7 @@ import pytest
 from cwt import COSE
 from cwt.exceptions import VerifyError
 
-from suishenma import Alg, CodeSignatureError, SigningKey, _cose
+from suishenma import Alg, CodeSignatureError, Reason, SigningKey, _cose
 
 
 @pytest.mark.parametrize("alg", [Alg.EdDSA, Alg.ES256])
@@ -26,7 +26,8 @@ def test_python_cwt_messages_verify_with_ours(alg: Alg) -> None:
     assert _cose.verify(msg, {key.kid: key.public()}).kid == key.kid
     tampered = bytearray(message)
     tampered[-70] ^= 1  # inside the payload or signature
-    with pytest.raises(CodeSignatureError):
+    with pytest.raises(CodeSignatureError) as exc:
         _cose.verify(_cose.parse(bytes(tampered)), {key.kid: key.public()})
-    with pytest.raises(VerifyError):
+    assert exc.value.reason is Reason.BAD_SIGNATURE
+    with pytest.raises(VerifyError, match="Failed to verify"):
         cose.decode(bytes(tampered), key.public().cose_key)

@@ -380,7 +380,7 @@ def test_dcc_bare_key_needs_kid() -> None:
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="a bare public key needs the signer's kid"):
         dcc_signer(pub)
     assert dcc_signer(pub, kid=b"12345678").kid == b"12345678"
 

@@ -46,6 +46,16 @@ from suishenma.qr import qr_version
 from tests.conftest import NOW, SUBJECT
 
 INDEX = 7_000_000  # a city-sized status list: the index takes its full 5 bytes
+# A tampered presentation fails its structure or one of its two signatures: it never reaches the
+# claims or the time checks.
+TAMPERED = {
+    Reason.MALFORMED,
+    Reason.UNTAGGED,
+    Reason.UNKNOWN_KID,
+    Reason.ALG_MISMATCH,
+    Reason.BAD_SIGNATURE,
+    Reason.BAD_DEVICE_SIGNATURE,
+}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +196,40 @@ def test_time_checks(
     assert exc.value.reason is reason and detail in exc.value.detail
 
 
+@pytest.mark.parametrize("skew", [0, 3, 45])
+def test_time_checks_use_the_callers_skew(
+    issuer_key: SigningKey, phone: SigningKey, sh_ring: KeyRing, skew: int
+) -> None:
+    """Every boundary of a presentation moves with the skew the caller passes (a transit gate allows 5 s)."""
+    cred = _credential(issuer_key, phone, ttl=3600)  # valid NOW .. NOW + 3600
+    at = NOW + 1000
+
+    def reason(presented: int, now: int) -> Reason | None:
+        try:
+            verify(present(cred, phone, now=presented), sh_ring, now=now, skew=skew)
+        except CodeTimeError as exc:
+            return exc.reason
+        return None
+
+    assert reason(at + skew, at) is None and reason(at + skew + 1, at) is Reason.NOT_YET_VALID
+    assert reason(at, at + 60 + skew - 1) is None and reason(at, at + 60 + skew) is Reason.EXPIRED
+    assert reason(NOW - skew, NOW) is None
+    assert reason(NOW - skew - 1, NOW) is Reason.NOT_YET_VALID  # before its credential
+    end = NOW + 3600
+    assert reason(end + skew - 1, end + skew - 1) is None
+    assert reason(end - 30, end + skew) is Reason.CREDENTIAL_EXPIRED
+
+
+def test_inspect_shows_a_presentation_unverified_with_every_field(issuer_key: SigningKey, phone: SigningKey) -> None:
+    code = present(_credential(issuer_key, phone), phone, now=NOW + 42)
+    seen = inspect(code)
+    assert seen.verified is False and seen.presented_at == NOW + 42
+    assert seen.alg == int(issuer_key.alg) and seen.kid == issuer_key.kid and seen.compressed is False
+    assert seen.message_bytes == len(b45decode(code[len(DEVICE_PREFIX) :]))
+    assert seen.claims.code_type is CodeType.DEVICE and seen.claims.status_index == INDEX
+    assert seen.claims.issuer == "?" and seen.claims.subject == SUBJECT
+
+
 def test_credential_alone_is_not_a_code(issuer_key: SigningKey, phone: SigningKey, sh_ring: KeyRing) -> None:
     """A stolen credential without the phone's key, shown as an ordinary code."""
     credential = _credential(issuer_key, phone)
@@ -306,7 +350,7 @@ def test_credential_text_roundtrip_and_inspect(issuer_key: SigningKey, phone: Si
     assert base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)) == credential
     i = inspect(present(credential, phone, now=NOW + 1))
     assert i.verified is False and i.presented_at == NOW + 1 and i.claims.masked_name == "张*三"
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="credential is not base64url text"):
         read_credential("not base64 !!")
 
 
@@ -323,8 +367,9 @@ def test_every_rejection_is_a_code_error(issuer_key: SigningKey, phone: SigningK
     for i in range(0, len(raw), 7):
         tampered = bytearray(raw)
         tampered[i] ^= 0x20
-        with pytest.raises(CodeError):
+        with pytest.raises(CodeError) as exc:
             verify(DEVICE_PREFIX + b45encode(bytes(tampered)), sh_ring, now=NOW)
+        assert exc.value.reason in TAMPERED, (i, exc.value.reason)
 
 
 @settings(max_examples=500, deadline=None)
@@ -343,8 +388,9 @@ def test_mutated_device_code_is_never_accepted(data: st.DataObject) -> None:
         message[i] ^= 1 << data.draw(st.integers(0, 7))
     if bytes(message) == b45decode(DEVICE_CODE[len(DEVICE_PREFIX) :]):
         return  # two flips of one bit
-    with pytest.raises(CodeError):
+    with pytest.raises(CodeError) as exc:
         verify(DEVICE_PREFIX + b45encode(bytes(message)), DEVICE_RING, now=NOW + 5)
+    assert exc.value.reason in TAMPERED, exc.value.reason
 
 
 _ISSUER, _PHONE = SigningKey.generate(), SigningKey.generate(Alg.ES256)

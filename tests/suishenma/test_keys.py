@@ -38,30 +38,36 @@ def test_key_files_roundtrip_and_encryption(tmp_path: Path) -> None:
     priv, pub = write_key_pair(key, tmp_path / "k", b"secret")
     assert load_signing_key(priv, b"secret").kid == key.kid
     assert load_verification_key(pub).kid == key.kid
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="not a PEM private key, or wrong passphrase"):
         load_signing_key(priv, b"wrong")
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="exists; refusing to overwrite a key"):
         write_key_pair(key, tmp_path / "k")
 
 
 def test_unusable_key_files_rejected(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("not a key")
     (tmp_path / "huge.pem").write_bytes(b"x" * 100_000)
-    for name in ("junk.pem", "huge.pem", "missing.pem"):
-        with pytest.raises(KeyFileError):
+    for name, public, private in (
+        ("junk.pem", "not a PEM public key or certificate", "not a PEM private key"),
+        ("huge.pem", "is larger than any key file", "is larger than any key file"),
+        ("missing.pem", "cannot read", "cannot read"),
+    ):
+        with pytest.raises(KeyFileError) as exc:
             load_verification_key(tmp_path / name)
-        with pytest.raises(KeyFileError):
+        assert public in exc.value.detail, name
+        with pytest.raises(KeyFileError) as exc:
             load_signing_key(tmp_path / name)
+        assert private in exc.value.detail, name
 
 
 def test_unsupported_keys_rejected() -> None:
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="unsupported curve secp384r1"):
         VerificationKey.from_public_key(ec.generate_private_key(ec.SECP384R1()).public_key())
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="RSA keys below 2048 bits are not accepted"):
         VerificationKey.from_public_key(rsa.generate_private_key(65537, 1024).public_key())
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="key is EdDSA, not ES256"):
         VerificationKey.from_public_key(SigningKey.generate().private_key.public_key(), Alg.ES256)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="cannot sign with PS256"):
         SigningKey.generate(Alg.PS256)
 
 
@@ -92,5 +98,5 @@ def test_mask_id_number(number: str, masked: str) -> None:
 
 @pytest.mark.parametrize("bad", ["", "  ", "31-01", "x" * 33, "三一零"])
 def test_mask_id_number_rejects_garbage(bad: str) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="ID number must be 1 to 32 letters or digits"):
         mask_id_number(bad)

@@ -71,13 +71,14 @@ def test_trust_list_tampered_rejected(root: SigningKey, ed_key: SigningKey) -> N
     for i in range(0, len(data), 3):
         tampered = bytearray(data)
         tampered[i] ^= 0x10
-        with pytest.raises(ListError):
+        with pytest.raises(ListError) as exc:
             parse_trust_list(bytes(tampered), root.public(), now=NOW)
+        assert exc.value.reason in (Reason.LIST_MALFORMED, Reason.LIST_WRONG_SIGNER), (i, exc.value.reason)
 
 
 def test_trust_list_duplicate_kids_refused(root: SigningKey, ed_key: SigningKey) -> None:
     e = IssuerEntry(ed_key.public(), "SH", NOW, NOW + DAY)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=f"duplicate kid {ed_key.kid.hex()}"):
         sign_trust_list([e, e], root, version=1, now=NOW, ttl=DAY)
 
 
@@ -116,13 +117,13 @@ def test_status_list_bit_order_follows_the_draft() -> None:
 
 
 def test_status_list_limits() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="1 to 268435456 entries"):
         StatusList(0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="status lists have 1 or 2 bits"):
         StatusList(8, bits=4)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="needs 2 bits"):
         StatusList(8).set(1, EntryStatus.SUSPENDED)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"^8$"):
         StatusList(8).get(8)
 
 
@@ -169,15 +170,24 @@ def test_status_list_declared_size_must_match_data(ed_key: SigningKey) -> None:
 
 def test_status_list_bomb_capped_at_declared_size(ed_key: SigningKey) -> None:
     bomb = zlib.compress(bytes(200 * 1024 * 1024), 9)  # 200 MiB of zeros declared as 16 entries
-    with pytest.raises(ListError):
+    with pytest.raises(ListError) as exc:
         parse_status_list(_status_token(ed_key, 1, bomb, 16), {ed_key.kid: ed_key.public()}, now=NOW)
+    assert exc.value.reason is Reason.LIST_MALFORMED
+    assert exc.value.detail == "list does not decompress to its declared size"
 
 
 def test_status_list_bits_and_size_validated(ed_key: SigningKey) -> None:
     keys = {ed_key.kid: ed_key.public()}
-    for bits, size in ((3, 16), (1, 0), (1, 2**40), (True, 16)):
-        with pytest.raises(ListError):
+    out_of_range = "bits must be 1, 2, 4 or 8, size within limits"
+    for bits, size, detail in (
+        (3, 16, out_of_range),
+        (1, 0, out_of_range),
+        (1, 2**40, out_of_range),
+        (True, 16, "field 'bits' has the wrong type"),
+    ):
+        with pytest.raises(ListError) as exc:
             parse_status_list(_status_token(ed_key, bits, zlib.compress(bytes(2)), size), keys, now=NOW)
+        assert exc.value.reason is Reason.LIST_MALFORMED and exc.value.detail == detail, (bits, size)
 
 
 def test_unknown_code_types_in_a_trust_list_are_ignored_not_fatal(ed_key: SigningKey) -> None:

@@ -11,7 +11,16 @@ from typing import Any
 import cbor2
 import pytest
 
-from suishenma import EntryStatus, ListError, Reason, SigningKey, StatusList, parse_status_list, sign_status_list
+from suishenma import (
+    EntryStatus,
+    ListError,
+    Reason,
+    SigningKey,
+    StatusList,
+    UsageError,
+    parse_status_list,
+    sign_status_list,
+)
 from suishenma.labels import STATUS_LIST_TYP
 from tests.conftest import NOW
 from tests.suishenma import forge
@@ -87,7 +96,7 @@ def test_wide_status_lists_read(ed_key: SigningKey, bits: int) -> None:
 
 def test_our_issuers_still_write_one_or_two_bits() -> None:
     assert StatusList(8, 2).bits == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="status lists have 1 or 2 bits"):
         StatusList(8, bits=8)
 
 

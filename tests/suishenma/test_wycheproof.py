@@ -7,7 +7,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from suishenma import CodeSignatureError, VerificationKey
+from suishenma import CodeSignatureError, Reason, VerificationKey
 from suishenma.labels import Alg
 from tests.conftest import shared_data
 
@@ -57,5 +57,6 @@ def test_wycheproof_vectors_present_or_skipped_cleanly() -> None:
 @pytest.mark.parametrize("n", [0, 63, 65])
 def test_signature_of_wrong_length_rejected(n: int) -> None:
     key = VerificationKey.from_public_key(ed25519.Ed25519PrivateKey.generate().public_key())
-    with pytest.raises(CodeSignatureError):
+    with pytest.raises(CodeSignatureError) as exc:
         key.verify_signature(b"msg", bytes(n))
+    assert exc.value.reason is Reason.BAD_SIGNATURE

@@ -7,10 +7,10 @@ import threading
 import cbor2
 import pytest
 
-from suishenma import SigningKey, Status
+from suishenma import Claims, SigningKey, Status, mint
 from suishenma._base45 import b45encode
 from suishenma.labels import STATUS_LIST_TYP, TRUST_LIST_TYP
-from verifier import Decision, SyncReport, VerdictReason, Verifier
+from verifier import Decision, SyncReason, SyncReport, VerdictReason, Verifier
 
 from .conftest import MakeVerifier
 from .sim import DAY, IssuerSim, Route
@@ -22,7 +22,7 @@ def test_rollback_to_older_trust_list_rejected(sim: IssuerSim, make_verifier: Ma
     assert v.sync(now=sim.now).trust_list_version == 5
     sim.publish_trust(4)
     report = v.sync(now=sim.now)
-    assert not report.ok and "list_rollback" in report.errors[0]
+    assert not report.ok and report.reasons[0] is SyncReason.LIST_ROLLBACK
     assert v.health(now=sim.now).trust_list_version == 5
 
 
@@ -35,7 +35,7 @@ def test_rollback_to_older_status_list_rejected_even_after_restart(sim: IssuerSi
     v.close()
     v = type(v).open(state, fetcher=v._fetcher, now=sim.now)
     report = v.sync(now=sim.now)
-    assert "list_rollback" in " ".join(report.errors)
+    assert SyncReason.LIST_ROLLBACK in report.reasons
     assert v.verify(sim.code(index=7), now=sim.now).reason is VerdictReason.REVOKED
     v.close()
 
@@ -44,7 +44,7 @@ def test_freeze_expired_list_rejected(sim: IssuerSim, make_verifier: MakeVerifie
     v = make_verifier()
     sim.publish_trust(2, at=sim.now - 40 * DAY, ttl=30 * DAY)  # newer version, but already expired
     report = v.sync(now=sim.now)
-    assert not report.ok and "list_expired" in report.errors[0]
+    assert not report.ok and report.reasons[0] is SyncReason.LIST_EXPIRED
     assert v.health(now=sim.now).trust_list_version == 1
 
 
@@ -65,7 +65,7 @@ def test_mix_and_match_status_list_signed_by_unlisted_key_rejected(sim: IssuerSi
     rogue = SigningKey.generate()
     sim.publish_status("SH", 9, signer=rogue)  # would un-revoke everything
     report = v.sync(now=sim.now)
-    assert "list_wrong_signer" in " ".join(report.errors)
+    assert SyncReason.LIST_WRONG_SIGNER in report.reasons
     assert v.health(now=sim.now).status_lists["SH"].version == 1
 
 
@@ -77,15 +77,31 @@ def test_mix_and_match_other_issuers_key_cannot_sign_my_status_list(
     sim.publish_status("BJ", 1)
     v = make_verifier()
     sim.publish_status("SH", 2, signer=sim.keys["BJ"])
-    assert "list_wrong_signer" in " ".join(v.sync(now=sim.now).errors)
+    assert SyncReason.LIST_WRONG_SIGNER in v.sync(now=sim.now).reasons
 
 
 def test_wrong_root_trust_list_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
     v = make_verifier()
     sim.publish_trust(2, signer=SigningKey.generate())
     report = v.sync(now=sim.now)
-    assert "list_wrong_signer" in report.errors[0]
+    assert report.reasons[0] is SyncReason.LIST_WRONG_SIGNER
     assert v.health(now=sim.now).trust_list_version == 1
+
+
+def test_trust_list_signed_by_a_trusted_issuer_key_not_the_root_is_rejected(
+    sim: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    """A region's key signs codes and its status list, never the trust list: only the pinned root does.
+    A region that could would add keys of its choosing for every other region."""
+    v = make_verifier()
+    rogue = SigningKey.generate()
+    sim.keys["XX"] = rogue
+    sim.publish_trust(2, signer=sim.keys["SH"])  # signed by a key the verifier already trusts, adding XX
+    report = v.sync(now=sim.now)
+    assert report.reasons == [SyncReason.LIST_WRONG_SIGNER]
+    assert v.health(now=sim.now).trust_list_version == 1
+    code = mint(Claims.dynamic(b"\x01" * 8, Status.GREEN, sim.now, issuer="XX"), rogue)
+    assert v.verify(code, now=sim.now).reason is VerdictReason.UNKNOWN_KEY
 
 
 def test_tampered_list_bytes_rejected(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
@@ -101,7 +117,7 @@ def test_endless_data_download_stops_at_the_cap(sim: IssuerSim, make_verifier: M
     v = make_verifier()
     sim.routes["/status/SH"].mode = "endless"
     report = _sync_bounded(v, sim.now)
-    assert "too_large" in " ".join(report.errors)
+    assert SyncReason.TOO_LARGE in report.reasons
     assert v.health(now=sim.now).status_lists["SH"].version == 1
 
 
@@ -254,6 +270,7 @@ def test_slow_server_gives_up_at_the_deadline(mode: str, sim: IssuerSim, make_ve
     v._fetcher = HttpxFetcher(timeout=2.0, attempts=1, deadline=1.5, clock=lambda: float(sim.now))
     sim.routes["/status/SH"].mode = mode
     report = _sync_bounded(v, sim.now)
+    assert report.problems[0].reason is SyncReason.NETWORK and report.problems[0].issuer == "SH"
     assert "status list of SH: network: GET " in report.errors[0] and "not done after 1.5 s" in report.errors[0]
     assert v.health(now=sim.now).status_lists["SH"].version == 1
     sim.routes["/status/SH"].mode = "ok"
@@ -308,7 +325,7 @@ def test_crafted_cbor_trust_list_is_a_list_error_and_the_next_mirror_serves(
         rogue.routes["/v1/trust-list"] = Route(_crafted_decimal_list(sim, sim.root, TRUST_LIST_TYP))
         v = make_verifier(sync=False, url=f"{rogue.url},{sim.url}")
         report = v.sync(now=sim.now)
-        assert "list_malformed" in report.errors[0] and "tag 4 is not allowed" in report.errors[0]
+        assert report.reasons[0] is SyncReason.LIST_MALFORMED and "tag 4 is not allowed" in report.errors[0]
         assert v.health(now=sim.now).trust_list_version == 1  # served by the second mirror
         assert v.verify(sim.code(), now=sim.now).decision is Decision.ALLOW
     finally:
@@ -319,5 +336,6 @@ def test_crafted_cbor_status_list_is_a_list_error(sim: IssuerSim, make_verifier:
     v = make_verifier()
     sim.routes["/status/SH"] = Route(_crafted_decimal_list(sim, sim.keys["SH"], STATUS_LIST_TYP))
     report = v.sync(now=sim.now)
+    assert report.reasons == [SyncReason.LIST_MALFORMED]
     assert report.errors == ["status list of SH: list_malformed: CBOR tag 4 is not allowed here"]
     assert v.health(now=sim.now).status_lists["SH"].version == 1

@@ -43,9 +43,7 @@ def test_clock_set_back_after_a_sync_refuses_a_screenshot_from_then(
         reopened.close()
 
 
-def test_clock_within_the_skew_allowance_of_the_floor_is_not_wrong(
-    sim: IssuerSim, make_verifier: MakeVerifier
-) -> None:
+def test_clock_within_the_skew_allowance_of_the_floor_is_not_wrong(sim: IssuerSim, make_verifier: MakeVerifier) -> None:
     _lists_signed_two_days_ago(sim)
     v = make_verifier()  # venue: 10 s allowed
     assert v.verify(sim.code(at=sim.now - 10), now=sim.now - 10).reason is VerdictReason.OK

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,14 @@ def regions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         requests += ["--request", str(tmp_path / f"{region}.json")]
         servers[region] = issuer_live.LiveIssuer(home, port, env={"SUISHENMA_ISSUER_PUBLIC_URL": url})
     signed = tmp_path / "trust.cwt"
-    _cli("trust-list", "sign", *requests, "--root-key", str(offline / "root.key"), "--out", str(signed))
+    # the root's operator confirms each region's key (read here from the requests; in life, by phone)
+    kids = ",".join(
+        f"{e['issuer']}={e['kid']}"
+        for r in ("SH", "JS")
+        for e in json.loads((tmp_path / f"{r}.json").read_text())["entries"]
+    )
+    root_key = str(offline / "root.key")
+    _cli("trust-list", "sign", *requests, "--expect", kids, "--root-key", root_key, "--out", str(signed))
     for server in servers.values():
         monkeypatch.setenv("SUISHENMA_ISSUER_PUBLIC_URL", server.url)
         _cli("--dir", str(server.base), "trust-list", "import", str(signed))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from suishenma import IssuerEntry, SigningKey, StatusList, sign_status_list, sign_trust_list
-from verifier import Decision, VerdictReason
+from verifier import Decision, SyncReason, VerdictReason
 
 from .conftest import MakeVerifier
 from .sim import DAY, IssuerSim, Route
@@ -50,6 +50,7 @@ def test_one_regions_outage_leaves_the_others_fresh(
     later = sim.now + 7 * 3600  # past transit's 6-hour limit for a list not confirmed
     report = v.sync(now=later)
     assert not report.ok and set(report.issuer_errors) == {"JS"} and "network" in report.issuer_errors["JS"]
+    assert [(p.issuer, p.reason) for p in report.problems] == [("JS", SyncReason.NETWORK)]
     h = v.health(now=later)
     assert not h.status_lists["SH"].stale and h.status_lists["SH"].age_s == 0 and h.status_lists["SH"].error is None
     assert h.status_lists["JS"].stale and h.status_lists["JS"].error
@@ -79,6 +80,7 @@ def test_region_serving_another_regions_status_list_is_refused(
     v = make_verifier(sync=False)
     report = v.sync(now=sim.now)
     assert report.issuer_errors["JS"].startswith("list_wrong_signer") and report.status_lists == {"SH": 1}
+    assert [(p.issuer, p.reason) for p in report.problems] == [("JS", SyncReason.LIST_WRONG_SIGNER)]
 
 
 def test_status_list_naming_another_issuer_is_refused(

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suishenma import Status, UsageError
-from verifier import BUILTIN, Decision, VerdictReason, policy_from_toml
+from verifier import BUILTIN, Decision, SyncReason, VerdictReason, policy_from_toml
 
 from .conftest import MakeVerifier
 from .sim import DAY, IssuerSim
@@ -60,12 +60,20 @@ def test_custom_policy_from_toml(sim: IssuerSim, make_verifier: MakeVerifier, tm
 
 
 @pytest.mark.parametrize(
-    "text",
-    ['extends = "airport"', "skew_s = -1", 'replay = "twice"', "[statuses]\ngreen = 'ALLOW'", "colour = 1", "x ="],
+    ("text", "detail"),
+    [
+        ('extends = "airport"', "policy extends unknown scenario 'airport'"),
+        ("skew_s = -1", "policy value: skew_s must be a non-negative integer"),
+        ('replay = "twice"', "policy value: replay must be 'off' or 'once'"),
+        ("[statuses]\ngreen = 'ALLOW'", "policy value: statuses must give a decision for green, yellow and red"),
+        ("colour = 1", "unknown policy keys: colour"),
+        ("x =", "policy TOML: "),
+    ],
 )
-def test_invalid_policy_rejected_with_reason(text: str) -> None:
-    with pytest.raises(UsageError):
+def test_invalid_policy_rejected_with_reason(text: str, detail: str) -> None:
+    with pytest.raises(UsageError) as exc:
         policy_from_toml(text)
+    assert exc.value.detail.startswith(detail)
 
 
 def test_policy_defaults_table_matches_builtins() -> None:
@@ -168,6 +176,8 @@ def test_scan_logs_stay_pending_when_the_reply_is_not_an_acknowledgement(
     sim.routes["/v1/scan-logs"] = type(sim.routes["/v1/trust-list"])(mode=mode)
     report = v.sync(now=sim.now)  # must not raise
     assert not report.ok and report.uploaded == 0 and "scan-log upload" in report.errors[-1]
+    expected = SyncReason.UPLOAD_FAILED if mode == "html" else SyncReason.UPLOAD_NOT_ACKNOWLEDGED  # not JSON at all
+    assert report.reasons == [expected]
     assert v.health(now=sim.now).pending_uploads == 1
 
 
@@ -182,6 +192,7 @@ def test_scan_record_the_issuer_holds_differently_is_kept_as_a_conflict_not_mark
     sim.routes["/v1/scan-logs"] = type(sim.routes["/v1/trust-list"])(mode="conflict-first")
     report = v.sync(now=sim.now)
     assert report.uploaded == 2 and not report.ok
+    assert report.reasons[-1] is SyncReason.UPLOAD_CONFLICTS
     assert "holds other records under 1 of this kiosk's sequence numbers (1)" in report.errors[-1]
     rows = list(v.store.scans())
     assert [(r.uploaded, r.conflict) for r in rows] == [(False, True), (True, False), (True, False)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from verifier import KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, Verifier
+from verifier import KIOSK_KEY_ENV, KIOSK_KEY_FILE_ENV, SyncReason, Verifier
 
 from .conftest import MakeVerifier, quick_fetcher
 from .sim import IssuerSim
@@ -83,6 +83,7 @@ def test_kiosk_key_file_readable_by_others_is_refused_with_the_fix(
     v.verify(sim.code(), now=sim.now)
     report = v.sync(now=sim.now)
     assert not report.ok and report.uploaded == 0
+    assert report.reasons == [SyncReason.UPLOAD_NO_KEY]
     assert "is readable by others (mode 644): chmod 600 it" in report.errors[0]
     assert v.health(now=sim.now).pending_uploads == 1
 
@@ -124,6 +125,7 @@ def test_rejected_upload_leaves_fresh_lists_online(
     v.verify(sim.code(), now=sim.now)
     report = v.sync(now=sim.now)
     assert report.lists_ok and not report.ok and "401" in (report.upload_error or "")
+    assert report.reasons == [SyncReason.UPLOAD_FAILED]
     h = v.health(now=sim.now)
     assert not h.offline and h.last_successful_sync == sim.now and "401" in (h.upload_error or "")
 
