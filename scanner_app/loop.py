@@ -108,6 +108,7 @@ class Scanner:
         self._screen = Screen()
         self._shown_at = 0.0
         self._health_at = -1.0
+        self._admitted: tuple[str | None, float] = (None, float("-inf"))  # the last ALLOW's subject, and when
         self._unreadable = 0
         self._idle_reason = ""  # "" when the kiosk can decide; else an IDLE_HEADLINE key
 
@@ -201,6 +202,14 @@ class Scanner:
         if self.out is not None:
             self.out.write(line + "\n")
             self.out.flush()
+        subject, admitted_at = self._admitted
+        if record["reason"] == "passback" and subject and verdict.subject == subject and now - admitted_at <= self.hold:
+            # the rider just let in still holds the phone up (its code changes every second): the gate stays
+            # open on screen, without a refusal sound, rather than turning red behind them
+            self._admitted = (subject, now)
+            return
+        if decision == "ALLOW":
+            self._admitted = (verdict.subject, now)
         if self.sound:
             self.sound.play(decision)
         if decision == "ALLOW" and self.hook:

@@ -11,7 +11,7 @@ web frameworks. Pydantic lives here only, at the HTTP boundary; the verifier's o
   ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` and ``/docs``.
 - A bearer token, read from a 0600 file, guards everything but /healthz when one is configured; the CLI
   requires one when the service is bound to anything other than loopback.
-- Every request must carry a Host naming the address it reached (421 otherwise), and every request but
+- Without a token, a request's Host must name the address it reached (421 otherwise), and every request but
   GET, HEAD and OPTIONS must declare ``Content-Type: application/json`` (415 otherwise): without a token,
   these keep a web page open on the kiosk from driving the service (DNS rebinding; cross-site form and
   ``text/plain`` posts, which browsers send without asking the service first). No route redirects: a
@@ -190,10 +190,14 @@ class RequestGuard:
     127.0.0.1 (DNS rebinding: its Host is that domain) or cross-site with a body a browser sends without a
     CORS preflight (form encodings, ``text/plain``); a JSON content type always needs a preflight, which
     this service never grants.
+
+    With a token (``check_host`` False) the Host is not checked: a page cannot send the token, and callers
+    on a network may address the service by a name. A request with no Host at all (HTTP/1.0 controllers) is
+    let through either way: a browser always sends one.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, check_host: bool = True) -> None:
+        self.app, self.metrics, self.check_host = app, metrics, check_host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,7 +208,8 @@ class RequestGuard:
         server = scope.get("server")
         hosts = [value for name, value in scope["headers"] if name == b"host"]
         default_port = 443 if scope.get("scheme") == "https" else 80
-        if not (server and server[1] and len(hosts) == 1 and _host_ok(hosts[0], server[0], server[1], default_port)):
+        named = len(hosts) == 1 and server and server[1] and _host_ok(hosts[0], server[0], server[1], default_port)
+        if self.check_host and hosts and not named:
             # 421 Misdirected Request (RFC 9110 §15.5.20) rather than 403: the sender is not denied anything;
             # its request names an authority this service is not (a rebinding page's Host is its own
             # domain), and the same client succeeds once it addresses the service by its address.
@@ -418,7 +423,8 @@ def create_app(
 
     app.router.routes.insert(0, Route("/v1/verify", fast_verify, methods=["POST"]))
     app.add_middleware(BodyCap, max_body=max_body, metrics=metrics)
-    app.add_middleware(RequestGuard, metrics=metrics)  # outermost: before the body cap reads anything
+    # outermost: before the body cap reads anything
+    app.add_middleware(RequestGuard, metrics=metrics, check_host=token is None)
     return app
 
 

@@ -198,3 +198,52 @@ def test_kiosk_whose_clock_was_set_back_after_a_sync_shows_clock_wrong(state: An
     assert json.loads(out.getvalue().splitlines()[0])["reason"] == "clock_wrong"
     assert shown[-1].decision is None and shown[-1].reason == "clock_wrong"
     assert "CLOCK WRONG" in shown[-1].headline
+
+
+def test_rider_holding_the_phone_up_after_allow_is_not_shown_passback() -> None:
+    """Transit anti-passback refuses the same credential's next presentations; the rider just let in keeps
+    holding the phone (a new code each second): the screen stays on the ALLOW, no refusal sound. Another
+    credential's passback, or this one's after the hold, is shown."""
+    from scanner_app.ui import Screen
+
+    texts = [f"SMD1:{c * 60}" for c in "ABCDE"]
+    subjects = {texts[0]: "rider", texts[1]: "rider", texts[2]: "rider", texts[3]: "other", texts[4]: "rider"}
+
+    class Transit(FakeVerifier):
+        def verify(self, text: str, now: float | None = None) -> Any:
+            v = Verdict("ALLOW" if text == texts[0] else "DENY")
+            v.reason, v.subject = ("ok" if text == texts[0] else "passback"), subjects[text]
+            return v
+
+    shown: list[Screen] = []
+    played: list[str] = []
+
+    class Display:
+        def show(self, frame: Any, screen: Screen) -> bool:
+            shown.append(screen)
+            return True
+
+    class Sound:
+        def play(self, decision: str) -> None:
+            played.append(decision)
+
+    # one frame each; the clock moves 1 s a frame, and 5 s before the last (past the 3 s hold)
+    times = iter([0.0, 1.0, 2.0, 3.0, 9.0] + [9.0] * 100)
+    clock_at = {"t": 0.0}
+
+    def clock() -> float:
+        return clock_at["t"]
+
+    class Timed(Frames):
+        def read(self) -> Any:
+            clock_at["t"] = next(times)
+            return super().read()
+
+    frames = [synthetic.frame(t, 3) for t in texts]
+    out = io.StringIO()
+    Scanner(Timed(frames), Transit(), display=Display(), sound=Sound(), out=out, clock=clock).run()  # type: ignore[arg-type]
+    reasons = [(json.loads(line)["reason"]) for line in out.getvalue().splitlines()]
+    assert reasons == ["ok", "passback", "passback", "passback", "passback"]  # every verdict is still recorded
+    assert played == ["ALLOW", "DENY", "DENY"]  # the other credential, and the rider after the hold
+    assert [s.reason for s in shown[:3]] == ["ok", "ok", "ok"]  # the frames of the rider's repeats
+    assert shown[3].reason == "passback" and shown[4].reason == "passback"
