@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -28,6 +29,22 @@ def private_dir(path: Path) -> Path:
     if not path.is_dir():
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # a umask can only remove bits from 0700
     return path
+
+
+def tighten_private_dir(path: Path) -> None:
+    """Tighten an existing folder of the issuer's own (``var/``) to 0700 when it is owned by this user:
+    versions before made it with the umask's mode (often 0755) when no database file made it first. A
+    folder of another user, a symbolic link or a missing folder is left as it is.
+
+    Raises:
+        OSError: its mode cannot be read or changed.
+    """
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+        os.chmod(path, DIR_MODE)
 
 
 def private_file(path: Path) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from issuer.files import tighten_private_dir
 from issuer.keys.sealing import Sealer, data_key_path, load_sealer
 from issuer.keys.signing_keys import passphrase_for_new_keys
 from issuer.settings import Settings
 from issuer.storage.sql import SqlStorage
 from issuer.storage.sqlite_migrations import SEALING_STEP
 from suishenma import passphrase_from_env
+
+VAR_DIR = Path("var")  # the issuer's own state beside (or instead of) the database: identity, checkpoints
 
 
 def open_storage(
@@ -23,13 +26,15 @@ def open_storage(
     opening then seals. A missing key beside sealed data is an error, never replaced. Without
     ``private_data`` the data key is not opened (``audit verify`` may run on a copy of the database alone;
     ``serve`` first checks it can sign): anything that would open a name then raises ``SealError``, until
-    ``data_sealer`` is set as the storage's ``sealer``.
+    ``data_sealer`` is set as the storage's ``sealer``. An existing ``var/`` of this user is tightened to
+    0700 (``files.tighten_private_dir``).
 
     Raises:
         SealError: no usable data key.
         StorageUnavailable: PostgreSQL cannot be reached.
         OSError, RuntimeError: the SQLite file cannot be opened, or its schema is newer than this software.
     """
+    tighten_private_dir(settings.path(VAR_DIR))
     may_create = create or (not settings.database_url and not _sealed(settings.db_path))
     sealer = _sealer(settings, may_create, private_data)
     if settings.database_url:

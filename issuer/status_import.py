@@ -8,8 +8,9 @@ the file has come (by the file's SHA-256). Run again after an interruption, it r
 batch that committed: no line is skipped or applied twice. Refused rows are written, with the line
 their row starts on and the reason, to ``FILE.csv.refused.csv`` (mode 0600): an ID number only masked,
 and a subject or status that is not one only starred out, since such a cell may hold an ID number put in
-the wrong column. The whole file is checked to be UTF-8 before anything applies. Status lists are rebuilt
-once, on their next request.
+the wrong column. Each batch's refusals are on disk before it commits, so they survive a kill or a power
+cut like the batch itself. The whole file is checked to be UTF-8 before anything applies. Status lists
+are rebuilt once, on their next request.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import glob
 import hashlib
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from issuer.errors import InputError, Problem
 from issuer.files import FILE_MODE
@@ -172,10 +173,7 @@ def import_statuses(
     applied, refused = (held.applied, held.failed) if held else (0, 0)
     refused_path = path.with_name(path.name + ".refused.csv")
     summary.refused_file = str(refused_path)
-    with _RefusedFile(refused_path, resume=bool(start)) as out:
-        writer = csv.writer(out.file)
-        if not out.resumed:
-            writer.writerow(["line", "reason", "subject", "id_number", "status"])
+    with _RefusedFile(refused_path, resume_line=start) as out:
         batch: list[StatusChange] = []
         lines: list[tuple[int, dict[str, str | None]]] = []
         bad: list[tuple[int, str, dict[str, str | None]]] = []
@@ -183,21 +181,19 @@ def import_statuses(
 
         def flush(line: int) -> None:
             nonlocal applied, refused, batch, lines, bad
-            failed_before = len(bad)
+            written: list[tuple[int, str, dict[str, str | None]]] = []
 
             def mark(result: BatchResult) -> ImportMark:
-                return ImportMark(digest, line, applied + result.applied, refused + failed_before + len(result.failed))
+                # inside the batch's transaction: its refusals are on disk before it commits
+                failed = [(lines[pos][0], why, lines[pos][1]) for pos, why in result.failed]
+                written[:] = sorted(bad + failed, key=lambda b: b[0])
+                out.write_batch([[n, why, *_shown(row)] for n, why, row in written])
+                return ImportMark(digest, line, applied + result.applied, refused + len(written))
 
             result = service.set_statuses(batch, now, actor, all_or_none=False, mark=mark)
-            out.keep = True  # committed: these refusals are kept whatever happens next
-            for pos, why in result.failed:
-                bad.append((lines[pos][0], why, lines[pos][1]))
             applied += result.applied
-            refused += len(bad)
-            for n, why, row in sorted(bad, key=lambda b: b[0]):
-                summary.reasons[why] += 1
-                writer.writerow([n, why, *_shown(row)])
-            out.file.flush()
+            refused += len(written)
+            summary.reasons.update(why for _, why, _ in written)
             batch, lines, bad = [], [], []
 
         for first, line, row in _rows(path):
@@ -221,46 +217,103 @@ def import_statuses(
     return summary
 
 
+_HEADER = ["line", "reason", "subject", "id_number", "status"]
+
+
 class _RefusedFile:
-    """The refused-rows file, written as a temporary file beside it (created 0600) that replaces it at the
-    end. When the import fails before any batch of it committed, the temporary file is removed and a
-    previous file stays as it was; once a batch committed (``keep``), its refusals replace it even on
-    failure, since a rerun resumes after that batch and would not list them again. A resumed run starts
-    from a copy of the previous file.
+    """The refused-rows file, durable batch by batch.
+
+    A run starts it as a temporary file beside it (created 0600): the header, or for a resumed run the
+    previous file's rows up to the line the import had committed. Each batch's refused rows are written and
+    fsynced from inside the batch's transaction, before it commits; the first batch then renames the
+    temporary file over the real one (and fsyncs the folder), and later batches append to it in place. So
+    the refusals of every committed batch are on disk under the real name, even after a kill or a power
+    cut; a batch that never committed may have left its rows behind, and the next run, resuming before
+    them, drops them. A run that fails before its first batch reaches its commit removes its temporary
+    file and leaves a previous file as it was. Temporary files of runs that were killed are removed.
     """
 
-    def __init__(self, path: Path, resume: bool) -> None:
-        self.path, self.keep = path, False
+    def __init__(self, path: Path, resume_line: int) -> None:
+        self.path, self.resume_line, self.live = path, resume_line, False
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.resumed = resume and path.is_file()
         self.file: IO[str]
+        self.writer: Any
 
     def __enter__(self) -> _RefusedFile:
-        """Raises: OSError (the temporary file cannot be made, or the previous file not copied)."""
+        """Raises: OSError (the temporary file cannot be made, or the previous file not read)."""
+        self._remove_leftovers()
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         os.fchmod(fd, FILE_MODE)  # also when the name was left over from a killed run
         self.file = open(fd, "w", encoding="utf-8", newline="")  # closed in __exit__
+        self.writer = csv.writer(self.file)
         try:
-            if self.resumed:
-                with self.path.open(encoding="utf-8", newline="") as previous:
-                    shutil.copyfileobj(previous, self.file)
+            kept = self._committed_rows() if self.resume_line else None
+            self.writer.writerows(kept if kept is not None else [_HEADER])
         except BaseException:
-            self.__exit__(None, None, None)  # nothing committed: removed
+            self.__exit__(None, None, None)
             raise
         return self
 
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        """Raises: OSError (the file cannot be written or renamed)."""
+    def _committed_rows(self) -> list[list[str]] | None:
+        """The previous file's header and its rows up to the committed line, or None when there is none."""
         try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        finally:
-            self.file.close()
-        if kind is None or self.keep:
+            with self.path.open(encoding="utf-8", newline="") as previous:
+                rows = list(csv.reader(previous))
+        except FileNotFoundError:
+            return None
+        if not rows:
+            return None
+        return [rows[0], *(r for r in rows[1:] if not (r and r[0].isdigit() and int(r[0]) > self.resume_line))]
+
+    def _remove_leftovers(self) -> None:
+        """Remove temporary files beside it whose run is gone (killed before it could clean up)."""
+        prefix, suffix = f".{self.path.name}.", ".tmp"
+        for leftover in self.path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
+            pid = leftover.name[len(prefix) : -len(suffix)]
+            if not pid.isdigit() or _running(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+    def write_batch(self, rows: list[list[object]]) -> None:
+        """Write a batch's refused rows and make them durable under the real name.
+
+        Raises: OSError (they cannot be written, or the file renamed).
+        """
+        self.writer.writerows(rows)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        if not self.live:
             os.replace(self.tmp, self.path)
-        else:
+            self.live = True
+            _fsync_dir(self.path.parent)
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        """Raises: OSError (the file cannot be closed)."""
+        self.file.close()
+        if not self.live:
             with contextlib.suppress(FileNotFoundError):
                 self.tmp.unlink()
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _shown(row: dict[str, str | None]) -> list[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,3 +372,91 @@ def test_refusals_of_committed_batches_survive_an_interruption_and_the_rerun_add
         ["4", "bad_status"],
     ]
     assert stat.S_IMODE(refused.stat().st_mode) == 0o600 and _status(client, keys["status"], subject) == "red"
+
+
+_KILLED_IMPORT = """
+import os, signal, sys
+from issuer import status_import
+from issuer.cli import main
+from issuer.service import IssuerService
+
+status_import.BATCH = 2
+where = sys.argv[1]
+real_set, real_write = IssuerService.set_statuses, status_import._RefusedFile.write_batch
+
+def set_statuses(self, *a, **kw):
+    if where == "before_the_first_commit":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real_set(self, *a, **kw)
+    if where == "after_the_first_commit":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+def write_batch(self, rows):
+    real_write(self, rows)
+    if where == "inside_the_transaction":  # written and fsynced, not committed yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+IssuerService.set_statuses = set_statuses
+status_import._RefusedFile.write_batch = write_batch
+main(sys.argv[2:])
+"""
+
+
+def _import_killed(home: Path, path: Path, where: str) -> None:
+    """``status import`` in a process of its own, killed with SIGKILL at ``where`` (batches of two rows)."""
+    args = [sys.executable, "-c", _KILLED_IMPORT, where, "--dir", str(home), "status", "import", str(path)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def _refused_rows(path: Path) -> list[list[str]]:
+    return [r[:2] for r in csv.reader(path.read_text(encoding="utf-8").splitlines())]
+
+
+def test_refusals_of_a_committed_batch_survive_a_kill_9_and_an_uncommitted_batch_is_not_listed_twice(
+    home: Path, client: TestClient, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = enrol(client, keys["enrol"])
+    rows: list[dict[str, object]] = [
+        {"subject": "00000000000000ff", "status": "red"},  # batch 1 (lines 2-3), which commits
+        {"subject": subject, "status": "yellow"},
+        {"subject": subject, "status": "purple"},  # batch 2 (lines 4-5), killed before its commit
+        {"subject": subject, "status": "red"},
+        {"subject": "00000000000000fe", "status": "red"},  # batch 3 (line 6)
+    ]
+    path = _csv(home / "changes.csv", rows, ("subject", "status"))
+    refused = home / "changes.csv.refused.csv"
+    _import_killed(home, path, "after_the_first_commit")
+    assert _refused_rows(refused) == [["line", "reason"], ["2", "unknown_subject"]]
+    assert stat.S_IMODE(refused.stat().st_mode) == 0o600
+    _import_killed(home, path, "inside_the_transaction")
+    assert _status(client, keys["status"], subject) == "yellow"  # batch 2 did not commit
+    summary = _run(home, path, capsys)
+    assert summary["resumed_at_line"] == 3 and summary["refused"] == 3
+    assert _refused_rows(refused) == [
+        ["line", "reason"],
+        ["2", "unknown_subject"],
+        ["4", "bad_status"],
+        ["6", "unknown_subject"],
+    ]
+    assert stat.S_IMODE(refused.stat().st_mode) == 0o600 and _status(client, keys["status"], subject) == "red"
+    assert sorted(p.name for p in home.glob("*refused*")) == [refused.name]
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next_and_the_previous_refusals_are_kept(
+    home: Path, client: TestClient, keys: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[dict[str, object]] = [{"subject": "00000000000000ff", "status": "red"}]
+    path = _csv(home / "changes.csv", rows, ("subject", "status"))
+    refused = home / "changes.csv.refused.csv"
+    refused.write_text("line,reason\n7,kept from the last run\n", encoding="utf-8")
+    before = refused.read_bytes()
+    _import_killed(home, path, "before_the_first_commit")
+    assert refused.read_bytes() == before  # no batch committed
+    leftovers = [p for p in home.glob(".changes.csv.refused.csv.*.tmp")]
+    assert len(leftovers) == 1
+    summary = _run(home, path, capsys)
+    assert summary["refused"] == 1 and _refused_rows(refused) == [["line", "reason"], ["2", "unknown_subject"]]
+    assert not any(p.exists() for p in leftovers)
+    assert sorted(p.name for p in home.glob("*refused*")) == [refused.name]

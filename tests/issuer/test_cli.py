@@ -83,6 +83,25 @@ def test_other_local_users_cannot_list_var_of_an_issuer_on_postgresql(
     assert {"identity.json", "audit-checkpoint.cwt"} <= set(held) and set(held.values()) == {0o600}, held
 
 
+def test_var_left_0755_by_an_older_postgresql_install_is_tightened_to_0700_when_the_folder_is_opened(
+    tmp_path: Path, open_umask: None, pg: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUISHENMA_ISSUER_DATABASE_URL", pg.create_database())
+    assert main(["--dir", str(tmp_path), "init"]) == 0
+    var = tmp_path / "var"
+    var.chmod(0o755)  # as versions before left it, with no database file to make it first
+    assert main(["--dir", str(tmp_path), "audit", "verify"]) == 0
+    assert _mode(var) == 0o700
+    if os.geteuid() == 0:  # a folder of another user is not this issuer's to change
+        var.chmod(0o755)
+        os.chown(var, 65534, -1)
+        try:
+            assert main(["--dir", str(tmp_path), "audit", "verify"]) == 0
+            assert _mode(var) == 0o755
+        finally:
+            os.chown(var, 0, -1)
+
+
 def test_database_made_world_readable_by_an_older_version_is_tightened_on_open(
     tmp_path: Path, open_umask: None
 ) -> None:

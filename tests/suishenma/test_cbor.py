@@ -141,3 +141,98 @@ def test_indefinite_length_claims_are_malformed(ed_key: SigningKey, ring: KeyRin
     with pytest.raises(CodeFormatError) as exc:
         verify(forge.text(forge.sign1(indefinite, ed_key)), ring, now=NOW)
     assert exc.value.reason is Reason.MALFORMED and "indefinite-length" in exc.value.detail
+
+
+FLOAT_OR_SIMPLE = "CBOR floats and simple values other than false, true and null are not allowed"
+
+
+# --- every cap and length check is exact (docs/format.md §3.1) --------------------------------------
+
+
+def test_item_cap_counts_every_item_exactly() -> None:
+    """An array of n - 1 integers is n items; inline map keys count as items too."""
+    array = cbor2.dumps(list(range(49)))  # 50 items
+    assert loads(array, max_items=50) == list(range(49))
+    with pytest.raises(CborError, match=r"^too many CBOR items$"):
+        loads(array, max_items=49)
+    small_keys = cbor2.dumps({0: 0, 1: 1})  # 5 items: the map, two keys, two values
+    assert loads(small_keys, max_items=5) == {0: 0, 1: 1}
+    with pytest.raises(CborError, match=r"^too many CBOR items$"):
+        loads(small_keys, max_items=4)
+    with pytest.raises(CborError, match=r"^too many CBOR items$"):
+        loads(cbor2.dumps({0: 0, 1: 1, 2: 2}), max_items=4)  # over the cap on an inline key
+    assert loads(cbor2.dumps([[1]]), max_items=3) == [[1]]
+    assert decode_at(array, 0, max_items=50) == (list(range(49)), len(array))
+    with pytest.raises(CborError, match=r"^too many CBOR items$"):
+        decode_at(array, 0, max_items=49)
+    assert decode_at(_nested(3), 0, max_depth=3)[0] == [[[0]]]
+    with pytest.raises(CborError, match=r"^CBOR nested too deeply$"):
+        decode_at(_nested(3), 0, max_depth=2)
+
+
+def test_byte_cap_is_inclusive() -> None:
+    nine = cbor2.dumps(b"x" * 8)
+    assert len(nine) == 9 and loads(nine, max_bytes=9) == b"x" * 8
+    with pytest.raises(CborError, match=r"^CBOR item larger than 8 bytes$"):
+        loads(nine, max_bytes=8)
+
+
+@pytest.mark.parametrize(
+    ("item", "value"),
+    [
+        (b"\x17", 23),
+        (b"\x18\x18", 24),
+        (b"\x19\x01\x00", 256),  # the argument ends exactly at the end of the input
+        (b"\x1a\x00\x01\x00\x00", 65536),
+        (b"\x1b\x00\x00\x00\x01\x00\x00\x00\x00", 2**32),
+        (b"\x3b\xff\xff\xff\xff\xff\xff\xff\xff", -(2**64)),
+        (b"\x41\x00", b"\x00"),  # a string that ends exactly at the end of the input
+        (b"\x63\xc3\xa9a", "éa"),
+        (b"\x80", []),
+        (b"\xa0", {}),
+        (b"\xa1\x00\x00", {0: 0}),  # a map that fills its input exactly
+        (b"\x81\x00", [0]),
+        (b"\xa1\x17\x01", {23: 1}),  # the largest key read inline
+        (b"\xa1\x18\x19\x00", {25: 0}),  # a one-byte-argument key is not read inline
+        (b"\xa1\x18\x18\x05", {24: 5}),
+        (b"\xa1\x20\x01", {-1: 1}),
+        (b"\xa1\x41k\x01", {b"k": 1}),  # byte-string keys are allowed
+        (b"\xa2\x61a\x00\x61b\xf6", {"a": 0, "b": None}),
+        (b"\x83\xf4\xf5\xf6", [False, True, None]),
+    ],
+)
+def test_subset_items_decode_to_their_values(item: bytes, value: object) -> None:
+    assert loads(item) == value
+    assert type(loads(item)) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("item", "detail"),
+    [
+        (b"\x19\x01", "truncated CBOR"),
+        (b"\x1b\x00\x00\x00\x00\x00\x00\x00", "truncated CBOR"),
+        (b"\x82\x18\x01", "truncated CBOR"),  # the second child starts at the end
+        (b"\xa1\x18\x19", "truncated CBOR"),  # a key and no value
+        (b"\x42\x00", "CBOR string runs past the end"),
+        (b"\x61", "CBOR string runs past the end"),
+        (b"\x82\x00", "CBOR container larger than its input"),
+        (b"\xa2\x00\x00\x00", "CBOR container larger than its input"),  # 2 pairs need 4 bytes
+        (b"\xa1\xf5\x00", "CBOR map keys must be integers or strings"),  # true
+        (b"\xa1\xf6\x00", "CBOR map keys must be integers or strings"),  # null
+        (b"\xa1\xa0\x00", "CBOR map keys must be integers or strings"),  # a map
+        (b"\xf8\x14", FLOAT_OR_SIMPLE),
+        (b"\xf8\x16", FLOAT_OR_SIMPLE),  # null in the two-byte form is not well-formed
+        (b"\xf4\x00", "trailing bytes after CBOR item"),
+        (b"\x1d", "reserved CBOR additional information"),
+        (b"\x1e", "reserved CBOR additional information"),
+        (b"\x1f", "indefinite-length CBOR is not allowed"),
+        (b"\x7f\xff", "indefinite-length CBOR is not allowed"),
+        (b"\xc0\x61a", "CBOR tag 0 is not allowed here"),
+        (b"\xd8\x12\x80", "CBOR tag 18 is not allowed here"),
+        (b"\xa2\x18\x19\x00\x18\x19\x01", "duplicate CBOR map key 25"),
+    ],
+)
+def test_refusals_name_exactly_what_is_wrong(item: bytes, detail: str) -> None:
+    with pytest.raises(CborError) as exc:
+        loads(item)
+    assert str(exc.value) == detail

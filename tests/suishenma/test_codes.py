@@ -349,3 +349,31 @@ def test_digest_names_the_signed_content_not_its_text(ed_key: SigningKey, ring: 
     assert verify(zipped, ring, now=NOW).digest == verify(code, ring, now=NOW).digest
     other = mint(Claims.dynamic(SUBJECT, Status.GREEN, NOW + 1), ed_key)
     assert verify(other, ring, now=NOW + 1).digest != verify(code, ring, now=NOW).digest
+
+
+def test_inspect_shows_none_for_what_it_cannot_read(ed_key: SigningKey) -> None:
+    """Undecodable claims and a presentation time that is not an integer are shown as absent."""
+    i = inspect(forge.text(forge.sign1(cbor2.dumps([1, 2]), ed_key)))
+    assert i.claims is None and i.verified is False and i.kid == ed_key.kid
+    odd_time = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, unprotected={15: {6: "later"}})
+    assert inspect(forge.text(odd_time)).presented_at is None
+    no_time = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, unprotected={15: [6, NOW]})
+    assert inspect(forge.text(no_time)).presented_at is None
+    timed = forge.sign1(cbor2.dumps(forge.claims_map()), ed_key, unprotected={15: {6: NOW + 7}})
+    assert inspect(forge.text(timed)).presented_at == NOW + 7
+
+
+def test_time_refusals_say_by_how_much(ed_key: SigningKey, ring: KeyRing, green_claims: Claims) -> None:
+    code = mint(green_claims, ed_key)  # issued NOW, expires NOW + 60
+    with pytest.raises(CodeTimeError) as exc:
+        verify(code, ring, now=NOW - 25)
+    assert exc.value.reason is Reason.NOT_YET_VALID and exc.value.detail == "issued 25 s in the future"
+    with pytest.raises(CodeTimeError) as exc:
+        verify(code, ring, now=NOW + 60 + 30)
+    assert exc.value.reason is Reason.EXPIRED and exc.value.detail == "expired 30 s ago"
+
+
+def test_verified_code_names_the_trusted_key_that_signed_it(ed_key: SigningKey, green_claims: Claims) -> None:
+    trusted = TrustedKey(ed_key.public(), "SH", code_types=frozenset({CodeType.DYNAMIC}))
+    v = verify(mint(green_claims, ed_key), KeyRing([trusted]), now=NOW)
+    assert v.trusted is trusted and v.alg is ed_key.alg and v.kid == ed_key.kid

@@ -93,6 +93,7 @@ def test_presentation_roundtrip(issuer_key: SigningKey, phone: SigningKey, sh_ri
     assert v.claims.code_type is CodeType.DEVICE and v.claims.issuer == "SH" and v.claims.subject == SUBJECT
     assert v.claims.status_index == INDEX and v.claims.device_key == DeviceKey.of(phone)
     assert (v.presented_at, v.issued_at, v.expires_at) == (NOW + 3600, NOW + 3600, NOW + 3660)
+    assert v.kid == issuer_key.kid and v.alg is issuer_key.alg and v.trusted is sh_ring[issuer_key.kid]
 
 
 def test_code_without_identity_fits_qr_version_11_at_ecc_m(
@@ -235,7 +236,8 @@ def test_credential_alone_is_not_a_code(issuer_key: SigningKey, phone: SigningKe
     credential = _credential(issuer_key, phone)
     with pytest.raises(CodeClaimsError) as exc:
         verify("SM1:" + b45encode(credential), sh_ring, now=NOW)
-    assert exc.value.reason is Reason.BAD_CLAIM and "only as its phone's presentation" in exc.value.detail
+    assert exc.value.reason is Reason.BAD_CLAIM
+    assert exc.value.detail == "a device credential is valid only as its phone's presentation"
     with pytest.raises(CodeFormatError) as exc2:
         verify(DEVICE_PREFIX + b45encode(credential), sh_ring, now=NOW)  # no presentation headers
     assert exc2.value.reason is Reason.MALFORMED
@@ -249,18 +251,18 @@ def test_ordinary_code_dressed_as_a_presentation_is_refused(
     sig = phone.cose_key.sign(countersign_structure(protected, cbor2.dumps({6: NOW}), payload, signature))
     with pytest.raises(CodeClaimsError) as exc:
         verify(_rebuild([protected, {12: sig, 15: {6: NOW}}, payload, signature]), sh_ring, now=NOW)
-    assert exc.value.reason is Reason.BAD_CLAIM and "not a device credential" in exc.value.detail
+    assert exc.value.reason is Reason.BAD_CLAIM and exc.value.detail == "not a device credential"
 
 
 @pytest.mark.parametrize(
     ("unprotected", "detail"),
     [
-        ({12: b"s" * 64}, "exactly a countersignature and a time"),
+        ({12: b"s" * 64}, "a presentation carries exactly a countersignature and a time"),
         ({12: b"s" * 64, 15: {6: NOW}, 4: b"kid!"}, "kid must be in the protected header only"),
-        ({12: b"s" * 64, 15: {6: NOW}, 99: 1}, "exactly a countersignature and a time"),
+        ({12: b"s" * 64, 15: {6: NOW}, 99: 1}, "a presentation carries exactly a countersignature and a time"),
         ({12: "text", 15: {6: NOW}}, "countersignature must be a byte string"),
-        ({12: b"s" * 64, 15: {6: True}}, "presentation time must be"),
-        ({12: b"s" * 64, 15: {6: NOW, 4: NOW}}, "presentation time must be"),
+        ({12: b"s" * 64, 15: {6: True}}, "presentation time must be {6: uint}"),
+        ({12: b"s" * 64, 15: {6: NOW, 4: NOW}}, "presentation time must be {6: uint}"),
         ({12: b"s" * 64, 15: {6: -5}}, "presentation time out of range"),
     ],
 )
@@ -270,7 +272,7 @@ def test_malformed_presentation_headers(
     protected, _, payload, signature = _parts(present(_credential(issuer_key, phone), phone, now=NOW))
     with pytest.raises(CodeFormatError) as exc:
         verify(_rebuild([protected, unprotected, payload, signature]), sh_ring, now=NOW)
-    assert exc.value.reason is Reason.MALFORMED and detail in exc.value.detail
+    assert exc.value.reason is Reason.MALFORMED and exc.value.detail == detail
 
 
 @pytest.mark.parametrize(
@@ -406,3 +408,103 @@ def test_jwk_thumbprint_matches_rfc_7638_example() -> None:
     assert DeviceKey.from_jwk(jwk).thumbprint() == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     p256 = DeviceKey.of(SigningKey.generate(Alg.ES256))
     assert DeviceKey.from_cose(p256.to_cose()).thumbprint() == p256.thumbprint()  # compressed or not
+
+
+def test_time_refusals_say_by_how_much(issuer_key: SigningKey, phone: SigningKey, sh_ring: KeyRing) -> None:
+    """Each time refusal names its reason and the offset a support desk needs (docs/format.md §4.2)."""
+
+    def refusal(credential: bytes, presented: int, now: int) -> tuple[Reason, str]:
+        with pytest.raises(CodeTimeError) as exc:
+            verify(present(credential, phone, now=presented), sh_ring, now=now)
+        return exc.value.reason, exc.value.detail
+
+    cred = _credential(issuer_key, phone, ttl=3600)  # valid NOW .. NOW + 3600
+    later = mint_credential(Claims.device(SUBJECT, Status.GREEN, NOW + 100, INDEX, DeviceKey.of(phone)), issuer_key)
+    assert refusal(later, NOW + 100, NOW) == (Reason.NOT_YET_VALID, "credential issued 100 s in the future")
+    assert refusal(cred, NOW + 100, NOW + 50) == (
+        Reason.NOT_YET_VALID,
+        "presented 50 s in the future: check the clocks",
+    )
+    assert refusal(cred, NOW - 11, NOW) == (
+        Reason.NOT_YET_VALID,
+        "presented before its credential was issued: check the phone's clock",
+    )
+    end = NOW + 3600
+    # presented exactly at exp + skew: past the credential, although the verifier's clock is not yet
+    assert refusal(cred, end + 10, end + 5) == (Reason.CREDENTIAL_EXPIRED, "credential expired 5 s ago")
+    assert verify(present(cred, phone, now=end + 9), sh_ring, now=end + 5).presented_at == end + 9
+
+
+def test_phone_side_refusals_name_the_problem(issuer_key: SigningKey, phone: SigningKey) -> None:
+    credential = _credential(issuer_key, phone)
+    with pytest.raises(UsageError) as exc:
+        present(b"\x00", phone, now=NOW)
+    assert exc.value.detail.startswith("not a device credential: ")
+    presented = b45decode(present(credential, phone, now=NOW)[len(DEVICE_PREFIX) :])
+    with pytest.raises(UsageError) as exc:
+        present(presented, phone, now=NOW + 1)  # a presentation is not a credential
+    assert exc.value.detail == "not a device credential: its unprotected header is not empty"
+    with pytest.raises(UsageError) as exc:
+        present(credential, SigningKey.generate(phone.alg), now=NOW)
+    assert exc.value.detail == "this credential is bound to another device key"
+    with pytest.raises(UsageError) as exc:
+        mint_credential(Claims.dynamic(SUBJECT, Status.GREEN, NOW), issuer_key)
+    assert exc.value.detail == "a device credential needs Claims.device(...)"
+
+
+def test_credential_text_is_unpadded_base64url_within_a_size_cap() -> None:
+    assert credential_text(b"\x00\x00\x17") == "AAAX" and credential_text(b"\xff") == "_w"
+    largest = bytes(1024)  # MAX_CREDENTIAL_BYTES
+    assert read_credential(credential_text(largest)) == largest
+    assert read_credential("A" * 1368) == bytes(1026)  # the cap is on the text: 1024 * 4 // 3 + 4 characters
+    with pytest.raises(UsageError) as exc:
+        read_credential("A" * 1369)  # within the cap, but no base64url length
+    assert exc.value.detail == "credential is not base64url text"
+    with pytest.raises(UsageError) as exc:
+        read_credential("A" * 1370)
+    assert exc.value.detail == "credential text too long"
+    assert read_credential("  " + credential_text(b"\x01\x02") + "\n") == b"\x01\x02"
+
+
+@pytest.mark.parametrize(
+    ("length", "reason"),
+    [
+        (0, Reason.MALFORMED),
+        (1, Reason.BAD_DEVICE_SIGNATURE),
+        (132, Reason.BAD_DEVICE_SIGNATURE),  # the largest signature the header admits
+        (133, Reason.MALFORMED),
+    ],
+)
+def test_countersignature_length_is_checked_before_the_signature(
+    issuer_key: SigningKey, phone: SigningKey, sh_ring: KeyRing, length: int, reason: Reason
+) -> None:
+    protected, _, payload, signature = _parts(present(_credential(issuer_key, phone), phone, now=NOW))
+    with pytest.raises(CodeError) as exc:
+        verify(_rebuild([protected, {12: b"s" * length, 15: {6: NOW}}, payload, signature]), sh_ring, now=NOW)
+    assert exc.value.reason is reason
+    if reason is Reason.MALFORMED:
+        assert exc.value.detail == "countersignature must be a byte string"
+
+
+@pytest.mark.parametrize(
+    ("presented", "reason", "detail"),
+    [
+        (0, Reason.NOT_YET_VALID, "presented before its credential was issued: check the phone's clock"),
+        (2**63 - 1, Reason.NOT_YET_VALID, f"presented {2**63 - 1 - NOW} s in the future: check the clocks"),
+        (2**63, Reason.MALFORMED, "presentation time out of range"),
+        (2**64 - 1, Reason.MALFORMED, "presentation time out of range"),
+    ],
+)
+def test_presentation_time_range_is_0_to_2_63(
+    issuer_key: SigningKey, phone: SigningKey, sh_ring: KeyRing, presented: int, reason: Reason, detail: str
+) -> None:
+    """A time in range is a time problem, signed and all; beyond 2**63 - 1 the header is malformed."""
+    with pytest.raises(CodeError) as exc:
+        verify(present(_credential(issuer_key, phone), phone, now=presented), sh_ring, now=NOW)
+    assert exc.value.reason is reason and exc.value.detail == detail
+
+
+def test_phone_refuses_a_time_no_cbor_uint_holds(issuer_key: SigningKey, phone: SigningKey) -> None:
+    with pytest.raises(UsageError) as exc:
+        present(_credential(issuer_key, phone), phone, now=2**64)
+    assert exc.value.detail == "presentation time out of range"

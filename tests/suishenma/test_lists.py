@@ -102,6 +102,10 @@ def test_status_list_set_get_roundtrip(ed_key: SigningKey, bits: int) -> None:
         assert sl.status(i) == lst.get(i)
     assert sl.status(7) is EntryStatus.INVALID and sl.status(6) is EntryStatus.VALID
     assert sl.status(10_001) is EntryStatus.INVALID  # beyond the list: never vouched for
+    with pytest.raises(IndexError, match=r"^10001$"):
+        sl.value(10_001)  # its bit is in the last byte, but no entry has it
+    with pytest.raises(IndexError, match=r"^-1$"):
+        sl.value(-1)
     lst.set(7, EntryStatus.VALID)
     assert lst.get(7) is EntryStatus.VALID and lst.get(8) is EntryStatus.INVALID
 
@@ -125,6 +129,10 @@ def test_status_list_limits() -> None:
         StatusList(8).set(1, EntryStatus.SUSPENDED)
     with pytest.raises(IndexError, match=r"^8$"):
         StatusList(8).get(8)
+    with pytest.raises(IndexError, match=r"^5$"):
+        StatusList(5).set(5, EntryStatus.INVALID)  # the bit exists in the last byte, the entry does not
+    with pytest.raises(IndexError, match=r"^-1$"):
+        StatusList(5).set(-1, EntryStatus.INVALID)
 
 
 def test_status_list_rollback_and_freeze(ed_key: SigningKey) -> None:

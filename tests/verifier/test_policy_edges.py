@@ -409,3 +409,21 @@ def test_adopt_replaces_dicts_so_readers_keep_a_snapshot(keys: dict[str, Signing
     state.adopt(None, {"SH": state.status["BJ"]}, [_held(NOW, NOW + DAY, "status:ZZ")], {TRUST: NOW + 1}, [TRUST])
     assert status == snapshot_status and held == snapshot_held
     assert state.status["SH"] is snapshot_status["BJ"] and TRUST not in state.held and "status:ZZ" in state.held
+
+
+def test_load_refuses_a_cached_list_that_names_another_issuer(keys: dict[str, SigningKey]) -> None:
+    """BJ's key signed a list that says it is SH's, and it was cached as BJ's: neither list is trusted."""
+    trust = HeldList(TRUST, 1, _trust(keys), None, NOW, NOW + DAY)
+    mislabelled = HeldList("status:BJ", 1, _status(keys, "SH", signer="BJ"), None, NOW, NOW + DAY)
+    state = _state(keys)
+    problems = state.load([trust, mislabelled], {}, NOW)
+    wrong = ListError(Reason.LIST_WRONG_SIGNER, "holds the status list of 'SH'")
+    assert problems == [f"cached status list of BJ unusable: {wrong}"]
+    assert state.status == {} and set(state.held) == {TRUST}
+
+
+def test_adopt_records_a_version_0_list_as_held_at_0(keys: dict[str, SigningKey]) -> None:
+    """A foreign signer may write version 0: what is held is that, not an invented 1."""
+    state = _state(keys)
+    state.adopt(None, {}, [HeldList("status:SH", 0, b"", None, NOW, NOW + DAY)], {}, [])
+    assert state.versions == {"status:SH": 0}
