@@ -104,6 +104,9 @@ class Problem(StrEnum):
     STATUS_URI_NOT_ABSOLUTE = "status_uri_not_absolute"
     STATUS_URI_MISMATCH = "status_uri_mismatch"
     TRUST_LIST_KEY_UNCONFIRMED = "trust_list_key_unconfirmed"
+    TRUST_LIST_REQUEST_STALE = "trust_list_request_stale"
+    TRUST_LIST_CURRENT_OUTDATED = "trust_list_current_outdated"
+    TRUST_LIST_CURRENT_EXPIRED = "trust_list_current_expired"
     EXPECTED_KEY_NOT_REQUESTED = "expected_key_not_requested"
     # The audit chain and its checkpoints; copying a database
     CHECKPOINT_DOES_NOT_VERIFY = "checkpoint_does_not_verify"
@@ -329,6 +332,25 @@ CATALOGUE: dict[Problem, Text] = {
         "该列表称签发方 {issuer} 的状态列表位于 {uri!r}，而本签发方发布于 {ours}：请检查 public_url 并重新生成请求",
         "the list says issuer {issuer} publishes its status list at {uri!r}, but this issuer publishes it at"
         " {ours}: check public_url and make a new request",
+    ),
+    Problem.TRUST_LIST_REQUEST_STALE: Text(
+        "未签署：{path} 请求版本 {version}，而 --current 给出的现行信任列表已是版本 {current}。这份请求生成于该地区导入"
+        "现行列表之前（旧请求，或被重放）：请该地区先导入现行列表，再用 trust-list request 生成新请求",
+        "not signed: {path} asks for version {version}, but the trust list in force (--current) is already version"
+        " {current}. The request was made before that region imported the list in force (an old or replayed"
+        " request): have the region import the list in force, then make a new request with trust-list request",
+    ),
+    Problem.TRUST_LIST_CURRENT_OUTDATED: Text(
+        "未签署：{path} 请求版本 {version}，说明该地区已持有比 --current（版本 {current}）更新的列表。"
+        "请用 --current 给出根密钥最近签署的信任列表",
+        "not signed: {path} asks for version {version}, so that region holds a list newer than --current"
+        " (version {current}). Give the trust list this root signed last with --current",
+    ),
+    Problem.TRUST_LIST_CURRENT_EXPIRED: Text(
+        "--current 给出的信任列表（版本 {version}）已于 {expired} 过期，不能用来为新密钥作保。"
+        "请通过另一渠道与各地区核对密钥，再用 --expect 地区=KID 确认",
+        "the trust list given with --current (version {version}) expired at {expired}, so it cannot vouch for"
+        " new keys. Check the keys with each region by another channel and confirm them with --expect REGION=KID",
     ),
     Problem.TRUST_LIST_KEY_UNCONFIRMED: Text(
         "未签署：新密钥 {keys} 未经确认（现行信任列表没有为该地区列出它，也没有该地区已受信任的密钥为它签名）。"

@@ -8,12 +8,13 @@ import re
 import time
 
 from issuer.cli.service_session import CLI_ACTOR, open_service
-from issuer.cli.support import print_error, print_json
+from issuer.cli.support import print_error, print_json, print_warning
+from issuer.errors import InputError, KeyUnusable, Problem
 from issuer.keys.signing_keys import root_signing_key
 from issuer.lists.federation import KeyStanding, merge_requests
 from issuer.lists.offline_signing import import_signed, make_request, plan_signing, sign_plan
 from issuer.settings import Settings
-from suishenma import load_signing_key, parse_trust_list, passphrase_from_env
+from suishenma import ListError, Reason, SigningKey, TrustList, load_signing_key, parse_trust_list, passphrase_from_env
 
 _KID = re.compile(r"(?:[0-9a-f]{2}){1,32}")
 # How ``trust-list sign`` shows each key it is about to sign, for the operator to compare.
@@ -48,7 +49,7 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
         return _sign_offline(args, now)
     with open_service(settings) as service:
         if args.action == "request":
-            request = make_request(settings, service.storage, now)
+            request = make_request(settings, service.storage, now, _cannot_vouch)
             args.out.write_text(json.dumps(request, indent=2) + "\n", "utf-8")
             if args.json:
                 print_json({"out": str(args.out), "version": request["version"]})
@@ -72,6 +73,30 @@ def cmd_trust_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cannot_vouch(kid: str, exc: KeyUnusable) -> None:
+    print_warning(
+        f"旧密钥 {kid} 无法为新密钥作保（{exc.message_zh}）；请求照常生成，根密钥持有人需用 --expect 确认新密钥",
+        f"old key {kid} cannot vouch for the new key ({exc.message_en}); the request is made without it, and the"
+        " root's operator must confirm the new key with --expect",
+    )
+
+
+def _current_list(body: bytes, root: SigningKey, now: int) -> TrustList:
+    """``--current``: the list in force, signed by this root and not expired.
+
+    Raises:
+        ListError: not signed by this root, or malformed.
+        InputError: expired (``trust_list_current_expired``): it no longer says what the root trusts.
+    """
+    try:
+        return parse_trust_list(body, root.public(), now=now)
+    except ListError as exc:
+        if exc.reason is not Reason.LIST_EXPIRED:
+            raise
+    old = parse_trust_list(body, root.public(), now=0)  # signature and form checked; only the time failed
+    raise InputError(Problem.TRUST_LIST_CURRENT_EXPIRED, version=old.version, expired=old.expires_at)
+
+
 def _sign_offline(args: argparse.Namespace, now: int) -> int:
     """Sign the regions' requests with the root key given, showing each region's key ids before signing.
 
@@ -88,7 +113,7 @@ def _sign_offline(args: argparse.Namespace, now: int) -> int:
         )
         return 2
     root = load_signing_key(args.root_key, passphrase_from_env())
-    current = parse_trust_list(args.current.read_bytes(), root.public(), now=now) if args.current else None
+    current = _current_list(args.current.read_bytes(), root, now) if args.current else None
     expect: dict[str, set[str]] = {}
     for pairs in args.expect or []:
         for issuer, kid in pairs:
@@ -97,14 +122,22 @@ def _sign_offline(args: argparse.Namespace, now: int) -> int:
     if not args.json:  # before signing: the operator compares them with what each region reports
         for issuer, kids in plan.keys.items():
             for kid, standing in kids.items():
-                print(f"issuer {issuer}: key {kid}  {STANDING[standing]}")
+                by = f" ({plan.vouchers[issuer]})" if standing is KeyStanding.VOUCHED else ""
+                print(f"issuer {issuer}: key {kid}  {STANDING[standing]}{by}")
     body = sign_plan(plan, root, now)
     args.out.write_bytes(body)
     if args.json:
         regions = {issuer: list(kids) for issuer, kids in plan.keys.items()}
         keys = {issuer: {kid: str(s) for kid, s in kids.items()} for issuer, kids in plan.keys.items()}
         print_json(
-            {"out": str(args.out), "bytes": len(body), "version": plan.version, "issuers": regions, "keys": keys}
+            {
+                "out": str(args.out),
+                "bytes": len(body),
+                "version": plan.version,
+                "issuers": regions,
+                "keys": keys,
+                "vouched_by": plan.vouchers,
+            }
         )
     else:
         print(f"signed {args.out} (version {plan.version}, {len(body)} bytes); import it on each issuer")

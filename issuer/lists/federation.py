@@ -253,19 +253,29 @@ class KeyStanding(StrEnum):
     UNCONFIRMED = "unconfirmed"  # new, and nothing above: refused
 
 
-def _vouched(region: RegionRequest, trusted: Mapping[str, VerificationKey]) -> bool:
-    """Whether one of the request's signatures was made by a key ``trusted`` (from the list in force, never
-    from the request) names for the region."""
+def _trusted(region: RegionRequest, current: TrustList | None) -> dict[str, VerificationKey]:
+    """The keys (by kid in hex) the list in force names for the region; none for a first list."""
+    return {kid.hex(): key for kid, key in (current.keys_for(region.issuer) if current else {}).items()}
+
+
+def _voucher(region: RegionRequest, trusted: Mapping[str, VerificationKey]) -> str | None:
+    """The kid of the first of the request's signatures made by a key ``trusted`` (from the list in force,
+    never from the request) names for the region, or None."""
     vouchers = region.body.get("vouched_by")
     signatures = [region.body.get("proof"), *(vouchers if isinstance(vouchers, list) else [])]
     for signature in signatures:
         try:
-            key = trusted[signature["kid"]]
-            key.verify_signature(_canonical(region.body), bytes.fromhex(signature["signature"]))
+            kid = signature["kid"]
+            trusted[kid].verify_signature(_canonical(region.body), bytes.fromhex(signature["signature"]))
         except (KeyError, TypeError, ValueError, SuishenmaError):
             continue
-        return True
-    return False
+        return str(kid)
+    return None
+
+
+def voucher_of(region: RegionRequest, current: TrustList | None) -> str | None:
+    """The kid of a key the list in force names for the region that signed its request, or None."""
+    return _voucher(region, _trusted(region, current))
 
 
 def key_standing(
@@ -282,8 +292,8 @@ def key_standing(
     """
     standing: dict[str, dict[str, KeyStanding]] = {}
     for region in merged.regions:
-        trusted = {kid.hex(): key for kid, key in (current.keys_for(region.issuer) if current else {}).items()}
-        vouched = _vouched(region, trusted)
+        trusted = _trusted(region, current)
+        vouched = _voucher(region, trusted) is not None
         confirmed = {kid.lower() for kid in expect.get(region.issuer, ())}
         mine = standing[region.issuer] = {}
         for e in region.entries:

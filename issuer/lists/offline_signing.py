@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from issuer.errors import THE_SIGNING_KEY, Conflict, KeyUnusable, Problem
+from issuer.errors import THE_SIGNING_KEY, Conflict, InputError, KeyUnusable, Problem
 from issuer.keys.signing_keys import ROOT_KEY, active_record, load_active_key, load_private_key, trust_entries
 from issuer.lists.federation import (
     KeyStanding,
@@ -25,6 +25,7 @@ from issuer.lists.federation import (
     entry_to_json,
     key_standing,
     require_confirmed,
+    voucher_of,
 )
 from issuer.lists.publisher import TRUST_LIST, etag_of
 from issuer.settings import Settings
@@ -39,12 +40,17 @@ from suishenma import (
 )
 
 
-def make_request(settings: Settings, storage: Storage, now: int) -> dict[str, Any]:
+def make_request(
+    settings: Settings, storage: Storage, now: int, warn: Callable[[str, KeyUnusable], None] = lambda kid, exc: None
+) -> dict[str, Any]:
     """The next trust list's content for this issuer, with a proof that the holder of its current signing
     key made it, vouched for by this issuer's keys that the held trust list names (federation.py).
 
+    An older key whose file no longer opens cannot vouch: ``warn(kid, error)`` is told and the request is made
+    without it (the root's operator then confirms the new key with ``--expect``).
+
     Raises:
-        KeyUnusable: a private key file is damaged, or does not open with the passphrase.
+        KeyUnusable: the active signing key's file is damaged, or does not open with the passphrase.
         KeyFileError: a public key file (keys/root.pub, a signing key's) is missing or damaged.
         NoSigningKey: no signing key recorded.
         ListError: the held trust list does not verify against keys/root.pub.
@@ -58,15 +64,22 @@ def make_request(settings: Settings, storage: Storage, now: int) -> dict[str, An
         "entries": [entry_to_json(e) for e in trust_entries(settings, storage, now)],
     }
     active = load_active_key(settings, storage)
-    return add_proof(request, active.key, _vouchers(settings, storage, held, active.record.kid))
+    return add_proof(request, active.key, _vouchers(settings, storage, held, active.record.kid, warn))
 
 
-def _vouchers(settings: Settings, storage: Storage, held: PublishedList | None, active: str) -> list[SigningKey]:
+def _vouchers(
+    settings: Settings,
+    storage: Storage,
+    held: PublishedList | None,
+    active: str,
+    warn: Callable[[str, KeyUnusable], None],
+) -> list[SigningKey]:
     """This issuer's keys, other than the active one, that the held trust list names for it and whose private
-    key is still here: after a rotation, they vouch for the new key to the root.
+    key is still here and opens: after a rotation, they vouch for the new key to the root. A missing file is
+    skipped silently (retired keys' files may be removed); one that is damaged or does not open is skipped
+    and passed to ``warn``.
 
     Raises:
-        KeyUnusable: such a key's file is damaged or does not open (a missing one is skipped).
         KeyFileError: keys/root.pub is missing or damaged.
         ListError: the held list does not verify against it.
     """
@@ -84,7 +97,7 @@ def _vouchers(settings: Settings, storage: Storage, held: PublishedList | None, 
             vouchers.append(load_private_key(settings.keys_path / rec.path, passphrase, THE_SIGNING_KEY))
         except KeyUnusable as exc:
             if exc.problem is not Problem.KEY_FILE_MISSING:
-                raise
+                warn(rec.kid, exc)
     return vouchers
 
 
@@ -96,6 +109,7 @@ class SigningPlan:
     merged: MergedRequests
     version: int
     keys: dict[str, dict[str, KeyStanding]]
+    vouchers: dict[str, str]  # region -> the kid, listed in the list in force, that vouched for its new keys
 
 
 def plan_signing(
@@ -104,11 +118,36 @@ def plan_signing(
     """The list the requests ask for, above ``current`` (the list in force, verified against the root by the
     caller; None for the first), with the standing of every key.
 
+    A region that ``current`` lists must ask for the version right after it: a request for ``current``'s
+    version or below was made before the region imported the list in force (an old request, replayed or
+    left over, whose keys may have been retired since), and one further ahead means ``current`` is not the
+    list in force, so what it vouches for proves nothing.
+
     Raises:
-        InputError: ``expect`` names a key no request holds (``federation.key_standing``).
+        InputError: a request is older than ``current`` (``trust_list_request_stale``), ``current`` is older
+            than a request shows (``trust_list_current_outdated``), or ``expect`` names a key no request holds
+            (``federation.key_standing``).
     """
+    if current is not None:
+        for region in merged.regions:
+            if not current.keys_for(region.issuer):
+                continue  # a region joining: it has never held a list of this root
+            asked = int(region.body["version"])
+            if asked <= current.version:
+                raise InputError(
+                    Problem.TRUST_LIST_REQUEST_STALE, path=region.path, version=asked, current=current.version
+                )
+            if asked > current.version + 1:
+                raise InputError(
+                    Problem.TRUST_LIST_CURRENT_OUTDATED, path=region.path, version=asked, current=current.version
+                )
     version = max(merged.version, current.version + 1 if current else 1)
-    return SigningPlan(merged, version, key_standing(merged, current, expect))
+    vouchers = {}
+    for region in merged.regions:
+        kid = voucher_of(region, current)
+        if kid is not None:
+            vouchers[region.issuer] = kid
+    return SigningPlan(merged, version, key_standing(merged, current, expect), vouchers)
 
 
 def sign_plan(plan: SigningPlan, root: SigningKey, now: int) -> bytes:

@@ -14,7 +14,14 @@ from issuer.cli import main
 from issuer.errors import InputError, Problem
 from issuer.lists import merge_requests, plan_signing, sign_plan
 from issuer.lists.federation import add_proof
-from suishenma import SigningKey, load_signing_key, load_verification_key, parse_trust_list, write_key_pair
+from suishenma import (
+    SigningKey,
+    load_signing_key,
+    load_verification_key,
+    parse_trust_list,
+    sign_trust_list,
+    write_key_pair,
+)
 
 URLS = {"SH": "https://sh.example.cn", "JS": "https://js.example.cn"}
 
@@ -85,6 +92,16 @@ def re_signed(path: Path, base: Path, signer: SigningKey, vouchers: tuple[Signin
     data["entries"][0]["status_uri"] = "https://evil.example/v1/status-lists/JS"
     path.write_text(json.dumps(add_proof(data, signer, vouchers)))
     return path
+
+
+def joined_with_list_in_force(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """SH and JS joined, a first list signed for both (``trust.cwt``, version 1) and imported by each."""
+    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    in_force = tmp_path / "trust.cwt"
+    assert sign(root, in_force, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch)) == 0
+    for home, region in ((sh, "SH"), (js, "JS")):
+        assert cli(home, "trust-list", "import", str(in_force), monkeypatch=monkeypatch, region=region) == 0
+    return sh, js
 
 
 def test_init_remembers_the_issuer_id_and_joins_the_root_without_a_root_key(
@@ -194,9 +211,8 @@ def test_join_refuses_a_folder_pinned_to_another_root(
 def test_request_re_signed_by_a_swapped_in_key_is_refused_until_its_kid_is_confirmed(
     tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    sh, js = joined_with_list_in_force(tmp_path, root, monkeypatch)
     in_force = tmp_path / "trust.cwt"
-    assert sign(root, in_force, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch)) == 0
     # on the way to the root, JS's request gets a key of the attacker's, and a proof made with it
     forged = SigningKey.generate()
     attack = re_signed(tmp_path / "forged.json", request(js, "JS", monkeypatch), forged)
@@ -232,10 +248,8 @@ def test_request_re_signed_by_a_swapped_in_key_is_refused_until_its_kid_is_confi
 def test_key_rotation_vouched_for_by_the_region_s_listed_key_needs_no_confirmation(
     tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    sh, js = joined_with_list_in_force(tmp_path, root, monkeypatch)
     in_force = tmp_path / "trust.cwt"
-    assert sign(root, in_force, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch)) == 0
-    assert cli(js, "trust-list", "import", str(in_force), monkeypatch=monkeypatch, region="JS") == 0
     old_kid = json.loads(request(js, "JS", monkeypatch).read_text())["entries"][0]["kid"]
     assert cli(js, "keys", "rotate", monkeypatch=monkeypatch, region="JS") == 0
     rotated = request(js, "JS", monkeypatch)
@@ -248,7 +262,9 @@ def test_key_rotation_vouched_for_by_the_region_s_listed_key_needs_no_confirmati
     code, printed = sign_out(root, out, sh_next, rotated, current=in_force)
     assert code == 0, capsys.readouterr().err
     assert f"issuer SH: key {sh_kid}  已在现行信任列表中 / listed in the trust list in force" in printed
-    assert f"issuer JS: key {new_kid}  新密钥，由该地区已受信任的密钥作保" in printed  # the old one's codes expired
+    # the old one's codes expired; the operator sees which listed key vouched
+    assert f"issuer JS: key {new_kid}  新密钥，由该地区已受信任的密钥作保" in printed
+    assert f"vouched for by the region's trusted key ({old_kid})" in printed
     assert (
         parse_trust_list(out.read_bytes(), load_verification_key(root / "root.pub"), now=int(time.time())).version == 2
     )
@@ -265,3 +281,84 @@ def test_expect_that_is_not_region_equals_kid_is_a_usage_error(
     for bad in ("SH", "SH=xyz", "=0a0b0c0d"):
         assert sign_out(root, tmp_path / "t.cwt", req, expect=bad)[0] == 2
         assert "is not REGION=KID" in capsys.readouterr().err
+
+
+def test_old_request_replayed_after_the_list_in_force_is_refused(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # JS's request for version 1, kept by someone, and replayed once version 1 is in force: its keys may have
+    # been retired since, and the list in force still vouches for them
+    sh, js = join(tmp_path, root, "SH", monkeypatch), join(tmp_path, root, "JS", monkeypatch)
+    old_js = request(js, "JS", monkeypatch, name="js-v1.json")
+    in_force = tmp_path / "trust.cwt"
+    assert sign(root, in_force, request(sh, "SH", monkeypatch), old_js) == 0
+    for home, region in ((sh, "SH"), (js, "JS")):
+        assert cli(home, "trust-list", "import", str(in_force), monkeypatch=monkeypatch, region=region) == 0
+    out = tmp_path / "next.cwt"
+    capsys.readouterr()
+    assert sign_out(root, out, request(sh, "SH", monkeypatch), old_js, current=in_force)[0] == 1
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "js-v1.json asks for version 1, but the trust list in force (--current) is already version 1" in err
+    trust = parse_trust_list(in_force.read_bytes(), load_verification_key(root / "root.pub"), now=int(time.time()))
+    with pytest.raises(InputError) as refused:
+        plan_signing(merge_requests([old_js]), trust, {})
+    assert refused.value.problem is Problem.TRUST_LIST_REQUEST_STALE
+    # the region's fresh request is signed
+    assert sign_out(root, out, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch), current=in_force)[0] == 0
+
+
+def test_current_older_than_the_requests_show_is_refused(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an operator passing last month's list as --current: it may still trust a key retired since
+    sh, js = joined_with_list_in_force(tmp_path, root, monkeypatch)
+    v1 = tmp_path / "trust.cwt"
+    v2 = tmp_path / "v2.cwt"
+    assert sign_out(root, v2, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch), current=v1)[0] == 0
+    for home, region in ((sh, "SH"), (js, "JS")):
+        assert cli(home, "trust-list", "import", str(v2), monkeypatch=monkeypatch, region=region) == 0
+    capsys.readouterr()
+    out = tmp_path / "v3.cwt"
+    assert sign_out(root, out, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch), current=v1)[0] == 1
+    assert not out.exists()
+    assert "holds a list newer than --current (version 1)" in capsys.readouterr().err
+    trust = parse_trust_list(v1.read_bytes(), load_verification_key(root / "root.pub"), now=int(time.time()))
+    with pytest.raises(InputError) as refused:
+        plan_signing(merge_requests([request(sh, "SH", monkeypatch)]), trust, {})
+    assert refused.value.problem is Problem.TRUST_LIST_CURRENT_OUTDATED
+    assert sign_out(root, out, request(sh, "SH", monkeypatch), request(js, "JS", monkeypatch), current=v2)[0] == 0
+
+
+def test_expired_current_is_named_and_the_operator_is_told_to_confirm_with_expect(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sh = join(tmp_path, root, "SH", monkeypatch)
+    root_key = load_signing_key(root / "root.key")
+    old = tmp_path / "old.cwt"
+    old.write_bytes(sign_trust_list([], root_key, version=1, now=1_000_000, ttl=3600))
+    capsys.readouterr()
+    assert sign_out(root, tmp_path / "t.cwt", request(sh, "SH", monkeypatch), current=old)[0] == 1
+    err = capsys.readouterr().err
+    assert "the trust list given with --current (version 1) expired at 1003600" in err and "--expect" in err
+    assert "Traceback" not in err
+
+
+def test_old_key_that_no_longer_opens_is_left_out_of_the_request_with_a_warning(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, js = joined_with_list_in_force(tmp_path, root, monkeypatch)
+    old_file = next((js / "keys").glob("issuer-*.key"))
+    old_kid = json.loads(request(js, "JS", monkeypatch).read_text())["entries"][0]["kid"]
+    assert cli(js, "keys", "rotate", monkeypatch=monkeypatch, region="JS") == 0
+    old_file.write_text("-----BEGIN PRIVATE KEY-----\ndamaged\n-----END PRIVATE KEY-----\n")
+    capsys.readouterr()
+    rotated = request(js, "JS", monkeypatch)
+    err = capsys.readouterr().err
+    assert f"old key {old_kid} cannot vouch for the new key" in err and "--expect" in err
+    assert "vouched_by" not in json.loads(rotated.read_text())
+    # the root's operator confirms the new key instead
+    new_kid = json.loads(rotated.read_text())["proof"]["kid"]
+    current = tmp_path / "trust.cwt"
+    assert sign_out(root, tmp_path / "t.cwt", rotated, current=current)[0] == 1
+    assert sign_out(root, tmp_path / "t.cwt", rotated, current=current, expect=f"JS={new_kid}")[0] == 0
