@@ -33,6 +33,7 @@ from .keys import (
 )
 from .labels import Alg, CodeType, EntryStatus, Status
 from .masking import check_display_text, mask_id_number, mask_name, unprintable_character
+from .pseudonyms import PSEUDONYM_BYTES, PseudonymKey
 from .statuslist import SignedStatusList, StatusList, parse_status_list, sign_status_list
 from .texts import Text
 from .trustlist import IssuerEntry, TrustList, parse_trust_list, sign_trust_list
@@ -44,6 +45,7 @@ __all__ = [
     "DEVICE_TTL",
     "DYNAMIC_TTL",
     "OFFLINE_TTL",
+    "PSEUDONYM_BYTES",
     "Alg",
     "Checkpoint",
     "Claims",
@@ -62,6 +64,7 @@ __all__ = [
     "KeyRing",
     "ListError",
     "NetworkError",
+    "PseudonymKey",
     "Reason",
     "SignedStatusList",
     "SigningKey",

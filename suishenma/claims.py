@@ -2,6 +2,11 @@
 
 Standard claims iss, sub, iat and exp, the device key of a device credential in ``cnf`` (RFC 8747),
 and every field of ours in one private claim (``Claim.SUISHENMA``) holding a small-int map.
+
+The current forms of dynamic codes and device credentials leave iss and exp out (``Claims.implied``): the
+issuer is the signing key's, and a dynamic code lives ``DYNAMIC_TTL`` seconds, a device credential the
+slot its key's trust-list entry states. Their ``sub`` is a pseudonym of its own (``pseudonyms.py``). The
+previous forms carry both, and are accepted until the key's entry says otherwise (``check_form``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Claims:
     masked_id: str | None = None
     status_index: int | None = None
     device_key: DeviceKey | None = None  # device credentials only: the key in ``cnf``
+    implied: bool = False  # the current form: iss and exp left out, implied by the key's trust-list entry
 
     @classmethod
     def dynamic(
@@ -51,17 +57,29 @@ class Claims:
         status: Status,
         now: int,
         *,
-        ttl: int = DYNAMIC_TTL,
+        ttl: int | None = None,
         issuer: str = DEFAULT_ISSUER,
         name: str | None = None,
         id_number: str | None = None,
     ) -> Claims:
-        """Claims of a phone's code, valid ``ttl`` seconds from ``now``; name and ID get masked.
+        """Claims of a phone's code, valid ``DYNAMIC_TTL`` seconds from ``now`` in the current form (no iss,
+        no exp); with ``ttl``, the previous form, which carries both. Name and ID get masked.
 
         Raises:
             UsageError: a value out of range.
         """
-        return cls._masked(issuer, subject, now, ttl, status, CodeType.DYNAMIC, name, id_number)
+        implied = ttl is None
+        return cls._masked(
+            issuer,
+            subject,
+            now,
+            DYNAMIC_TTL if ttl is None else ttl,
+            status,
+            CodeType.DYNAMIC,
+            name,
+            id_number,
+            implied=implied,
+        )
 
     @classmethod
     def offline(
@@ -93,17 +111,30 @@ class Claims:
         device_key: DeviceKey,
         *,
         ttl: int = DEVICE_TTL,
+        slot: int | None = None,
         issuer: str = DEFAULT_ISSUER,
         name: str | None = None,
         id_number: str | None = None,
     ) -> Claims:
-        """Claims of a device credential: bound to ``device_key``, revocable through ``status_index``.
+        """Claims of a device credential: bound to ``device_key``, revocable through ``status_index``. With
+        ``slot`` (the current form) it is valid ``slot`` seconds from ``now`` and carries no exp; without, it
+        is of the previous form, valid ``ttl`` seconds.
 
         Raises:
             UsageError: a value out of range, or ``ttl`` beyond a day.
         """
         return cls._masked(
-            issuer, subject, now, ttl, status, CodeType.DEVICE, name, id_number, status_index, device_key
+            issuer,
+            subject,
+            now,
+            ttl if slot is None else slot,
+            status,
+            CodeType.DEVICE,
+            name,
+            id_number,
+            status_index,
+            device_key,
+            implied=slot is not None,
         )
 
     @classmethod
@@ -119,11 +150,13 @@ class Claims:
         id_number: str | None,
         status_index: int | None = None,
         device_key: DeviceKey | None = None,
+        *,
+        implied: bool = False,
     ) -> Claims:
         masked_name = mask_name(name) if name else None
         masked_id = mask_id_number(id_number) if id_number else None
         claims = cls(issuer, subject, now, now + ttl, Status(status), code_type, masked_name, masked_id)
-        return replace(claims, status_index=status_index, device_key=device_key).checked()
+        return replace(claims, status_index=status_index, device_key=device_key, implied=implied).checked()
 
     def checked(self) -> Claims:
         """Return self after checking every field's range.
@@ -143,6 +176,11 @@ class Claims:
             raise UsageError("device credentials, and only they, carry a device key")
         if self.code_type == CodeType.DEVICE and self.expires_at - self.issued_at > DEVICE_TTL:
             raise UsageError(f"a device credential lives at most {DEVICE_TTL} s")
+        if self.implied and (
+            self.code_type == CodeType.OFFLINE
+            or (self.code_type == CodeType.DYNAMIC and self.expires_at - self.issued_at != DYNAMIC_TTL)
+        ):
+            raise UsageError(f"only a dynamic code of {DYNAMIC_TTL} s or a device credential may leave exp implied")
         if self.status_index is not None and not 0 <= self.status_index <= MAX_INDEX:
             raise UsageError("status index out of range")
         # Shown on kiosk screens: no control, bidi-override or line-separator characters. The
@@ -172,13 +210,14 @@ class Claims:
             ours[int(SmField.STATUS_INDEX)] = self.status_index
         if self.device_key is not None:
             # A device credential's issuer is the one its key is listed for: iss is left out (4 bytes).
-            return {
-                int(Claim.SUB): self.subject,
-                int(Claim.IAT): self.issued_at,
-                int(Claim.EXP): self.expires_at,
-                int(Claim.CNF): {int(Cnf.COSE_KEY): self.device_key.to_cose()},
-                int(Claim.SUISHENMA): ours,
-            }
+            m: dict[int, Any] = {int(Claim.SUB): self.subject, int(Claim.IAT): self.issued_at}
+            if not self.implied:
+                m[int(Claim.EXP)] = self.expires_at
+            m[int(Claim.CNF)] = {int(Cnf.COSE_KEY): self.device_key.to_cose()}
+            m[int(Claim.SUISHENMA)] = ours
+            return m
+        if self.implied:  # the current dynamic form: iss is the key's, exp is iat + DYNAMIC_TTL (10 bytes)
+            return {int(Claim.SUB): self.subject, int(Claim.IAT): self.issued_at, int(Claim.SUISHENMA): ours}
         return {
             int(Claim.ISS): self.issuer,
             int(Claim.SUB): self.subject,
@@ -188,11 +227,13 @@ class Claims:
         }
 
     @classmethod
-    def from_cbor_map(cls, m: Any, key_issuer: str | None = None) -> Claims:
+    def from_cbor_map(cls, m: Any, key_issuer: str | None = None, slot: int | None = None) -> Claims:
         """Read and type-check a claims map (docs/format.md §4).
 
         Exact type checks (``type(x) is int``) keep bool out and are the fast path of every scan.
-        ``key_issuer`` (the signing key's issuer) stands in for a device credential's absent iss.
+        ``key_issuer`` (the signing key's issuer) stands in for an absent iss, and ``slot`` (the seconds its
+        trust-list entry gives device credentials) for a device credential's absent exp; a dynamic code
+        without exp lives ``DYNAMIC_TTL`` seconds.
 
         Raises:
             CodeFormatError: PAYLOAD_NOT_MAP.
@@ -202,13 +243,11 @@ class Claims:
             raise CodeFormatError(Reason.PAYLOAD_NOT_MAP)
         issuer, subject, iat, exp, ours = m.get(_ISS), m.get(_SUB), m.get(_IAT), m.get(_EXP), m.get(_OURS)
         cnf = m.get(_CNF)
-        if cnf is not None and issuer is None:
+        if issuer is None:
             if key_issuer is None:
-                raise CodeClaimsError(
-                    Reason.MISSING_CLAIM, "iss: a device credential's issuer is its key's, and this key names none"
-                )
+                raise CodeClaimsError(Reason.MISSING_CLAIM, "iss: left out, the issuer is its key's, and it names none")
             issuer = key_issuer
-        if not (type(issuer) is str and type(subject) is bytes and type(iat) is int and type(exp) is int):
+        if not (type(issuer) is str and type(subject) is bytes and type(iat) is int and type(exp) in _INT_OR_NONE):
             _raise_claim_error(m, ((_ISS, str), (_SUB, bytes), (_IAT, int), (_EXP, int)))
         if type(ours) is not dict:
             _raise_claim_error(m, ((_OURS, dict),))
@@ -229,8 +268,26 @@ class Claims:
         if (name is not None and len(name) > MAX_NAME) or (masked_id is not None and len(masked_id) > MAX_ID_NUMBER):
             raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
         device_key = None if cnf is None else _device_key(cnf)
+        implied = exp is None
+        if implied:
+            if code_type == _DYNAMIC:
+                exp = iat + DYNAMIC_TTL
+            elif code_type == _DEVICE and slot is not None:
+                exp = iat + slot
+            else:
+                raise CodeClaimsError(Reason.MISSING_CLAIM, "exp: only dynamic codes and slot credentials imply it")
         claims = cls(
-            issuer, subject, iat, exp, _STATUSES[status], _CODE_TYPES[code_type], name, masked_id, index, device_key
+            issuer,
+            subject,
+            iat,
+            exp,
+            _STATUSES[status],
+            _CODE_TYPES[code_type],
+            name,
+            masked_id,
+            index,
+            device_key,
+            implied,
         )
         try:
             return claims.checked()
@@ -244,6 +301,8 @@ _STATUS, _CODE_TYPE, _NAME = int(SmField.STATUS), int(SmField.CODE_TYPE), int(Sm
 _MASKED_ID, _INDEX = int(SmField.MASKED_ID), int(SmField.STATUS_INDEX)
 _STATUSES = {int(s): s for s in Status}
 _CODE_TYPES = {int(t): t for t in CodeType}
+_DYNAMIC, _DEVICE = int(CodeType.DYNAMIC), int(CodeType.DEVICE)
+_INT_OR_NONE = (int, type(None))
 
 
 def decode_claims(payload: bytes) -> Any:
@@ -291,7 +350,7 @@ def _raise_claim_error(m: dict[Any, Any], fields: tuple[tuple[int, type], ...]) 
     """
     for key, typ in fields:
         value = m.get(key)
-        if value is None and key in (_STATUS, _ISS, _SUB, _IAT, _EXP, _OURS):
+        if value is None and key in (_STATUS, _ISS, _SUB, _IAT, _OURS):
             raise CodeClaimsError(Reason.MISSING_CLAIM, f"claim {key}")
         if value is not None and type(value) is not typ:
             raise CodeClaimsError(Reason.BAD_CLAIM, f"claim {key} must be {typ.__name__}")
@@ -337,6 +396,18 @@ def signed_digest(protected: bytes, payload: bytes, presentation: bytes = b"") -
     the payload is one self-delimiting CBOR item, so appending it is unambiguous.
     """
     return hashlib.sha256(len(protected).to_bytes(4, "big") + protected + payload + presentation).digest()
+
+
+def check_form(claims: Claims, trusted: TrustedKey, now: int) -> None:
+    """A dynamic code or device credential of the previous form (it carries exp, and a ``sub`` that never
+    changes) only within the window its key's trust-list entry states (docs/format.md §5, key 8).
+
+    Raises:
+        CodeClaimsError: PREVIOUS_FORM.
+    """
+    until = trusted.previous_forms_until
+    if until is not None and not claims.implied and claims.code_type is not CodeType.OFFLINE and now > until:
+        raise CodeClaimsError(Reason.PREVIOUS_FORM, f"previous forms of issuer {claims.issuer} ended at {until}")
 
 
 def check_key_limits(claims: Claims, trusted: TrustedKey) -> None:

@@ -322,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--root", help="pinned root public key for --trust-list")
     v.add_argument("--profile", choices=["suishenma", "eu-dcc"], default="suishenma")
     v.add_argument("--kid", help="eu-dcc: signer kid in hex when --key is a bare public key")
-    v.add_argument("--issuer", help="with --key: the issuer the key signs for (device credentials name none)")
+    v.add_argument(
+        "--issuer",
+        default=DEFAULT_ISSUER,
+        help="with --key: the issuer the key signs for (current-form codes and device credentials name none);"
+        f" default {DEFAULT_ISSUER}",
+    )
     v.add_argument("--at", help="ISO 8601 instant to verify at (default: now)")
     v.add_argument("--skew", type=int, default=DEFAULT_SKEW, help="clock-skew allowance, seconds")
     v.add_argument("--json", action="store_true")

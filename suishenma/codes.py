@@ -14,6 +14,7 @@ from .claims import (
     DEFAULT_SKEW,
     Claims,
     VerifiedCode,
+    check_form,
     check_key_limits,
     decode_claims,
     signed_digest,
@@ -23,6 +24,7 @@ from .errors import CodeClaimsError, CodeFormatError, CodeTimeError, Reason
 from .keyring import KeyRing
 from .keys import SigningKey
 from .labels import CODE_PREFIX, DEVICE_PREFIX, Claim, CodeType, Header
+from .trustlist import MAX_SLOT
 
 
 def mint(claims: Claims, key: SigningKey) -> str:
@@ -47,7 +49,7 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
         CodeFormatError: size, prefix, Base45, zlib, CBOR or COSE structure (RFC 9052 §4.2).
         CodeSignatureError: unknown kid, algorithm mismatch, bad signature (RFC 9052 §4.4).
         CodeClaimsError: missing or mistyped claims; issuer, code type or key validity not allowed
-            by the trusted key.
+            by the trusted key; PREVIOUS_FORM after the window the key's entry states.
         CodeTimeError: EXPIRED or NOT_YET_VALID.
     """
     if text.startswith(DEVICE_PREFIX):
@@ -55,10 +57,11 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
     msg = _cose.parse(_text.decode(text, CODE_PREFIX))
     key = _cose.verify(msg, keyring.keys_by_kid)
     trusted = keyring[msg.kid]
-    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer)
+    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer, trusted.slot)
     if claims.code_type is CodeType.DEVICE:  # a credential alone proves nothing: its phone must sign
         raise CodeClaimsError(Reason.BAD_CLAIM, "a device credential is valid only as its phone's presentation")
     check_key_limits(claims, trusted)
+    check_form(claims, trusted, now)
     if claims.issued_at > now + skew:
         raise CodeTimeError(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now} s in the future")
     if claims.expires_at <= now - skew:
@@ -68,7 +71,9 @@ def verify(text: str, keyring: KeyRing, *, now: int, skew: int = DEFAULT_SKEW) -
 
 @dataclass(frozen=True)
 class Inspection:
-    """What ``inspect`` shows. NOTHING in it has been verified."""
+    """What ``inspect`` shows. NOTHING in it has been verified. A current-form device credential's expiry is
+    stated by its key's trust-list entry, which ``inspect`` does not know: ``claims.expires_at`` assumes the
+    longest slot there is (6 hours)."""
 
     verified: bool
     alg: int
@@ -92,7 +97,7 @@ def inspect(text: str) -> Inspection:
     msg = _cose.parse(message)
     try:
         m = decode_claims(msg.payload)
-        claims: Any = Claims.from_cbor_map(m, "?")
+        claims: Any = Claims.from_cbor_map(m, "?", MAX_SLOT)
     except (ValueError, CodeClaimsError, CodeFormatError):
         claims = None
     time_claims = msg.unprotected.get(int(Header.CWT_CLAIMS))

@@ -20,6 +20,7 @@ from .claims import (
     DYNAMIC_TTL,
     Claims,
     VerifiedCode,
+    check_form,
     check_key_limits,
     credential_device_key,
     decode_claims,
@@ -120,7 +121,7 @@ def verify_presentation(text: str, keyring: KeyRing, *, now: int, skew: int = DE
         CodeFormatError: size, prefix, encoding, COSE structure, or presentation headers.
         CodeSignatureError: UNKNOWN_KID, ALG_MISMATCH, BAD_SIGNATURE (issuer), BAD_DEVICE_SIGNATURE.
         CodeClaimsError: missing or mistyped claims, not a device credential, an unusable cnf key,
-            or limits of the issuer key (ISSUER_MISMATCH, TYPE_NOT_ALLOWED, KEY_NOT_VALID).
+            or limits of the issuer key (ISSUER_MISMATCH, TYPE_NOT_ALLOWED, KEY_NOT_VALID, PREVIOUS_FORM).
         CodeTimeError: NOT_YET_VALID, CREDENTIAL_EXPIRED, or EXPIRED (the presentation is older
             than DYNAMIC_TTL).
     """
@@ -128,10 +129,11 @@ def verify_presentation(text: str, keyring: KeyRing, *, now: int, skew: int = DE
     countersignature, presented_at = _presentation_headers(msg.unprotected)
     key = _cose.verify(msg, keyring.keys_by_kid)
     trusted = keyring[msg.kid]
-    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer)
+    claims = Claims.from_cbor_map(decode_claims(msg.payload), trusted.issuer, trusted.slot)
     if claims.device_key is None:
         raise CodeClaimsError(Reason.BAD_CLAIM, "not a device credential")
     check_key_limits(claims, trusted)
+    check_form(claims, trusted, now)
     aad = _time_claims(presented_at)
     structure = countersign_structure(msg.protected_bytes, aad, msg.payload, msg.signature)
     claims.device_key.verify(structure, countersignature)

@@ -40,6 +40,7 @@ class Reason(StrEnum):
     ISSUER_MISMATCH = "issuer_mismatch"
     TYPE_NOT_ALLOWED = "type_not_allowed"
     KEY_NOT_VALID = "key_not_valid"
+    PREVIOUS_FORM = "previous_form"
     LIST_ROLLBACK = "list_rollback"
     LIST_EXPIRED = "list_expired"
     LIST_WRONG_SIGNER = "list_wrong_signer"
@@ -81,6 +82,10 @@ MESSAGES: dict[Reason, Text] = {
     Reason.ISSUER_MISMATCH: Text("该密钥无权为此签发方签名。", "The key may not sign for this issuer."),
     Reason.TYPE_NOT_ALLOWED: Text("签发方无权签发此类码。", "The issuer may not issue this code type."),
     Reason.KEY_NOT_VALID: Text("签发时签名密钥不在有效期内。", "The signing key was not valid when the code was made."),
+    Reason.PREVIOUS_FORM: Text(
+        "此码为已停用的旧格式（带有固定标识）：请更新应用后刷新。",
+        "This code is in a retired format (it carries a fixed identifier): update the app and refresh.",
+    ),
     Reason.LIST_ROLLBACK: Text("列表版本低于已有版本（回滚）。", "List is older than the one held (rollback)."),
     Reason.LIST_EXPIRED: Text("列表已过期：请重新同步。", "List has expired: sync again."),
     Reason.LIST_WRONG_SIGNER: Text("列表未由受信任密钥签名。", "List is not signed by a trusted key."),

@@ -22,6 +22,10 @@ class TrustedKey:
     valid_until: int | None = None
     code_types: frozenset[CodeType] = ALL_CODE_TYPES
     status_uri: str | None = None
+    # Last instant a dynamic code or device credential of the previous forms (which carry exp, and with
+    # it identifiers that never change) is accepted; None: the issuer has not switched, all are accepted.
+    previous_forms_until: int | None = None
+    slot: int | None = None  # seconds a current-form device credential is valid (its exp is implied)
 
     @property
     def kid(self) -> bytes:
@@ -44,9 +48,10 @@ class KeyRing(Mapping[bytes, TrustedKey]):
         self.keys_by_kid: dict[bytes, VerificationKey] = {k: e.key for k, e in self._by_kid.items()}
 
     @classmethod
-    def of(cls, *keys: VerificationKey) -> KeyRing:
-        """Unconstrained keys: any issuer, any code type, any time (for `verify --key`)."""
-        return cls(TrustedKey(k) for k in keys)
+    def of(cls, *keys: VerificationKey, issuer: str | None = None) -> KeyRing:
+        """Keys constrained by nothing but ``issuer`` (any issuer when None): any code type, any time (for
+        `verify --key`). A code that leaves iss out is the key's issuer's, so it needs ``issuer``."""
+        return cls(TrustedKey(k, issuer) for k in keys)
 
     def __getitem__(self, kid: bytes) -> TrustedKey:
         return self._by_kid[kid]

@@ -123,6 +123,8 @@ class TrustField(IntEnum):
     VALID_UNTIL = 5
     CODE_TYPES = 6
     STATUS_URI = 7
+    PREVIOUS_FORMS_UNTIL = 8  # last instant the issuer's codes of the previous forms are accepted
+    SLOT = 9  # seconds a device credential of the current form is valid (its exp is implied)
 
 
 class EntryStatus(IntEnum):

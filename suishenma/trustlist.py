@@ -21,6 +21,8 @@ from .labels import TRUST_LIST_TYP, Alg, Claim, CodeType, Header, SmField, Trust
 
 MAX_TRUST_LIST_BYTES = 1024 * 1024
 MAX_ISSUERS = 1000
+# A slot (TrustField.SLOT) is a divisor of a day: K >= 4 credentials a day, so at most 6 hours.
+MIN_SLOT, MAX_SLOT = 60, 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class IssuerEntry:
     valid_until: int
     code_types: frozenset[CodeType] = frozenset(CodeType)
     status_uri: str | None = None
+    previous_forms_until: int | None = None
+    slot: int | None = None
 
     def to_cbor(self) -> dict[int, object]:
         m: dict[int, object] = {
@@ -46,6 +50,10 @@ class IssuerEntry:
         }
         if self.status_uri:
             m[int(TrustField.STATUS_URI)] = self.status_uri
+        if self.previous_forms_until is not None:
+            m[int(TrustField.PREVIOUS_FORMS_UNTIL)] = self.previous_forms_until
+        if self.slot is not None:
+            m[int(TrustField.SLOT)] = self.slot
         return m
 
     @classmethod
@@ -66,6 +74,9 @@ class IssuerEntry:
             )
         except KeyFileError as exc:
             raise ListError(Reason.LIST_MALFORMED, f"issuer key: {exc.detail}") from None
+        slot = get(m, TrustField.SLOT, int, required=False)
+        if slot is not None and not (MIN_SLOT <= slot <= MAX_SLOT and 86400 % slot == 0):
+            raise ListError(Reason.LIST_MALFORMED, f"slot {slot} s is not a divisor of a day of 60 s to 6 h")
         return cls(
             key=key,
             issuer=get(m, TrustField.ISSUER, str),
@@ -73,10 +84,21 @@ class IssuerEntry:
             valid_until=get(m, TrustField.VALID_UNTIL, int),
             code_types=frozenset(CodeType(t) for t in types),
             status_uri=get(m, TrustField.STATUS_URI, str, required=False),
+            previous_forms_until=get(m, TrustField.PREVIOUS_FORMS_UNTIL, int, required=False),
+            slot=slot,
         )
 
     def trusted_key(self) -> TrustedKey:
-        return TrustedKey(self.key, self.issuer, self.valid_from, self.valid_until, self.code_types, self.status_uri)
+        return TrustedKey(
+            self.key,
+            self.issuer,
+            self.valid_from,
+            self.valid_until,
+            self.code_types,
+            self.status_uri,
+            self.previous_forms_until,
+            self.slot,
+        )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def es_key() -> SigningKey:
 
 @pytest.fixture(scope="session")
 def ring(ed_key: SigningKey, es_key: SigningKey) -> KeyRing:
-    return KeyRing.of(ed_key.public(), es_key.public())
+    return KeyRing.of(ed_key.public(), es_key.public(), issuer="SH")
 
 
 @pytest.fixture()

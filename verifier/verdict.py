@@ -39,6 +39,7 @@ class VerdictReason(StrEnum):
     NO_STATUS_LIST = "no_status_list"
     CLOCK_WRONG = "clock_wrong"  # this kiosk's clock is off by more than the scenario allows
     PASSBACK = "passback"  # this phone credential already entered here within the scenario's reentry_s
+    PREVIOUS_FORM = "previous_form"  # a code of a retired form (fixed identifiers), after its issuer's window
 
 
 MESSAGES: dict[VerdictReason, Text] = {
@@ -62,6 +63,7 @@ MESSAGES: dict[VerdictReason, Text] = {
     VerdictReason.NO_TRUST_LIST: Text("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
     VerdictReason.STALE_LISTS: Text("名单已过时，请联系工作人员", "Lists out of date: call staff"),
     VerdictReason.NO_STATUS_LIST: Text("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
+    VerdictReason.PREVIOUS_FORM: Text("旧版随申码已停用，请更新应用后刷新", "Old code format: update the app and refresh"),
     VerdictReason.PASSBACK: Text(
         "此码刚在本闸机通过，一人一次，请勿重复进站", "This code just passed this gate: one entry per person"
     ),
@@ -93,6 +95,7 @@ CORE_REASONS: dict[Reason, VerdictReason] = {
     Reason.ISSUER_MISMATCH: VerdictReason.KEY_NOT_ALLOWED,
     Reason.TYPE_NOT_ALLOWED: VerdictReason.KEY_NOT_ALLOWED,
     Reason.KEY_NOT_VALID: VerdictReason.KEY_NOT_ALLOWED,
+    Reason.PREVIOUS_FORM: VerdictReason.PREVIOUS_FORM,
 }
 
 

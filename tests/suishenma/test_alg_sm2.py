@@ -94,7 +94,7 @@ def sm2_key() -> SigningKey:
 
 @pytest.fixture(scope="module")
 def sm2_ring(sm2_key: SigningKey) -> KeyRing:
-    return KeyRing.of(sm2_key.public())
+    return KeyRing.of(sm2_key.public(), issuer="SH")
 
 
 def _signed_parts(key: SigningKey) -> tuple[bytes, bytes]:
@@ -221,7 +221,7 @@ def test_sm2_signature_for_another_message_rejected(sm2_key: SigningKey, sm2_rin
 
 def test_sm2_signature_under_another_user_id_rejected(sm2_ring: KeyRing) -> None:
     key = SigningKey.from_private_key(SM2PrivateKey(ANNEX_D))
-    ring = KeyRing.of(key.public())
+    ring = KeyRing.of(key.public(), issuer="SH")
     protected, payload = _signed_parts(key)
     alice = GmalgSM2(ANNEX_D.to_bytes(32, "big"), ANNEX_P, b"ALICE123@YAHOO.COM")
     with pytest.raises(CodeSignatureError) as exc:
@@ -314,7 +314,7 @@ def test_missing_sm2_library_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, s
     fresh = VerificationKey.from_der(sm2_key.public().der)  # no library object cached yet
     monkeypatch.setitem(sys.modules, "gmalglib.sm2", None)
     with pytest.raises(CodeSignatureError) as exc:
-        verify(code, KeyRing.of(fresh), now=NOW)
+        verify(code, KeyRing.of(fresh, issuer="SH"), now=NOW)
     assert exc.value.reason is Reason.ALG_UNAVAILABLE and "suishenma[sm2]" in exc.value.detail
     with pytest.raises(KeyFileError) as kexc:
         SigningKey.generate(Alg.SM2)
