@@ -12,7 +12,7 @@ from collections.abc import Callable
 from issuer.errors import InputError, Problem
 from issuer.storage import Storage
 
-SCOPES = ("enrol", "status", "mint", "revoke", "kiosk", "admin")
+SCOPES = ("enrol", "status", "mint", "revoke", "kiosk", "trace", "admin")
 KEY_PREFIX = "ssk_"
 MAX_KEY_CHARS = 128
 

@@ -56,6 +56,12 @@ class Problem(StrEnum):
     # The data key (names and ID numbers sealed at rest)
     DATA_KEY_NOT_OPENED = "data_key_not_opened"
     DATA_KEY_MISSING = "data_key_missing"
+    PSEUDONYM_KEY_MISSING = "pseudonym_key_missing"
+    TRACE_REASON_MISSING = "trace_reason_missing"
+    TRACE_TOO_MANY = "trace_too_many"
+    PSEUDONYM_MALFORMED = "pseudonym_malformed"
+    BATCH_START_OUT_OF_RANGE = "batch_start_out_of_range"
+    STATUS_ENDS_IN_SLOT = "status_ends_in_slot"
     DATA_KEY_UNREADABLE = "data_key_unreadable"
     DATA_KEY_DAMAGED = "data_key_damaged"
     DATA_KEY_PASSPHRASE_MISSING = "data_key_passphrase_missing"
@@ -214,6 +220,30 @@ CATALOGUE: dict[Problem, Text] = {
     Problem.DATA_KEY_MISSING: Text(
         "{path} 处没有数据密钥：没有它就无法读取姓名和身份证号",
         "no data key at {path}: names and ID numbers cannot be opened without it",
+    ),
+    Problem.BATCH_START_OUT_OF_RANGE: Text(
+        "批次起点 {start} 不在当前时段到一天之后之间（现在是 {now}）",
+        "the batch start {start} is not between the current slot and a day from now ({now})",
+    ),
+    Problem.STATUS_ENDS_IN_SLOT: Text(
+        "{subject} 的状态将于 {until} 失效，早于本时段结束：手机凭证无法签发，请联网使用动态码或重新设置状态",
+        "the status of {subject} ends at {until}, before this slot does: no phone credential can be issued; use"
+        " online codes, or set the status again",
+    ),
+    Problem.TRACE_REASON_MISSING: Text(
+        "追溯必须说明理由（1 至 {most} 个字符），理由会写入审计日志",
+        "a trace needs a reason (1 to {most} characters); it is written to the audit log",
+    ),
+    Problem.TRACE_TOO_MANY: Text(
+        "一次最多追溯 {most} 个假名，收到 {count} 个", "at most {most} pseudonyms per trace, got {count}"
+    ),
+    Problem.PSEUDONYM_MALFORMED: Text(
+        "{pseudonym!r} 不是扫码记录中的假名（32 位十六进制）",
+        "{pseudonym!r} is not a pseudonym from a scan log (32 hex digits)",
+    ),
+    Problem.PSEUDONYM_KEY_MISSING: Text(
+        "{path} 处没有假名密钥：没有它，扫码记录中的假名无法对应到任何人",
+        "no pseudonym key at {path}: without it no pseudonym in a scan log resolves to a person",
     ),
     Problem.DATA_KEY_UNREADABLE: Text("无法读取 {path}：{why}", "cannot read {path}: {why}"),
     Problem.DATA_KEY_DAMAGED: Text("{path} 已损坏", "{path} is damaged"),

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from issuer.errors import Conflict, NotFound, Problem, StatusExpired
+from issuer.errors import Conflict, InputError, NotFound, Problem, StatusExpired
 from issuer.keys.checkpoints import Anchor
-from issuer.keys.signing_keys import ActiveKey, active_record, load_active_key
+from issuer.keys.pseudonym_keys import PSEUDONYM_KEY_FILE, PseudonymKeys, load_pseudonym_keys, pseudonym_key_path
+from issuer.keys.signing_keys import ActiveKey, active_record, load_active_key, passphrase_for_new_keys
 from issuer.lists.publisher import Publisher
 from issuer.mint_meter import MintMeter
-from issuer.settings import Settings
+from issuer.settings import DAY, Settings
 from issuer.storage import (
     REVOKED,
     SUSPENDED,
@@ -32,7 +33,18 @@ from issuer.storage import (
     Storage,
     SubjectRecord,
 )
-from suishenma import Claims, DeviceKey, Status, credential_text, mint, mint_credential
+from issuer.tracing import Resolution, trace
+from suishenma import (
+    DYNAMIC_TTL,
+    Claims,
+    DeviceKey,
+    Status,
+    UsageError,
+    credential_text,
+    mint,
+    mint_credential,
+    passphrase_from_env,
+)
 from suishenma.masking import mask_id_number, mask_name
 
 Scenario = Literal["venue", "hospital", "transit"]
@@ -42,7 +54,7 @@ STATE_OF: dict[str, int] = {"revoke": REVOKED, "suspend": SUSPENDED, "reinstate"
 KEY_RECHECK_S = 2.0
 log = logging.getLogger(__name__)
 
-__all__ = ["IssuerService", "MintedCode", "OfflineAction", "Scenario"]
+__all__ = ["DeviceBatch", "IssuerService", "MintedCode", "OfflineAction", "Scenario", "SlotCredential"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,23 @@ class MintedCode:
     status_index: int | None = None
 
 
+@dataclass(frozen=True)
+class SlotCredential:
+    """One credential of a phone's batch: valid from ``valid_from`` until ``expires_at``."""
+
+    credential: str  # base64url, as the phone keeps it
+    valid_from: int
+    expires_at: int
+    status_index: int
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    credentials: list[SlotCredential]
+    status: str
+    masked_name: str
+
+
 class IssuerService:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.settings = settings
@@ -63,6 +92,7 @@ class IssuerService:
         self.mints = MintMeter(storage)
         self._key: ActiveKey | None = None
         self._key_checked = 0.0
+        self._pseudonyms: PseudonymKeys | None = None
 
     @property
     def key(self) -> ActiveKey:
@@ -130,9 +160,31 @@ class IssuerService:
             raise StatusExpired(subject, rec.status_until)
         return rec
 
+    def pseudonym_keys(self, now: int) -> PseudonymKeys:
+        """The pseudonym keys; ``keys/pseudonym.key`` is made on first use when missing (an issuer folder from
+        before pseudonyms), audited, encrypted when the keys beside it are.
+
+        Raises:
+            SealError: the file is unreadable or damaged, or its passphrase is missing or wrong.
+            KeysEncrypted: a new file would be the only plaintext key in an encrypted folder.
+        """
+        if self._pseudonyms is None:
+            keys_dir = self.settings.keys_path
+            if pseudonym_key_path(keys_dir).exists():
+                self._pseudonyms = load_pseudonym_keys(keys_dir, passphrase_from_env())
+            else:
+                self._pseudonyms = load_pseudonym_keys(keys_dir, passphrase_for_new_keys(self.settings), create=True)
+                kid = self._pseudonyms.current.kid
+                self.storage.audit_event("pseudonym_key.create", kid, {"file": PSEUDONYM_KEY_FILE}, now, "issuer")
+        return self._pseudonyms
+
+    def _pseudonym(self, subject: str, now: int) -> bytes:
+        return self.pseudonym_keys(now).current.pseudonym(bytes.fromhex(subject))
+
     def mint_dynamic(self, subject: str, scenario: Scenario, now: int, actor: str) -> MintedCode:
-        """A phone code valid ``dynamic_ttl`` seconds (never past the status's own validity). Hospital codes
-        carry the masked name and ID; venue and transit codes neither.
+        """A phone code valid ``DYNAMIC_TTL`` seconds under a pseudonym of its own. In its status's last minute
+        the code is dated earlier so that it ends with the status (its expiry is implied: iat + 60). Hospital
+        codes carry the masked name and ID; venue and transit codes neither.
 
         Minting changes no state, so it writes nothing while the client waits: it is counted in memory
         (``MintMeter``, written every second). The one write is rare: the signing key's last expiry is
@@ -140,18 +192,15 @@ class IssuerService:
         trust list until its last code has expired.
 
         Raises:
-            NotFound, StatusExpired, NoSigningKey, KeyFileError, StorageUnavailable.
+            NotFound, StatusExpired, NoSigningKey, KeyFileError, StorageUnavailable, SealError.
         """
         rec = self._current(subject, now)
-        ttl = self.settings.dynamic_ttl
-        if rec.status_until is not None:
-            ttl = min(ttl, rec.status_until - now)
+        issued_at = now if rec.status_until is None else min(now, rec.status_until - DYNAMIC_TTL)
         identity = scenario == "hospital"
         claims = Claims.dynamic(
-            bytes.fromhex(subject),
+            self._pseudonym(subject, now),
             Status[rec.status.upper()],
-            now,
-            ttl=ttl,
+            issued_at,
             issuer=self.settings.issuer_id,
             name=rec.name if identity else None,
             id_number=rec.id_number if identity else None,
@@ -164,7 +213,7 @@ class IssuerService:
         return MintedCode(code, claims.expires_at, rec.status, rec.masked_name)
 
     def issue_offline(self, subject: str, now: int, actor: str) -> MintedCode:
-        """A printed code with masked identity and a fresh status-list index.
+        """A printed code with masked identity, a pseudonym of its own and a status-list index drawn at random.
 
         Raises:
             NotFound, Conflict (only green people get paper codes), StatusExpired, NoSigningKey, KeyFileError.
@@ -174,9 +223,11 @@ class IssuerService:
             raise Conflict(Problem.PAPER_CODE_NOT_GREEN, subject=subject)
         active = self.key
         expires_at = now + self.settings.offline_ttl
-        index = self.storage.offline_issue(subject, active.record.kid, expires_at, now, actor)
+        index = self.storage.offline_issue(
+            subject, active.record.kid, expires_at, now, actor, self.settings.status_list_capacity
+        )
         claims = Claims.offline(
-            bytes.fromhex(subject),
+            self._pseudonym(subject, now),
             Status.GREEN,
             now,
             index,
@@ -187,38 +238,75 @@ class IssuerService:
         )
         return MintedCode(mint(claims, active.key), expires_at, rec.status, rec.masked_name, index)
 
-    def issue_device_credential(
-        self, subject: str, jwk: dict[str, object], now: int, actor: str, *, identity: bool = False
-    ) -> MintedCode:
-        """A device credential for the phone whose public key is ``jwk``: its status, a status-list index
-        that stays the device's until a status change or revocation, masked identity when asked for; valid
-        ``device_ttl`` seconds and never past the status's own validity. Audited.
+    def issue_device_batch(
+        self,
+        subject: str,
+        phone: dict[str, object],
+        keys: list[dict[str, object]],
+        now: int,
+        actor: str,
+        *,
+        start: int | None = None,
+        identity: bool = False,
+    ) -> DeviceBatch:
+        """A batch of credentials for the phone whose own key is ``phone``: one per slot of ``Settings.slot``
+        seconds, from the slot that holds ``start`` (default: now) on, each bound to one of ``keys`` (a key
+        the phone made for that slot alone) under its own pseudonym and its own status-list index. The issuer
+        signs each slot as the credential's validity, so a batch cannot be spent at once. Only slots that end
+        within the status's validity are issued; the phone asks for the slots it lacks (``start``). Audited.
 
         Raises:
-            UsageError: not a usable public JWK (a private one is refused and never stored).
-            NotFound, StatusExpired, DeviceRevoked, DeviceLimit, NoSigningKey, KeyFileError.
+            UsageError: a key is not a usable public JWK, two keys are the same, or more keys than the batch.
+            InputError: ``start`` is not within the coming day.
+            Conflict: the status ends before the first slot does (``status_ends_in_slot``).
+            NotFound, StatusExpired, DeviceRevoked, DeviceLimit, NoSigningKey, KeyFileError, SealError.
         """
-        device = DeviceKey.from_jwk(jwk)
+        device = DeviceKey.from_jwk(phone)
+        bound = [DeviceKey.from_jwk(k) for k in keys]
+        if not 1 <= len(bound) <= self.settings.device_batch:
+            raise UsageError(f"give 1 to {self.settings.device_batch} keys, one per slot")
+        if len({k.thumbprint() for k in bound}) != len(bound):
+            raise UsageError("each slot needs a key of its own: two keys are the same")
+        slot = self.settings.slot
+        first = now - now % slot
+        if start is not None:
+            if not now - slot < start <= now + DAY:
+                raise InputError(Problem.BATCH_START_OUT_OF_RANGE, start=start, now=now)
+            first = start - start % slot
         rec = self._current(subject, now)
-        ttl = self.settings.device_ttl
+        slots = [(first + i * slot, first + (i + 1) * slot) for i in range(len(bound))]
         if rec.status_until is not None:
-            ttl = min(ttl, rec.status_until - now)
+            slots = [(a, b) for a, b in slots if b <= rec.status_until]
+        if not slots:
+            raise Conflict(Problem.STATUS_ENDS_IN_SLOT, subject=subject, until=rec.status_until)
         active = self.key
-        issue = DeviceIssue(subject, device.thumbprint(), device.alg.name, active.record.kid, now + ttl, now, actor)
-        index = self.storage.device_credential(issue, self.settings.max_devices)
-        claims = Claims.device(
-            bytes.fromhex(subject),
-            Status[rec.status.upper()],
-            now,
-            index,
-            device,
-            ttl=ttl,
-            issuer=self.settings.issuer_id,
-            name=rec.name if identity else None,
-            id_number=rec.id_number if identity else None,
-        )
-        credential = credential_text(mint_credential(claims, active.key))
-        return MintedCode(credential, claims.expires_at, rec.status, rec.masked_name, index)
+        issue = DeviceIssue(subject, device.thumbprint(), device.alg.name, active.record.kid, tuple(slots), now, actor)
+        indices = self.storage.device_batch(issue, self.settings.max_devices, self.settings.status_list_capacity)
+        credentials = []
+        for (begins, ends), index, key in zip(slots, indices, bound, strict=False):
+            claims = Claims.device(
+                self._pseudonym(subject, now),
+                Status[rec.status.upper()],
+                begins,
+                index,
+                key,
+                slot=slot,
+                issuer=self.settings.issuer_id,
+                name=rec.name if identity else None,
+                id_number=rec.id_number if identity else None,
+            )
+            text = credential_text(mint_credential(claims, active.key))
+            credentials.append(SlotCredential(text, begins, ends, index))
+        return DeviceBatch(credentials, rec.status, rec.masked_name)
+
+    def trace(self, pseudonyms: list[str], reason: str, now: int, actor: str) -> list[Resolution]:
+        """The people behind pseudonyms from scan logs, each look-up audited with ``reason`` (tracing.py).
+
+        Raises:
+            InputError: no reason, too many, or a malformed pseudonym (nothing resolved or audited).
+            SealError: the pseudonym keys cannot be opened.
+        """
+        return trace(self.storage, self.pseudonym_keys(now), pseudonyms, reason, now, actor)
 
     def revoke_device(self, index: int, now: int, actor: str) -> bool:
         """Revoke a lost phone by any status-list index its credentials carried; False when already revoked.

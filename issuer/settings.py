@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from issuer.errors import CATALOGUE, Problem, SettingsError
@@ -43,9 +43,20 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="NORMAL", pattern="^(NORMAL|FULL)$", description="NORMAL survives a crash; FULL also power loss"
     )
-    dynamic_ttl: int = Field(default=60, ge=10, le=3600, description="Seconds a phone's code stays valid")
     offline_ttl: int = Field(default=365 * DAY, ge=DAY, description="Seconds a printed code stays valid")
-    device_ttl: int = Field(default=DAY, ge=600, le=DAY, description="Seconds a device credential stays valid")
+    device_batch: int = Field(
+        default=6,
+        ge=4,
+        le=48,
+        description="Credentials in a phone's batch for a day, each valid for its own slot of 24 h / K (K divides"
+        " 86,400); each adds a status-list entry",
+    )
+    previous_forms_until: int | None = Field(
+        default=None,
+        ge=0,
+        description="Last instant (POSIX seconds) verifiers accept this issuer's codes of the previous forms, which"
+        " carry a fixed identifier; unset: not stated, they are accepted",
+    )
     max_devices: int = Field(default=3, ge=1, le=20, description="Active devices (phones) a person may register")
     trust_list_ttl: int = Field(default=30 * DAY, ge=3600, description="Validity of a trust list re-signed here")
     status_list_valid_for: int = Field(default=7 * DAY, ge=600, description="Validity of a signed status list")
@@ -61,6 +72,18 @@ class Settings(BaseSettings):
     list_cache_s: int = Field(default=60, ge=0, description="Cache-Control max-age of published lists")
     demo_wallet: bool = Field(default=False, description="Serve /demo/wallet pages that mint without a key")
     public_url: str = Field(default="", description="Base URL published in status_uri (a path when empty)")
+
+    @field_validator("device_batch")
+    @classmethod
+    def _divides_a_day(cls, k: int) -> int:
+        if DAY % k:
+            raise ValueError(f"must divide 86400 (4, 5, 6, 8, 9, 10, 12, 15, 16, 18, 20, 24, ...), not {k}")
+        return k
+
+    @property
+    def slot(self) -> int:
+        """Seconds each credential of a phone's batch is valid."""
+        return DAY // self.device_batch
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against ``base_dir``."""

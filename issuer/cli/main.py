@@ -20,6 +20,7 @@ from issuer.cli.list_commands import cmd_trust_list, expected_keys
 from issuer.cli.paper_commands import cmd_offline_codes
 from issuer.cli.setup_commands import cmd_init, cmd_serve, workers_count
 from issuer.cli.support import Parser, exit_with, print_error
+from issuer.cli.trace_commands import cmd_trace
 from issuer.errors import IssuerError, SettingsError, bilingual
 from issuer.lists.federation import with_identity
 from issuer.settings import load_settings
@@ -98,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser(
         "rotate-data", parents=scripted, help="a new data key for names and ID numbers; every person is re-sealed"
     )
+    keys.add_parser(
+        "rotate-pseudonym",
+        parents=scripted,
+        help="a new pseudonym key for every code from now on; older keys stay to resolve older scan logs",
+    )
+    trace = sub.add_parser(
+        "trace", parents=scripted, help="the people behind pseudonyms from scan logs; every look-up is audited"
+    )
+    trace.add_argument("pseudonym", nargs="*", help="a subject from a scan log (32 hex digits)")
+    trace.add_argument("--kiosk", help="every pseudonym in this kiosk's uploaded scan log")
+    trace.add_argument("--reason", required=True, help="why (an outbreak's case number, say): audited")
 
     trust = sub.add_parser("trust-list", parents=plain, help="the root-signed trust list").add_subparsers(
         dest="action", required=True, parser_class=Parser, metavar="ACTION"
@@ -191,6 +203,7 @@ COMMANDS = {
     "trust-list": cmd_trust_list,
     "audit": cmd_audit,
     "offline-codes": cmd_offline_codes,
+    "trace": cmd_trace,
     "status": cli_data.cmd_status,
     "db": cli_data.cmd_db,
 }

@@ -105,17 +105,32 @@ class OfflineCodeResponse(BaseModel):
 class DeviceCredentialRequest(Strict):
     jwk: dict[str, Any] = Field(
         max_length=16,
-        description="The phone's public key as a JWK (OKP/Ed25519 or EC/P-256), e.g. as WebCrypto exports it;"
-        " a JWK holding a private key is refused",
+        description="The phone's own public key as a JWK (OKP/Ed25519 or EC/P-256), e.g. as WebCrypto exports it:"
+        " it names the phone to the issuer (max_devices) and never reaches a verifier; a private JWK is refused",
+    )
+    keys: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=48,
+        description="One fresh public key per slot, in slot order (up to the issuer's device_batch): each"
+        " credential is bound to its own key, so presentations from different slots share no key",
+    )
+    start: int | None = Field(
+        default=None, description="A time in the first slot wanted (default: now): ask only for the slots you lack"
     )
     identity: bool = Field(default=False, description="Carry the masked name and ID number (hospitals need them)")
 
 
-class DeviceCredentialResponse(BaseModel):
+class SlotCredentialBody(BaseModel):
     credential: str = Field(description="The device credential, base64url; the phone presents it (SMD1: codes)")
-    expires_at: int
-    status_index: int = Field(description="The device's status-list index: give it to revoke a lost phone")
+    valid_from: int = Field(description="Start of its slot: the phone uses it from then")
+    expires_at: int = Field(description="End of its slot")
+    status_index: int = Field(description="Its status-list index: give it to revoke a lost phone")
+
+
+class DeviceCredentialResponse(BaseModel):
+    credentials: list[SlotCredentialBody]
     status: str
+    slot: int = Field(description="Seconds each credential is valid")
 
 
 class DeviceRevokeResponse(BaseModel):
@@ -167,3 +182,19 @@ class ErrorBody(BaseModel):
     message_en: str
     message_zh: str
     detail: object = None
+
+
+class TraceRequest(Strict):
+    pseudonyms: list[str] = Field(
+        min_length=1, max_length=10_000, description="Subjects as a scan log holds them (32 hex digits each)"
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Why: written to the audit log with each look-up")
+
+
+class TraceResult(BaseModel):
+    pseudonym: str
+    subject: str | None = Field(description="The person's subject id; null when no pseudonym key here opens it")
+
+
+class TraceResponse(BaseModel):
+    results: list[TraceResult]

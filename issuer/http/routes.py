@@ -5,6 +5,7 @@ conflict, no signing key, ...) become HTTP answers in one place: ``problems.prob
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path
@@ -31,11 +32,14 @@ from issuer.http.bodies import (
     StatusRequest,
     StatusResponse,
     SubjectResponse,
+    TraceRequest,
+    TraceResponse,
 )
 from issuer.http.callers import Caller, Ctx, as_json, require
 from issuer.http.problems import ApiError
 from issuer.keys.checkpoints import verify_audit
 from issuer.lists.publisher import etag_of
+from issuer.service import DeviceBatch
 from issuer.storage import PublishedList, ScanRecord, StatusChange
 from suishenma.labels import CHECKPOINT_TYP
 
@@ -144,23 +148,35 @@ async def issue_offline(subject: SubjectId, caller: Annotated[Caller, require("m
 async def issue_device_credential(
     subject: SubjectId, body: DeviceCredentialRequest, caller: Annotated[Caller, require("mint")]
 ) -> Response:
-    """A day credential for a phone's key: the phone then makes its own codes, offline.
+    """A batch of credentials for a phone, one per slot of the coming day, each bound to its own key: the
+    phone then makes its own codes, offline, with the credential of the current slot.
 
-    The first request for a key registers the device (up to ``max_devices`` per person: 409
-    ``device_limit``); later requests renew its credential. A revoked device gets 409 ``device_revoked``.
+    The first request for a phone's own key (``jwk``) registers the phone (up to ``max_devices`` per
+    person: 409 ``device_limit``); later requests renew its batch. A revoked phone gets 409
+    ``device_revoked``.
     \f
     The credential and the phone's presentation: docs/format.md §4.
     """
     ctx = caller.ctx
-    minted = ctx.service.issue_device_credential(subject, body.jwk, ctx.now(), caller.actor, identity=body.identity)
-    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"')
-    out = {
-        "credential": minted.code,
-        "expires_at": minted.expires_at,
-        "status_index": minted.status_index,
-        "status": minted.status,
-    }
-    return as_json(out, 201)
+    batch = ctx.service.issue_device_batch(
+        subject, body.jwk, body.keys, ctx.now(), caller.actor, start=body.start, identity=body.identity
+    )
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"', len(batch.credentials))
+    return as_json(batch_json(batch, ctx.service.settings.slot), 201)
+
+
+@router.post("/trace", response_model=TraceResponse, tags=["trace"])
+async def trace_pseudonyms(body: TraceRequest, caller: Annotated[Caller, require("trace")]) -> Response:
+    """The people behind pseudonyms from venues' scan logs (an outbreak's contact tracing). Needs the
+    ``trace`` scope; every pseudonym asked about is audited with the reason, resolved or not."""
+    ctx = caller.ctx
+    found = ctx.service.trace(body.pseudonyms, body.reason, ctx.now(), caller.actor)
+    return as_json({"results": [{"pseudonym": r.pseudonym, "subject": r.subject} for r in found]})
+
+
+def batch_json(batch: DeviceBatch, slot: int) -> dict[str, object]:
+    """A batch as the API and the wallet answer it."""
+    return {"credentials": [asdict(c) for c in batch.credentials], "status": batch.status, "slot": slot}
 
 
 @router.post("/device-credentials/{index}/revoke", response_model=DeviceRevokeResponse, tags=["codes"])

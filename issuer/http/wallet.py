@@ -18,6 +18,7 @@ from issuer.errors import NotFound, Problem
 from issuer.http.app_state import Context
 from issuer.http.bodies import DeviceCredentialRequest
 from issuer.http.callers import as_json
+from issuer.http.routes import batch_json
 from issuer.qr_images import qr_matrix, svg
 
 router = APIRouter(prefix="/demo/wallet", tags=["demo"])
@@ -60,21 +61,14 @@ async def wallet_page(subject: str, request: Request) -> Response:
 
 @router.post("/{subject}/device-credential")
 async def wallet_device_credential(subject: SubjectId, body: DeviceCredentialRequest, request: Request) -> Response:
-    """A day credential for the page's own key (the demo's stand-in for the app's authenticated call)."""
+    """A batch of slot credentials for the page's keys (the demo's stand-in for the app's authenticated call)."""
     ctx: Context = request.app.state.ctx
     now = ctx.now()
-    minted = ctx.service.issue_device_credential(subject, body.jwk, now, ACTOR, identity=body.identity)
-    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"')
-    return as_json(
-        {
-            "credential": minted.code,
-            "expires_at": minted.expires_at,
-            "status_index": minted.status_index,
-            "status": minted.status,
-            "masked_name": minted.masked_name,
-            "now": now,
-        }
+    batch = ctx.service.issue_device_batch(
+        subject, body.jwk, body.keys, now, ACTOR, start=body.start, identity=body.identity
     )
+    ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"', len(batch.credentials))
+    return as_json({**batch_json(batch, ctx.service.settings.slot), "masked_name": batch.masked_name, "now": now})
 
 
 @router.get("/{subject}/code")

@@ -147,7 +147,7 @@ def load_sealer(keys_dir: Path, passphrase: bytes | None = None, *, create: bool
     try:
         body = json.loads(raw)
         if isinstance(body, dict) and "encrypted" in body:
-            body = json.loads(_unbox(body, passphrase, path))
+            body = json.loads(unbox_secret(body, passphrase, path))
         keys = {int(n): base64.b64decode(k, validate=True) for n, k in body["keys"].items()}
         sealer = Sealer(keys, int(body["current"]), base64.b64decode(body["lookup"], validate=True))
         if sealer.current not in keys or any(len(k) != 32 for k in keys.values()) or len(sealer.lookup_key) != 32:
@@ -161,21 +161,23 @@ def _kdf(salt: bytes, passphrase: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, n=1 << 15, r=8, p=1).derive(passphrase)
 
 
-def _box(plain: bytes, passphrase: bytes) -> bytes:
+def box_secret(plain: bytes, passphrase: bytes, label: bytes = b"suishenma/data.key") -> bytes:
     salt, nonce = os.urandom(16), os.urandom(12)
-    box = AESGCM(_kdf(salt, passphrase)).encrypt(nonce, plain, b"suishenma/data.key")
+    box = AESGCM(_kdf(salt, passphrase)).encrypt(nonce, plain, label)
     body = {"encrypted": "ENCRYPTED scrypt AES-256-GCM"}
     body.update((k, base64.b64encode(v).decode()) for k, v in (("salt", salt), ("nonce", nonce), ("box", box)))
     return (json.dumps(body) + "\n").encode()
 
 
-def _unbox(body: dict[str, str], passphrase: bytes | None, path: Path) -> bytes:
+def unbox_secret(
+    body: dict[str, str], passphrase: bytes | None, path: Path, label: bytes = b"suishenma/data.key"
+) -> bytes:
     """Raises: SealError (passphrase missing or wrong); ValueError, KeyError (damaged)."""
     if passphrase is None:
         raise SealError(Problem.DATA_KEY_PASSPHRASE_MISSING, path=path)
     salt, nonce, box = (base64.b64decode(body[k], validate=True) for k in ("salt", "nonce", "box"))
     try:
-        return AESGCM(_kdf(salt, passphrase)).decrypt(nonce, box, b"suishenma/data.key")
+        return AESGCM(_kdf(salt, passphrase)).decrypt(nonce, box, label)
     except InvalidTag:
         raise SealError(Problem.DATA_KEY_PASSPHRASE_WRONG, path=path) from None
 
@@ -184,4 +186,4 @@ def save_sealer(keys_dir: Path, sealer: Sealer, passphrase: bytes | None = None)
     """Write the key file atomically, 0600, encrypted with ``passphrase`` when given. Raises: OSError."""
     private_dir(keys_dir)
     plain = sealer.to_json()
-    write_private(data_key_path(keys_dir), _box(plain, passphrase) if passphrase is not None else plain)
+    write_private(data_key_path(keys_dir), box_secret(plain, passphrase) if passphrase is not None else plain)

@@ -232,5 +232,15 @@ def trust_entries(settings: Settings, storage: Storage, now: int) -> list[Issuer
         pub = load_verification_key(settings.keys_path / (Path(rec.path).stem + ".pub"))
         # a running server may sign with a retired key until it notices the rotation (seconds)
         until = rec.retired_at + SKEW if rec.retired_at is not None else rec.created_at + KEY_LIFETIME
-        entries.append(IssuerEntry(pub, settings.issuer_id, rec.created_at - SKEW, until, status_uri=uri))
+        entries.append(
+            IssuerEntry(
+                pub,
+                settings.issuer_id,
+                rec.created_at - SKEW,
+                until,
+                status_uri=uri,
+                previous_forms_until=settings.previous_forms_until,
+                slot=settings.slot,
+            )
+        )
     return entries

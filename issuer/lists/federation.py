@@ -143,6 +143,8 @@ def entry_to_json(e: IssuerEntry) -> dict[str, Any]:
         "valid_until": e.valid_until,
         "code_types": sorted(t.name.lower() for t in e.code_types),
         "status_uri": e.status_uri,
+        "previous_forms_until": e.previous_forms_until,
+        "slot": e.slot,
     }
 
 
@@ -155,7 +157,17 @@ def _entry(e: dict[str, Any]) -> IssuerEntry:
     uri = e["status_uri"]
     if uri is not None and not isinstance(uri, str):
         raise TypeError("status_uri")
-    return IssuerEntry(key, str(e["issuer"]), int(e["valid_from"]), int(e["valid_until"]), types, uri)
+    until, slot = e.get("previous_forms_until"), e.get("slot")  # absent from requests of earlier versions
+    return IssuerEntry(
+        key,
+        str(e["issuer"]),
+        int(e["valid_from"]),
+        int(e["valid_until"]),
+        types,
+        uri,
+        None if until is None else int(until),
+        None if slot is None else int(slot),
+    )
 
 
 def read_request(path: Path) -> tuple[dict[str, Any], list[IssuerEntry]]:

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from issuer.audit_chain import AuditRow
 from issuer.storage.records import (
+    DEFAULT_CAPACITY,
     ApiKeyRecord,
     BatchResult,
     DeviceIssue,
@@ -68,8 +69,8 @@ class PeopleStore(Protocol):
         self, subject: str, status: str, reason: str, until: int | None, now: int, actor: str
     ) -> list[int]:
         """Set the status: a non-green one suspends the person's paper codes, green reinstates them; any
-        change revokes the current indices of the person's devices, so credentials signed before it are
-        refused once kiosks sync (each device gets a new index with its next credential).
+        change revokes every live credential of the person's phones, so credentials signed before it are
+        refused once kiosks sync (the phone's next batch says the new status).
 
         Returns the paper-code indices whose state changed. Raises: NotFound.
         """
@@ -96,8 +97,10 @@ class PeopleStore(Protocol):
 class CodeStore(Protocol):
     """Paper codes and device credentials: their status-list entries (one index space) and its snapshot."""
 
-    def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int:
-        """Record a new paper code and return its status-list index."""
+    def offline_issue(
+        self, subject: str, kid: str, expires_at: int, now: int, actor: str, capacity: int = DEFAULT_CAPACITY
+    ) -> int:
+        """Record a new paper code and return its status-list index (``draw_index``)."""
         ...
 
     def offline_get(self, index: int) -> OfflineCodeRecord | None: ...
@@ -109,17 +112,18 @@ class CodeStore(Protocol):
         """
         ...
 
-    def device_credential(self, issue: DeviceIssue, max_devices: int) -> int:
-        """Register the device on first use and return its current status-list index (allocating one when
-        it has none), recording and auditing the issuance.
+    def device_batch(self, issue: DeviceIssue, max_devices: int, capacity: int = DEFAULT_CAPACITY) -> list[int]:
+        """Register the phone on first use and give each slot of the batch its own status-list index, drawn at
+        random among the free ones (``draw_index``), recording and auditing the issuance in one transaction.
 
-        Raises: DeviceRevoked; DeviceLimit when a new device would pass ``max_devices`` active ones.
+        Raises: DeviceRevoked; DeviceLimit when a new phone would pass ``max_devices`` active ones.
         """
         ...
 
     def device_revoke(self, index: int, now: int, actor: str) -> bool:
-        """Revoke, for good, the device that holds or held status-list ``index`` (a lost phone), and its
-        current index. False when it was revoked already. Raises: NotFound."""
+        """Revoke, for good, the phone whose live credential holds status-list ``index`` (a lost phone), and
+        every live credential of it. False when it was revoked already. Raises: NotFound (no live
+        credential holds the index: it may have been reused since)."""
         ...
 
     def status_top_index(self) -> int:
@@ -206,6 +210,14 @@ class AuditStore(Protocol):
         """Append one event that goes with no stored change (the data key rotated, say)."""
         ...
 
+    def audit_events(self, events: Sequence[tuple[str, str, dict[str, object]]], now: int, actor: str) -> None:
+        """Append several (action, target, detail) events in one transaction."""
+        ...
+
+    def subjects_exist(self, subjects: Sequence[str]) -> set[str]:
+        """Which of ``subjects`` are enrolled (nothing sealed is opened)."""
+        ...
+
     def audit_rows(self) -> Iterator[AuditRow]:
         """Every audit row in id order, read in chunks so memory stays flat on long logs."""
         ...
@@ -225,6 +237,10 @@ class AuditStore(Protocol):
     def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult:
         """Store the records not yet held. A record whose (kiosk, seq) is held with the same content is a
         duplicate (a resend); with other content it is a conflict: reported, never stored or overwritten."""
+        ...
+
+    def scan_log_subjects(self, kiosk_id: str) -> list[str]:
+        """The distinct subjects (pseudonyms, for codes of the current forms) a kiosk's uploaded log holds."""
         ...
 
     def scan_log_count(self) -> int: ...

@@ -134,15 +134,22 @@ class StatusSnapshot:
     pending: int  # changes since the held list was signed
 
 
+DEFAULT_CAPACITY = 1 << 20  # a status list's first size; it doubles as needed (Settings.status_list_capacity)
+# An index is drawn again only this long after the last credential that held it expired: a kiosk whose
+# clock runs behind must not see a new holder's entry for an old credential it still accepts.
+REUSE_AFTER_S = 3600
+
+
 @dataclass(frozen=True)
 class DeviceIssue:
-    """What the issuer records when it signs a device credential (never the credential itself)."""
+    """What the issuer records when it signs a phone's batch of credentials (never the credentials): one
+    status-list entry per slot, each valid from its start to its end."""
 
     subject: str
-    thumbprint: str  # RFC 7638 thumbprint of the device's public key
+    thumbprint: str  # RFC 7638 thumbprint of the phone's own key (it identifies the phone to the issuer only)
     alg: str
-    kid: str  # the issuer key that signs it
-    expires_at: int
+    kid: str  # the issuer key that signs them
+    slots: tuple[tuple[int, int], ...]  # (start, end) of each credential
     at: int
     actor: str
 

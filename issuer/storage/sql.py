@@ -160,7 +160,7 @@ class SqlStorage(CodesSql, ListsSql, KeysSql, AuditSql):
                     (subject,),
                 ).fetchall()
             indices = sorted(int(r[0]) for r in changed)
-            devices = self._retire_device_indices(c, subject)
+            devices = self._revoke_live_credentials(c, subject, now)
             if indices or devices:
                 self._status_lists_changed(c)
         detail: dict[str, object] = {"from": old, "to": status, "reason": reason, "until": until}

@@ -17,6 +17,20 @@ class AuditSql(SqlBase):
         with self._write() as c:
             self._audit(c, now, actor, action, target, detail)
 
+    def audit_events(self, events: Sequence[tuple[str, str, dict[str, object]]], now: int, actor: str) -> None:
+        with self._write() as c:
+            self._audit_many(c, [(now, actor, action, target, detail) for action, target, detail in events])
+
+    def subjects_exist(self, subjects: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as c:
+            for part in in_chunks(sorted(set(subjects))):
+                rows = c.execute(
+                    f"SELECT subject FROM subjects WHERE subject IN ({placeholders(len(part))})", part
+                ).fetchall()
+                found.update(str(r[0]) for r in rows)
+        return found
+
     def audit_rows(self, chunk: int = 10_000) -> Iterator[AuditRow]:
         """Every audit row in id order, read in chunks so memory stays flat on long logs."""
         last = 0
@@ -77,6 +91,14 @@ class AuditSql(SqlBase):
                     ],
                 )
         return ScanLogResult(len(fresh), duplicates, conflicts)
+
+    def scan_log_subjects(self, kiosk_id: str) -> list[str]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT DISTINCT subject FROM scan_logs WHERE kiosk_id = ? AND subject IS NOT NULL ORDER BY subject",
+                (kiosk_id,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def scan_log_count(self) -> int:
         with self._read() as c:

@@ -150,15 +150,14 @@ class SqlBase:
             self._expiry_marks[kid] = mark
 
     @staticmethod
-    def _retire_device_indices(c: Tx, subject: str) -> list[int]:
-        """Revoke the current index of each of the subject's devices; their next credential gets a new one."""
+    def _revoke_live_credentials(c: Tx, subject: str, now: int) -> list[int]:
+        """Revoke every live credential of the subject's phones: they say the old status, and the phones'
+        next batch says the new one."""
         rows = c.execute(
-            "UPDATE offline_codes SET state = ? WHERE state != ? AND idx IN"
-            " (SELECT current_idx FROM devices WHERE subject = ? AND current_idx IS NOT NULL) RETURNING idx",
-            (REVOKED, REVOKED, subject),
+            "UPDATE offline_codes SET state = ? WHERE subject = ? AND device_id IS NOT NULL AND expires_at > ?"
+            " AND state != ? RETURNING idx",
+            (REVOKED, subject, now, REVOKED),
         ).fetchall()
-        if rows:
-            c.execute("UPDATE devices SET current_idx = NULL WHERE subject = ?", (subject,))
         return sorted(int(r[0]) for r in rows)
 
     @staticmethod

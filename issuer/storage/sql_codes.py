@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import random
+
 from issuer.errors import Conflict, DeviceLimit, DeviceRevoked, NotFound, Problem
-from issuer.storage.records import REVOKED, SUSPENDED, VALID, DeviceIssue, OfflineCodeRecord, StatusSnapshot
-from issuer.storage.sql_base import SqlBase
+from issuer.storage.records import (
+    DEFAULT_CAPACITY,
+    REUSE_AFTER_S,
+    REVOKED,
+    SUSPENDED,
+    VALID,
+    DeviceIssue,
+    OfflineCodeRecord,
+    StatusSnapshot,
+)
+from issuer.storage.sql_base import SqlBase, Tx
+
+_RANDOM = random.SystemRandom()  # the OS's generator: an index must not be predictable from earlier ones
+_DRAWS = 8  # occupied draws before the list grows: at 3/4 full, 1 batch in 10 grows it
 
 
 class CodesSql(SqlBase):
     """Paper codes and devices: each holds status-list entries (one table, one index space)."""
 
+    # --- the index space ---------------------------------------------------------------------------------
+    def _draw_index(self, c: Tx, capacity: int, now: int) -> int:
+        """A status-list index drawn at random among the free ones, and cleared for its new holder.
+
+        Free: never used, or its last holder expired ``REUSE_AFTER_S`` ago, so that no index ever names two
+        live entries and an index says nothing about who held it before. The space is the list's size (the
+        capacity, doubled until it holds the highest index); after ``_DRAWS`` occupied draws the list grows,
+        and the draw moves to its new half.
+        """
+        top = int(c.execute("SELECT COALESCE(MAX(idx), 0) FROM offline_codes").fetchone()[0])
+        low, high = 1, capacity
+        while high <= top:
+            high *= 2
+        while True:
+            for _ in range(_DRAWS):
+                index = _RANDOM.randrange(low, high)
+                row = c.execute("SELECT expires_at FROM offline_codes WHERE idx = ?", (index,)).fetchone()
+                if row is None:
+                    return index
+                if int(row[0]) + REUSE_AFTER_S <= now:
+                    c.execute("DELETE FROM offline_codes WHERE idx = ?", (index,))
+                    return index
+            low, high = high, high * 2
+
     # --- paper codes --------------------------------------------------------------------------------------
-    def offline_issue(self, subject: str, kid: str, expires_at: int, now: int, actor: str) -> int:
+    def offline_issue(
+        self, subject: str, kid: str, expires_at: int, now: int, actor: str, capacity: int = DEFAULT_CAPACITY
+    ) -> int:
         with self._write() as c:
-            index = int(
-                c.execute(
-                    "INSERT INTO offline_codes (subject, kid, issued_at, expires_at) VALUES (?, ?, ?, ?) RETURNING idx",
-                    (subject, kid, now, expires_at),
-                ).fetchone()[0]
+            index = self._draw_index(c, capacity, now)
+            c.execute(
+                "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (index, subject, kid, now, expires_at),
             )
             self._raise_last_expiry(c, kid, expires_at)
             self._audit(c, now, actor, "offline.issue", subject, {"index": index, "kid": kid, "exp": expires_at})
@@ -52,16 +91,15 @@ class CodesSql(SqlBase):
             self._audit(c, now, actor, "offline.state", str(index), {"from": int(row[0]), "to": state})
             return True
 
-    # --- devices ------------------------------------------------------------------------------------------
-    def device_credential(self, issue: DeviceIssue, max_devices: int) -> int:
+    # --- phones -------------------------------------------------------------------------------------------
+    def device_batch(self, issue: DeviceIssue, max_devices: int, capacity: int = DEFAULT_CAPACITY) -> list[int]:
         with self._write() as c:
             row = c.execute(
-                "SELECT id, current_idx, revoked_at FROM devices WHERE subject = ? AND thumbprint = ?",
+                "SELECT id, revoked_at FROM devices WHERE subject = ? AND thumbprint = ?",
                 (issue.subject, issue.thumbprint),
             ).fetchone()
-            if row is not None and row[2] is not None:
+            if row is not None and row[1] is not None:
                 raise DeviceRevoked()
-            index: int | None
             if row is None:
                 active = c.execute(
                     "SELECT COUNT(*) FROM devices WHERE subject = ? AND revoked_at IS NULL", (issue.subject,)
@@ -75,47 +113,53 @@ class CodesSql(SqlBase):
                         (issue.subject, issue.thumbprint, issue.alg, issue.at, issue.at),
                     ).fetchone()[0]
                 )
-                index = None
                 self._audit(c, issue.at, issue.actor, "device.register", issue.subject, {"device": device_id})
             else:
-                device_id, index = int(row[0]), (None if row[1] is None else int(row[1]))
-            if index is None:  # new, or its index was retired by a status change
-                index = int(
-                    c.execute(
-                        "INSERT INTO offline_codes (subject, kid, issued_at, expires_at, device_id)"
-                        " VALUES (?, ?, ?, ?, ?) RETURNING idx",
-                        (issue.subject, issue.kid, issue.at, issue.expires_at, device_id),
-                    ).fetchone()[0]
+                device_id = int(row[0])
+            indices = []
+            for start, end in issue.slots:
+                index = self._draw_index(c, capacity, issue.at)
+                c.execute(
+                    "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at, device_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (index, issue.subject, issue.kid, start, end, device_id),
                 )
-            c.execute(
-                "UPDATE offline_codes SET kid = ?, expires_at = GREATEST(expires_at, ?) WHERE idx = ?",
-                (issue.kid, issue.expires_at, index),
-            )
-            c.execute(
-                "UPDATE devices SET current_idx = ?, last_issued_at = ? WHERE id = ?", (index, issue.at, device_id)
-            )
-            self._raise_last_expiry(c, issue.kid, issue.expires_at)
-            detail: dict[str, object] = {"device": device_id, "index": index, "kid": issue.kid, "exp": issue.expires_at}
-            self._audit(c, issue.at, issue.actor, "device.credential", issue.subject, detail)
-            return index
+                indices.append(index)
+            c.execute("UPDATE devices SET last_issued_at = ? WHERE id = ?", (issue.at, device_id))
+            last = max((end for _, end in issue.slots), default=issue.at)
+            self._raise_last_expiry(c, issue.kid, last)
+            detail: dict[str, object] = {
+                "device": device_id,
+                "indices": indices,
+                "kid": issue.kid,
+                "slots": [start for start, _ in issue.slots],
+                "exp": last,
+            }
+            self._audit(c, issue.at, issue.actor, "device.batch", issue.subject, detail)
+            return indices
 
     def device_revoke(self, index: int, now: int, actor: str) -> bool:
         with self._write() as c:
             row = c.execute(
-                "SELECT d.id, d.subject, d.current_idx, d.revoked_at FROM offline_codes o"
-                " JOIN devices d ON d.id = o.device_id WHERE o.idx = ?",
-                (index,),
+                "SELECT d.id, d.subject, d.revoked_at FROM offline_codes o"
+                " JOIN devices d ON d.id = o.device_id WHERE o.idx = ? AND o.expires_at > ?",
+                (index, now),
             ).fetchone()
             if row is None:
                 raise NotFound(Problem.NO_DEVICE_CREDENTIAL, index=index)
-            device_id, subject, current, revoked_at = row
+            device_id, subject, revoked_at = row
             if revoked_at is not None:
                 return False
             c.execute("UPDATE devices SET revoked_at = ?, current_idx = NULL WHERE id = ?", (now, device_id))
-            if current is not None:
-                c.execute("UPDATE offline_codes SET state = ? WHERE idx = ?", (REVOKED, current))
+            revoked = c.execute(
+                "UPDATE offline_codes SET state = ? WHERE device_id = ? AND expires_at > ? AND state != ?"
+                " RETURNING idx",
+                (REVOKED, device_id, now, REVOKED),
+            ).fetchall()
+            if revoked:
                 self._status_lists_changed(c)
-            self._audit(c, now, actor, "device.revoke", subject, {"device": int(device_id), "index": current})
+            indices = sorted(int(r[0]) for r in revoked)
+            self._audit(c, now, actor, "device.revoke", subject, {"device": int(device_id), "indices": indices})
             return True
 
     def status_top_index(self) -> int:

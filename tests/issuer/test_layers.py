@@ -24,6 +24,7 @@ DOMAIN = {
     "issuer.status_import",
     "issuer.signing_health",
     "issuer.opening",
+    "issuer.tracing",
 }
 SUBPACKAGE_LAYER = {"storage": 1, "keys": 2, "lists": 3, "http": 5, "cli": 6}
 PACKAGE_API = {"issuer", "issuer.__main__"}  # the package's front door may name any layer
