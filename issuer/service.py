@@ -160,17 +160,18 @@ class IssuerService:
             raise StatusExpired(subject, rec.status_until)
         return rec
 
-    def pseudonym_keys(self, now: int) -> PseudonymKeys:
-        """The pseudonym keys; ``keys/pseudonym.key`` is made on first use when missing (an issuer folder from
-        before pseudonyms), audited, encrypted when the keys beside it are.
+    def pseudonym_keys(self, now: int, *, create: bool = True) -> PseudonymKeys:
+        """The pseudonym keys; with ``create``, ``keys/pseudonym.key`` is made on first use when missing (an
+        issuer folder from before pseudonyms), audited, encrypted when the keys beside it are.
 
         Raises:
-            SealError: the file is unreadable or damaged, or its passphrase is missing or wrong.
+            SealError: the file is unreadable or damaged, or its passphrase is missing or wrong; or it is
+                missing and ``create`` is false.
             KeysEncrypted: a new file would be the only plaintext key in an encrypted folder.
         """
         if self._pseudonyms is None:
             keys_dir = self.settings.keys_path
-            if pseudonym_key_path(keys_dir).exists():
+            if pseudonym_key_path(keys_dir).exists() or not create:
                 self._pseudonyms = load_pseudonym_keys(keys_dir, passphrase_from_env())
             else:
                 self._pseudonyms = load_pseudonym_keys(keys_dir, passphrase_for_new_keys(self.settings), create=True)
@@ -306,7 +307,7 @@ class IssuerService:
             InputError: no reason, too many, or a malformed pseudonym (nothing resolved or audited).
             SealError: the pseudonym keys cannot be opened.
         """
-        return trace(self.storage, self.pseudonym_keys(now), pseudonyms, reason, now, actor)
+        return trace(self.storage, self.pseudonym_keys(now, create=False), pseudonyms, reason, now, actor)
 
     def revoke_device(self, index: int, now: int, actor: str) -> bool:
         """Revoke a lost phone by any status-list index its credentials carried; False when already revoked.

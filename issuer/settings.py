@@ -51,11 +51,11 @@ class Settings(BaseSettings):
         description="Credentials in a phone's batch for a day, each valid for its own slot of 24 h / K (K divides"
         " 86,400); each adds a status-list entry",
     )
-    previous_forms_until: int | None = Field(
-        default=None,
+    previous_forms_until: int = Field(
+        default=0,
         ge=0,
         description="Last instant (POSIX seconds) verifiers accept this issuer's codes of the previous forms, which"
-        " carry a fixed identifier; unset: not stated, they are accepted",
+        " carry a fixed identifier; 0: not stated, they are accepted",
     )
     max_devices: int = Field(default=3, ge=1, le=20, description="Active devices (phones) a person may register")
     trust_list_ttl: int = Field(default=30 * DAY, ge=3600, description="Validity of a trust list re-signed here")

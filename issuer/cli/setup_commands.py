@@ -31,6 +31,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         root = join_root(settings, args.root_pub) if args.root_pub else None
         kid = create_signing_key(settings, service.storage, now, CLI_ACTOR, Alg[args.alg])
+        service.pseudonym_keys(now)  # keys/pseudonym.key, beside data.key
         remember_identity(settings)
         if root is None:
             root = create_root_key(settings)

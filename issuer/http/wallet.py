@@ -45,8 +45,9 @@ def _unknown_page() -> str:
 @router.get("/{subject}", response_class=HTMLResponse, responses={404: {"content": {"text/html": {}}}})
 async def wallet_page(subject: str, request: Request) -> Response:
     """The page: QR in the status colour, masked name, a live clock and a countdown, and a large-text
-    switch. Where the browser has WebCrypto it keeps its own key and makes device-bound codes itself,
-    offline; otherwise it fetches each code from here. An unknown subject, or a link cut short, gets a
+    switch. Where the browser has WebCrypto it keeps its own key and a batch of slot credentials (K, the
+    issuer's ``device_batch``, each with a key of its own) and makes device-bound codes itself, offline;
+    otherwise it fetches each code from here. An unknown subject, or a link cut short, gets a
     page saying so (404)."""
     ctx: Context = request.app.state.ctx
     headers = {"Cache-Control": "no-store"}
@@ -56,7 +57,9 @@ async def wallet_page(subject: str, request: Request) -> Response:
         ctx.service.subject(subject)
     except NotFound:
         return HTMLResponse(_unknown_page(), 404, headers)
-    return HTMLResponse(_page().replace("{{SUBJECT}}", subject), headers=headers)
+    # K, the credentials of a day's batch, is read at each request: the cached page holds only the placeholder.
+    batch = str(ctx.service.settings.device_batch)
+    return HTMLResponse(_page().replace("{{SUBJECT}}", subject).replace("{{DEVICE_BATCH}}", batch), headers=headers)
 
 
 @router.post("/{subject}/device-credential")

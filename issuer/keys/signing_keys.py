@@ -20,7 +20,7 @@ from issuer.errors import (
     Problem,
 )
 from issuer.files import private_dir
-from issuer.settings import Settings
+from issuer.settings import DAY, Settings
 from issuer.storage import SigningKeyRecord, Storage
 from suishenma import (
     Alg,
@@ -230,16 +230,18 @@ def trust_entries(settings: Settings, storage: Storage, now: int) -> list[Issuer
         if rec.retired_at is not None and rec.last_expiry < now:
             continue
         pub = load_verification_key(settings.keys_path / (Path(rec.path).stem + ".pub"))
-        # a running server may sign with a retired key until it notices the rotation (seconds)
+        # a running server may sign with a retired key until it notices the rotation (seconds); a phone's
+        # credential is dated by its slot, up to a slot before it was signed and up to a day after
         until = rec.retired_at + SKEW if rec.retired_at is not None else rec.created_at + KEY_LIFETIME
+        until += DAY
         entries.append(
             IssuerEntry(
                 pub,
                 settings.issuer_id,
-                rec.created_at - SKEW,
+                rec.created_at - SKEW - settings.slot,
                 until,
                 status_uri=uri,
-                previous_forms_until=settings.previous_forms_until,
+                previous_forms_until=settings.previous_forms_until or None,
                 slot=settings.slot,
             )
         )

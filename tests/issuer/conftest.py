@@ -19,6 +19,7 @@ from issuer.api_keys import SCOPES, hash_api_key, new_api_key
 from issuer.opening import open_storage
 from issuer.storage.sql import SqlStorage
 from issuer.storage.sqlite import SQLiteStorage
+from issuer.keys.pseudonym_keys import load_pseudonym_keys
 from suishenma import TrustList, load_verification_key, parse_trust_list
 from testing.live_issuer import LiveIssuer, init_dir
 
@@ -160,6 +161,11 @@ def enrol(client: TestClient, key: str, person: dict[str, str] | None = None) ->
     assert r.status_code == 201, r.text
     subject: str = r.json()["subject"]
     return subject
+
+
+def person_of(home: Path, sub: bytes) -> str:
+    """The subject id a code's pseudonym hides, opened with the issuer's pseudonym keys (as ``trace`` does)."""
+    return load_pseudonym_keys(home / "keys").current.open(sub)[0].hex()
 
 
 def trust_list(client: TestClient, home: Path, now: int) -> TrustList:

@@ -15,7 +15,7 @@ from PIL import Image
 from issuer import Settings, create_app
 from suishenma import CodeType, EntryStatus, Status, parse_status_list, verify
 
-from .conftest import PERSON, Clock, bearer, enrol, query, trust_list
+from .conftest import PERSON, Clock, bearer, enrol, person_of, query, trust_list
 
 
 def test_enrol_returns_random_pseudonym_and_stores_only_masks_in_codes(
@@ -29,7 +29,7 @@ def test_enrol_returns_random_pseudonym_and_stores_only_masks_in_codes(
     assert PERSON["name"] not in code
     v = verify(code, trust_list(client, home, int(clock.t)).keyring, now=int(clock.t))
     assert v.claims.masked_name == "张*三" and v.claims.masked_id == "3101**********1234"
-    assert v.claims.subject.hex() == a and v.claims.status is Status.GREEN
+    assert person_of(home, v.claims.subject) == a and v.claims.status is Status.GREEN
     assert r.json()["expires_at"] == v.claims.expires_at == int(clock.t) + 60
 
 

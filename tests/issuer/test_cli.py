@@ -24,7 +24,7 @@ from issuer.storage.sqlite import SQLiteStorage
 from suishenma import SigningKey, load_verification_key, parse_trust_list, verify
 
 from ..pg_server import PgServer
-from .conftest import bearer, enrol, query, storage_of, trust_list, write_underneath
+from .conftest import bearer, enrol, person_of, query, storage_of, trust_list, write_underneath
 
 
 @pytest.fixture()
@@ -342,7 +342,7 @@ def test_offline_codes_bulk_renders_images_sheet_and_manifest(
         subject, index, _, name = line.split(",")
         pixels = np.asarray(Image.open(out / name).convert("L"))
         claims = verify(zxingcpp.read_barcodes(pixels)[0].text, trust.keyring, now=now).claims
-        assert claims.subject.hex() == subject and claims.status_index == int(index)
+        assert person_of(home, claims.subject) == subject and claims.status_index == int(index)
     assert (
         main(["--dir", str(home), "offline-codes", "--subjects", str(listing), "--out", str(out), "--format", "svg"])
         == 0
@@ -368,12 +368,15 @@ def test_settings_come_from_toml_and_environment(tmp_path: Path, monkeypatch: py
     from issuer.settings import load_settings
 
     cfg = tmp_path / "issuer.toml"
-    cfg.write_text('issuer_id = "GZ"\ndynamic_ttl = 90\n')
-    monkeypatch.setenv("SUISHENMA_ISSUER_DYNAMIC_TTL", "120")
+    cfg.write_text('issuer_id = "GZ"\nstatus_list_ttl = 90\ndevice_batch = 8\n')
+    monkeypatch.setenv("SUISHENMA_ISSUER_STATUS_LIST_TTL", "120")
     s = load_settings(cfg, base_dir=tmp_path)
-    assert s.issuer_id == "GZ" and s.dynamic_ttl == 120 and s.base_dir == tmp_path
-    cfg.write_text("dynamic_ttl = 1\n")
-    monkeypatch.delenv("SUISHENMA_ISSUER_DYNAMIC_TTL")
+    assert s.issuer_id == "GZ" and s.status_list_ttl == 120 and s.base_dir == tmp_path
+    assert s.device_batch == 8 and s.slot == 10800
+    monkeypatch.delenv("SUISHENMA_ISSUER_STATUS_LIST_TTL")
+    for bad in ("status_list_ttl = 1\n", "device_batch = 7\n", "device_batch = 2\n"):
+        cfg.write_text(bad)
+        assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2
     assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2
 
 

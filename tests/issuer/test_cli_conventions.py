@@ -185,11 +185,11 @@ def test_unknown_setting_in_toml_is_answered_with_the_nearest_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "issuer.toml"
-    cfg.write_text("dynamic_tll = 90\n")
+    cfg.write_text("status_list_tll = 90\n")
     assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2
     zh, en = _two_lines(capsys.readouterr().err)
-    assert en == f"error: dynamic_tll in settings file {cfg} is not a setting; did you mean dynamic_ttl?"
-    assert "dynamic_tll" in zh and "您是否想写 dynamic_ttl？" in zh
+    assert en == f"error: status_list_tll in settings file {cfg} is not a setting; did you mean status_list_ttl?"
+    assert "status_list_tll" in zh and "您是否想写 status_list_ttl？" in zh
 
 
 def test_unknown_setting_in_the_environment_is_answered_with_the_nearest_one(
@@ -207,17 +207,18 @@ def test_invalid_value_names_where_it_came_from_without_pydantic_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str
 ) -> None:
     cfg = tmp_path / "issuer.toml"
-    cfg.write_text("dynamic_ttl = 5\n" if source == "file" else "")
+    cfg.write_text("status_list_ttl = 5\n" if source == "file" else "")
     if source == "environment":
-        monkeypatch.setenv("SUISHENMA_ISSUER_DYNAMIC_TTL", "5")
+        monkeypatch.setenv("SUISHENMA_ISSUER_STATUS_LIST_TTL", "5")
     assert main(["--config", str(cfg), "--dir", str(tmp_path), "init"]) == 2
     err = capsys.readouterr().err
     zh, en = _two_lines(err)
     if source == "file":
-        assert f"dynamic_ttl = 5 in settings file {cfg} is invalid" in en and f"{cfg} 中的 dynamic_ttl = 5" in zh
+        assert f"status_list_ttl = 5 in settings file {cfg} is invalid" in en
+        assert f"{cfg} 中的 status_list_ttl = 5" in zh
     else:
-        assert "environment variable SUISHENMA_ISSUER_DYNAMIC_TTL=5 is invalid" in en
-        assert "环境变量 SUISHENMA_ISSUER_DYNAMIC_TTL=5" in zh
+        assert "environment variable SUISHENMA_ISSUER_STATUS_LIST_TTL=5 is invalid" in en
+        assert "环境变量 SUISHENMA_ISSUER_STATUS_LIST_TTL=5" in zh
     assert "greater than or equal to 10" in en and "应不小于 10" in zh
     assert "validation error" not in err and "pydantic" not in err
 

@@ -16,7 +16,7 @@ from issuer.audit_chain import verify_chain
 from suishenma import load_verification_key, parse_trust_list, verify
 from testing.live_issuer import LiveIssuer
 
-from .conftest import PERSON, new_person, query, storage_of
+from .conftest import PERSON, new_person, person_of, query, storage_of
 
 
 def h(key: str) -> dict[str, str]:
@@ -31,7 +31,7 @@ def test_enrol_mint_and_verify_over_http(live: LiveIssuer, keys: dict[str, str],
         trust = parse_trust_list(
             c.get("/v1/trust-list").content, load_verification_key(home / "keys/root.pub"), now=now
         )
-        assert verify(code["code"], trust.keyring, now=now).claims.subject.hex() == subject
+        assert person_of(home, verify(code["code"], trust.keyring, now=now).claims.subject) == subject
     log = live.log.read_text(errors="replace")
     assert "PRIVATE KEY" not in log and keys["mint"] not in log
 

@@ -104,8 +104,8 @@ def test_copy_to_postgres_moves_every_row_and_keeps_the_chain(
     a, b = _enrol(store, 1, ID_NUMBER), _enrol(store, 2)
     store.signing_key_add("ab12cd34", "EdDSA", "keys/k.pem", NOW, "t")
     store.offline_issue(a, "ab12cd34", NOW + 86400, NOW, "t")
-    issue = DeviceIssue(b, "thumb", "ES256", "ab12cd34", NOW + 86400, NOW, "t")
-    device_index = store.device_credential(issue, 3)
+    issue = DeviceIssue(b, "thumb", "ES256", "ab12cd34", ((NOW, NOW + 3600), (NOW + 3600, NOW + 7200)), NOW, "t")
+    device_indices = store.device_batch(issue, 3, capacity=1024)
     store.subject_set_status(a, "red", "fever", None, NOW + 1, "t")
     store.list_put(PublishedList("status:SH", 1, b"body", '"e"', NOW, NOW + 60, 0, 8), "t")
     store.scan_logs_add("gate-1", [ScanRecord(1, NOW, "venue", "ALLOW", "ok", a, "SH")], NOW)
@@ -119,8 +119,10 @@ def test_copy_to_postgres_moves_every_row_and_keeps_the_chain(
         held = target.subject_get(a)
         assert held is not None and (held.name, held.status) == (NAME, "red")  # sealed rows open with the same key
         assert target.subject_by_id_number(ID_NUMBER) == a
-        assert target.device_credential(issue, 3) == device_index  # the device keeps its current index
-        assert target.offline_issue(b, "ab12cd34", NOW + 86400, NOW, "t") > device_index  # fresh ids after the copy
+        # the live entries came along: new ones are drawn among the free indices only
+        fresh = target.device_batch(issue, 3, capacity=1024)
+        assert len(fresh) == 2 and not set(fresh) & set(device_indices)
+        assert target.offline_issue(b, "ab12cd34", NOW + 86400, NOW, "t", 1024) not in {*device_indices, *fresh}
         assert target.audit_high_water() == store.audit_high_water() + 2
         with pytest.raises(Conflict) as err:
             copy_to(store, target)  # never into a database in use
@@ -271,13 +273,14 @@ def test_scan_logs_and_devices_work_alike(store: SqlStorage) -> None:
     from issuer.storage import DeviceIssue, ScanRecord
 
     subject = _enrol(store, 1)
-    issue = DeviceIssue(subject, "thumb", "ES256", "ab12cd34", NOW + 86400, NOW, "t")
-    index = store.device_credential(issue, 3)
-    assert store.device_credential(issue, 3) == index  # renewal keeps the index
+    slots = tuple((NOW + i * 3600, NOW + (i + 1) * 3600) for i in range(4))
+    issue = DeviceIssue(subject, "thumb", "ES256", "ab12cd34", slots, NOW, "t")
+    first = store.device_batch(issue, 3, capacity=1024)
+    again = store.device_batch(issue, 3, capacity=1024)
+    assert len(set(first + again)) == 8 and all(1 <= i < 1024 for i in first + again)  # each a new random index
     store.subject_set_status(subject, "red", "x", None, NOW + 1, "t")
     snap = store.status_snapshot("status:SH")
-    assert (index, 1) in snap.nonvalid and snap.max_index == index
-    assert store.device_credential(issue, 3) != index
+    assert {(i, 1) for i in first + again} <= set(snap.nonvalid) and snap.max_index == max(first + again)
     rec = ScanRecord(1, NOW, "venue", "ALLOW", "ok", subject, "SH")
     assert store.scan_logs_add("gate-1", [rec, rec], NOW).accepted == 1
     assert store.scan_logs_add("gate-1", [rec], NOW).duplicates == 1 and store.scan_log_count() == 1
@@ -405,3 +408,32 @@ def test_url_naming_a_dead_host_and_the_primary_reaches_the_primary(backend: str
     _enrol(store, 1)
     assert store.subject_get(_subject(1)) is not None
     store.close()
+
+
+def test_status_list_indices_are_drawn_at_random_and_reused_only_after_their_holders_expired(store: SqlStorage) -> None:
+    """No index names two live credentials, and an index says nothing about who held it before."""
+    from issuer.storage import DeviceIssue
+    from issuer.storage.records import REUSE_AFTER_S
+
+    people = [_enrol(store, n) for n in range(1, 4)]
+    hour = ((NOW, NOW + 3600),)
+    held: dict[int, str] = {}
+    for n in range(64):
+        subject = people[n % 3]
+        (index,) = store.device_batch(DeviceIssue(subject, f"phone{n}", "ES256", "k", hour, NOW, "t"), 100, 64)
+        assert index not in held  # never two live entries
+        held[index] = subject
+    # more than its 63 places: the list grew into its next half
+    assert len(held) == 64 and max(held) < 128 and any(i >= 64 for i in held)
+    # not handed out in order: the first indices are not 1, 2, 3, ...
+    assert list(held)[:10] != sorted(list(held)[:10])
+    # once every holder expired (and an hour more), the places are free again, cleared
+    later = NOW + 3600 + REUSE_AFTER_S
+    store.subject_set_status(people[0], "red", "x", None, NOW + 1, "t")
+    reused = set()
+    for n in range(40):
+        issue = DeviceIssue(people[1], f"later{n}", "ES256", "k", ((later, later + 3600),), later, "t")
+        reused |= set(store.device_batch(issue, 100, 64))
+    assert reused & set(held)
+    snap = store.status_snapshot("status:SH")
+    assert not {i for i, _ in snap.nonvalid} & reused  # a reused index starts valid, whatever it was before

@@ -262,8 +262,11 @@ def test_deeply_nested_cbor_rejected(where: str, ed_key: SigningKey, ring: KeyRi
 def test_missing_and_mistyped_claims_rejected(ed_key: SigningKey, ring: KeyRing) -> None:
     cases = [
         # a dynamic code may leave exp implied, a paper code may not
-        ({k: v for k, v in forge.claims_map(**{"k-65537": {0: 0, 1: 1, 4: 7}}).items() if k != 4},)
-        + (Reason.MISSING_CLAIM, "exp: only dynamic codes and slot credentials imply it"),
+        (
+            {k: v for k, v in forge.claims_map(**{"k-65537": {0: 0, 1: 1, 4: 7}}).items() if k != 4},
+            Reason.MISSING_CLAIM,
+            "exp: only dynamic codes and slot credentials imply it",
+        ),
         ({k: v for k, v in forge.claims_map().items() if k != 6}, Reason.MISSING_CLAIM, "claim 6"),
         (forge.claims_map(k4="60"), Reason.BAD_CLAIM, "claim 4 must be int"),
         (forge.claims_map(k1=5), Reason.BAD_CLAIM, "claim 1 must be str"),

@@ -26,6 +26,7 @@ from suishenma import (  # noqa: E402
     DeviceKey,
     EntryStatus,
     IssuerEntry,
+    PseudonymKey,
     SigningKey,
     Status,
     StatusList,
@@ -75,6 +76,7 @@ def claims_json(c: Claims) -> dict[str, Any]:
         "masked_name": c.masked_name,
         "masked_id": c.masked_id,
         "status_index": c.status_index,
+        "implied": c.implied,
     }
 
 
@@ -238,6 +240,7 @@ def main() -> int:
     }
     (OUT / "lists.json").write_text(json.dumps(lists, indent=2) + "\n")
     device_vectors(ed, other)
+    current_vectors(ed)
     print(f"wrote vectors to {OUT}")
     return 0
 
@@ -287,6 +290,65 @@ def device_vectors(issuer: SigningKey, other: SigningKey) -> None:
         ],
     }
     (OUT / "devices.json").write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+
+
+PSEUDONYM_KEY = bytes.fromhex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")  # FIPS-197 C.3
+NONCES = (bytes.fromhex("0001020304050607"), bytes.fromhex("08090a0b0c0d0e0f"), bytes.fromhex("1011121314151617"))
+SLOT = 14_400  # K = 6
+
+
+def current_vectors(issuer: SigningKey) -> None:
+    """current.json: the current forms (docs/format.md §4): the pseudonyms of one subject under a known key and
+    nonces, a dynamic code and a slot credential built on them, and the previous forms' window.
+
+    Everything is Ed25519 and AES, so every byte is fixed: an issuer implementation must reproduce the
+    pseudonyms, the code and the presentation exactly; a verifier must reach each verdict at each instant,
+    with the trust-list entry given (issuer id, slot, previous forms until).
+    """
+    key = PseudonymKey(PSEUDONYM_KEY)
+    subs = [key.pseudonym(SUBJECT, nonce) for nonce in NONCES]
+    dynamic = Claims.dynamic(subs[0], Status.GREEN, AT)
+    code = mint(dynamic, issuer)
+    phone = ed_key(PHONE_SEED)
+    start = AT - AT % SLOT
+    credential = mint_credential(
+        Claims.device(subs[1], Status.GREEN, start, 9_000_001, DeviceKey.of(phone), slot=SLOT), issuer
+    )
+    presented = present(credential, phone, now=start + 600)
+    previous = mint(Claims.dynamic(SUBJECT, Status.GREEN, AT, ttl=60), issuer)
+    entry = {"issuer_id": "SH", "slot": SLOT, "previous_forms_until": AT - 1}
+    cases = [
+        ("dynamic", "Current dynamic code: no iss, no exp (iat + 60), sub a pseudonym.", code, AT + 30, None),
+        ("dynamic-expired", "The same code at iat + 70 (60 s life, 10 s skew).", code, AT + 70, "expired"),
+        ("slot-credential", "A slot credential presented 10 minutes into its slot.", presented, start + 610, None),
+        ("slot-over", "The same presentation after its slot (exp implied: iat + slot).", presented,
+         start + SLOT + 10, "credential_expired"),
+        ("previous-form", "A dynamic code of the previous form (iss, exp, a fixed sub) after the window.",
+         previous, AT, "previous_form"),
+    ]  # fmt: skip
+    body = {
+        "name": "current",
+        "description": "The current forms (docs/format.md §4): pseudonyms, a dynamic code, a slot credential, the"
+        " previous forms' window. Verify each code with the issuer key constrained by the trust-list entry given.",
+        "issuer": key_json(issuer),
+        "trust_list_entry": entry,
+        "pseudonym_key": PSEUDONYM_KEY.hex(),
+        "subject": SUBJECT.hex(),
+        "pseudonyms": [{"nonce": n.hex(), "sub": s.hex()} for n, s in zip(NONCES, subs, strict=True)],
+        "phone": key_json(phone),
+        "credential": credential_text(credential),
+        "codes": [
+            {
+                "name": n,
+                "description": d,
+                "code": c,
+                "at": t,
+                "expect": {"valid": r is None} | ({"reason": r} if r else {}),
+            }
+            for n, d, c, t, r in cases
+        ],
+    }
+    (OUT / "current.json").write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
 
 
 if __name__ == "__main__":

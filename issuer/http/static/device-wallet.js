@@ -1,9 +1,12 @@
 // Device-bound codes in the browser (docs/format.md §4, "Device-bound codes").
 //
-// The page keeps a P-256 key pair that WebCrypto made non-extractable, in IndexedDB; the issuer signs a
-// day credential for its public key while the page is online; after that, every refresh the page signs
-// the credential and the current time (an RFC 9338 Countersignature0 v2, time as RFC 9597 CWT claims)
-// and shows the result as an "SMD1:" code, with no network at all.
+// The page keeps a P-256 key pair that WebCrypto made non-extractable, in IndexedDB: the phone's own key,
+// which names the phone to the issuer and nothing else. While online it makes a batch of K more such key
+// pairs, one per slot of the day (24 h / K), and the issuer signs a credential for each, valid in its own
+// slot only; the batch (credentials and their private keys) is kept in IndexedDB. Every refresh the page
+// takes the credential whose slot holds the current time and signs it and the time with that slot's key
+// (an RFC 9338 Countersignature0 v2, time as RFC 9597 CWT claims), shown as an "SMD1:" code, with no
+// network at all. Codes from different slots share no key; a slot's key is never used for another.
 "use strict";
 
 const DeviceWallet = (() => {
@@ -12,6 +15,7 @@ const DeviceWallet = (() => {
   // CBOR text "CounterSignature0V2": the context of the structure the phone signs.
   const CONTEXT = [0x73, ...new TextEncoder().encode("CounterSignature0V2")];
   const DB_NAME = "suishenma-wallet";
+  const DAY = 86400;
 
   function b45encode(bytes) {
     let out = "";
@@ -132,6 +136,32 @@ const DeviceWallet = (() => {
     return pair;
   }
 
+  // A key pair for one slot, made for it alone and never reused: non-extractable, like the phone's.
+  function slotKey() {
+    return crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
+  }
+
+  // The held slot (a {valid_from, expires_at, ...} record) whose slot holds t, or null.
+  function current(slots, t) {
+    return slots.find((s) => s.valid_from <= t && t < s.expires_at) || null;
+  }
+
+  // What to do at time t holding `slots`, for a batch of k: keep the run of slots from the one holding t
+  // (expired slots, and any after a gap, are dropped with their keys), and renew while less than half a
+  // day remains, asking only for the slots it lacks from the end of the last one kept (start null: from
+  // now, a whole batch).
+  function plan(slots, t, k) {
+    const sorted = [...slots].sort((a, b) => a.valid_from - b.valid_from);
+    const first = current(sorted, t);
+    const keep = first ? [first] : [];
+    for (const s of sorted) {
+      if (first && s.valid_from === keep[keep.length - 1].expires_at) keep.push(s);
+    }
+    const end = first ? keep[keep.length - 1].expires_at : t;
+    const need = end - t < DAY / 2 ? Math.max(0, k - keep.length) : 0;
+    return { keep, need, start: first ? end : null };
+  }
+
   async function publicJwk(pair) {
     const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
     return { kty, crv, x, y };
@@ -141,5 +171,5 @@ const DeviceWallet = (() => {
     return Boolean(window.isSecureContext && window.crypto && crypto.subtle && window.indexedDB);
   }
 
-  return { b64urlDecode, deviceKey, get, present, publicJwk, put, supported };
+  return { b64urlDecode, current, deviceKey, get, plan, present, publicJwk, put, slotKey, supported };
 })();
