@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
 from issuer.api_keys import SCOPES, hash_api_key, new_api_key
+from issuer.keys.pseudonym_keys import load_pseudonym_keys
 from issuer.opening import open_storage
 from issuer.storage.sql import SqlStorage
 from issuer.storage.sqlite import SQLiteStorage
-from issuer.keys.pseudonym_keys import load_pseudonym_keys
 from suishenma import TrustList, load_verification_key, parse_trust_list
 from testing.live_issuer import LiveIssuer, init_dir
 
