@@ -110,12 +110,19 @@ def step_issuer(port: int) -> tuple[LiveIssuer, str, list[str]]:
     print(f"\nissuer running at {server.url} (API docs {server.url}/docs), database {ROOT / 'var' / 'issuer.db'}")
     print(f"demo person enrolled as subject {subject}")
     print(f"wallet page: {server.url}/demo/wallet/{subject}")
-    phone = SigningKey.generate(Alg.ES256)  # a phone keeps its key in hardware, as P-256
-    body = {"jwk": DeviceKey.of(phone).to_jwk()}
-    issued = _post(f"{server.url}/v1/subjects/{subject}/device-credentials", key, body)
-    device_code = present(read_credential(str(issued["credential"])), phone, now=int(time.time()))
-    print(f"phone registered (status-list index {issued['status_index']}); it makes its own codes until")
-    print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(int(str(issued['expires_at']))))}, offline:")
+    # A phone keeps its own key in hardware, as P-256, and makes a fresh key for each slot of its batch.
+    phone = SigningKey.generate(Alg.ES256)
+    slot_keys = [SigningKey.generate(Alg.ES256) for _ in range(6)]
+    body = {"jwk": DeviceKey.of(phone).to_jwk(), "keys": [DeviceKey.of(k).to_jwk() for k in slot_keys]}
+    batch = _post(f"{server.url}/v1/subjects/{subject}/device-credentials", key, body)
+    credentials = batch["credentials"]
+    assert isinstance(credentials, list)
+    now = int(time.time())
+    current = next(i for i, c in enumerate(credentials) if c["valid_from"] <= now < c["expires_at"])
+    device_code = present(read_credential(str(credentials[current]["credential"])), slot_keys[current], now=now)
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(credentials[-1]["expires_at"])))
+    print(f"phone registered: {len(credentials)} credentials, one per {batch['slot'] // 3600}-hour slot, each with its")
+    print(f"own key, pseudonym and status-list index; it makes its own codes until {until}, offline:")
     print(device_code)
     return server, subject, [code, device_code]
 

@@ -200,7 +200,8 @@ class Claims:
         """The CWT claims map, in the order docs/format.md gives."""
         # Plain ints, not IntEnum members: cbor2 encodes int subclasses through a slow path.
         ours: dict[int, Any] = {int(SmField.STATUS): int(self.status)}
-        if self.code_type != CodeType.DYNAMIC:
+        # The type is implied for dynamic codes, and for current-form credentials by their cnf (2 bytes).
+        if self.code_type != CodeType.DYNAMIC and not (self.implied and self.device_key is not None):
             ours[int(SmField.CODE_TYPE)] = int(self.code_type)
         if self.masked_name is not None:
             ours[int(SmField.MASKED_NAME)] = self.masked_name
@@ -251,7 +252,7 @@ class Claims:
             _raise_claim_error(m, ((_ISS, str), (_SUB, bytes), (_IAT, int), (_EXP, int)))
         if type(ours) is not dict:
             _raise_claim_error(m, ((_OURS, dict),))
-        status, code_type = ours.get(_STATUS), ours.get(_CODE_TYPE, 0)
+        status, code_type = ours.get(_STATUS), ours.get(_CODE_TYPE, _DYNAMIC if cnf is None else _DEVICE)
         name, masked_id, index = ours.get(_NAME), ours.get(_MASKED_ID), ours.get(_INDEX)
         if not (
             type(status) is int
@@ -269,7 +270,7 @@ class Claims:
             raise CodeClaimsError(Reason.BAD_CLAIM, "identity field too long")
         device_key = None if cnf is None else _device_key(cnf)
         implied = exp is None
-        if implied:
+        if exp is None:
             if code_type == _DYNAMIC:
                 exp = iat + DYNAMIC_TTL
             elif code_type == _DEVICE and slot is not None:

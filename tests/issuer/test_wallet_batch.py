@@ -4,7 +4,8 @@ slot's credential and key, and still verify offline."""
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from issuer.cli import main as cli_main
 from suishenma import CodeError, load_verification_key, parse_trust_list, verify
 from testing.live_issuer import LiveIssuer
 
@@ -33,18 +35,6 @@ def backend() -> str:
 def browser() -> Iterator[Any]:
     with chromium(width=500, height=900) as driver:
         yield driver
-
-
-def backdate_signing_key(home: Path, by: int = 2 * DAY) -> None:
-    """Make the freshly initialised issuer's signing key ``by`` seconds older, as on an issuer that has run
-    for a while, and have the trust list re-signed (on its next request) with the key's earlier start. A
-    credential's issue time is the start of its slot, which for a key made within the current slot would
-    precede the key's trust-list validity (see the report: issuer/keys/signing_keys.py trust_entries)."""
-    conn = sqlite3.connect(home / "var" / "issuer.db")
-    with conn:
-        conn.execute("UPDATE signing_keys SET created_at = created_at - ?", (by,))
-        conn.execute("UPDATE lists SET expires_at = issued_at WHERE name = 'trust'")
-    conn.close()
 
 
 def go_offline(driver: Any) -> None:
@@ -88,7 +78,6 @@ def shown_code(driver: Any, card: Any) -> str:
 def test_offline_page_passes_a_slot_boundary_with_the_next_slots_credential_and_key(
     home: Path, keys: dict[str, str], browser: Any
 ) -> None:
-    backdate_signing_key(home)
     with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
         auth = {"Authorization": f"Bearer {keys['enrol']}"}
         subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
@@ -169,11 +158,13 @@ open.onsuccess = () => {
 
 
 def test_page_with_less_than_half_a_day_left_asks_only_for_the_slots_it_lacks_with_fresh_keys(
-    home: Path, keys: dict[str, str], browser: Any
+    home: Path, keys: dict[str, str], browser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backdate_signing_key(home)
     k = 8  # the issuer's batch, not the default: the page learns it from the issuer
-    with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1", "SUISHENMA_ISSUER_DEVICE_BATCH": str(k)}) as server:
+    monkeypatch.setenv("SUISHENMA_ISSUER_DEVICE_BATCH", str(k))
+    with contextlib.redirect_stdout(io.StringIO()):  # as an operator does after changing the batch
+        assert cli_main(["--dir", str(home), "trust-list", "sign"]) == 0
+    with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
         auth = {"Authorization": f"Bearer {keys['enrol']}"}
         subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
         root = load_verification_key(home / "keys" / "root.pub")
@@ -214,7 +205,6 @@ def test_status_ending_within_the_slot_gets_codes_the_issuer_makes(
 ) -> None:
     """No phone credential can outlive the status, and none is shorter than its slot: until the status is
     set again, the page shows the issuer's own online codes, and says so."""
-    backdate_signing_key(home)
     with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
         auth = {"Authorization": f"Bearer {keys['all']}"}
         subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]

@@ -18,7 +18,6 @@ from suishenma import load_verification_key, parse_trust_list, verify
 from testing.live_issuer import LiveIssuer
 
 from .conftest import PERSON, person_of
-from .test_wallet_batch import backdate_signing_key
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -124,11 +123,10 @@ def test_wallet_unknown_subject_is_404(home: Path) -> None:
 def test_wallet_makes_device_bound_codes_offline_that_a_kiosk_allows_then_denies_after_a_status_change(
     home: Path, keys: dict[str, str], browser: object, tmp_path: Path
 ) -> None:
-    """The page keeps its own key, fetches a credential, then goes offline (DevTools) and keeps making
+    """The page keeps its own key, fetches its batch, then goes offline (DevTools) and keeps making
     codes: the kiosk allows them; the person turns red, the kiosk syncs, and the next one is denied."""
     from verifier import Decision, Verifier
 
-    backdate_signing_key(home)  # a credential starts with its slot: before a key made just now
     with LiveIssuer(home, env={"SUISHENMA_ISSUER_DEMO_WALLET": "1"}) as server:
         auth = {"Authorization": f"Bearer {keys['all']}"}
         subject = httpx.post(server.url + "/v1/subjects", json=PERSON, headers=auth).json()["subject"]
