@@ -54,8 +54,8 @@ from suishenma import (  # noqa: E402
     verify,
 )
 from suishenma._base45 import b45decode  # noqa: E402
-from suishenma.qr import qr_version  # noqa: E402
 from suishenma.keys import load_verification_key  # noqa: E402
+from suishenma.qr import qr_version  # noqa: E402
 from testing.live_issuer import init_dir  # noqa: E402
 
 DAYS, VENUES, PRESENTATIONS = 3, 50, 20
