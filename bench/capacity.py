@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -33,7 +35,7 @@ from _load import run_wrk  # noqa: E402
 from issuer import IssuerService, Settings  # noqa: E402
 from issuer.opening import open_storage  # noqa: E402
 from issuer.storage import StatusChange  # noqa: E402
-from suishenma import DeviceKey, SigningKey  # noqa: E402
+from suishenma import DeviceKey, EntryStatus, SigningKey, StatusList  # noqa: E402
 from testing.live_issuer import LiveIssuer, init_dir  # noqa: E402
 
 PEOPLE = 2_000
@@ -91,11 +93,41 @@ def list_of(service: IssuerService, subject: str, entries: int, revoked: float) 
     return seconds
 
 
+def list_sizes(phones: int, batch: int, revoked: float) -> tuple[int, int, int, int]:
+    """The compressed status list (2 bits, the issuer's coding) for ``phones`` at ``revoked`` of people
+    revoked: one index per phone (the previous forms) against ``batch`` live credentials per phone at
+    random indices (the current forms; the space doubles when it is three quarters full, as the draw does).
+    Returns (entries before, bytes before, entries now, bytes now)."""
+    rng = np.random.default_rng(11)
+    out = []
+    for per_phone in (1, batch):
+        live = phones * per_phone
+        size = 1 << 20
+        while size * 3 // 4 < live:
+            size *= 2
+        lst = StatusList(size, bits=2)
+        people = int(phones * revoked)
+        if per_phone == 1:  # indices handed out in order
+            chosen = rng.choice(live, people, replace=False)
+        else:  # each revoked person's live credentials, anywhere in the space
+            chosen = rng.choice(size, people * per_phone, replace=False)
+        lst.set_many((int(i) for i in chosen), EntryStatus.INVALID)
+        out += [size, len(lst.compress())]
+    return out[0], out[1], out[2], out[3]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--postgres", action="store_true", help="start a throw-away PostgreSQL server and run on it")
     ap.add_argument("--entries", type=int, default=60_000_000)
+    ap.add_argument("--list-sizes", action="store_true", help="only the status-list sizes for 15 M phones")
     args = ap.parse_args()
+    if args.list_sizes:
+        k = Settings().device_batch
+        before_n, before, now_n, now = list_sizes(15_000_000, k, 0.01)
+        print(f"15 M phones, 1 % of people revoked: one index per phone {before_n:,} entries, {before / 1e6:.2f} MB;")
+        print(f"  K = {k} credentials per phone at random indices {now_n:,} entries, {now / 1e6:.2f} MB")
+        return 0
     pg = None
     if args.postgres:
         from tests.pg_server import PgServer

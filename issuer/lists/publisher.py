@@ -18,10 +18,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from issuer.errors import Conflict, NoTrustList
-from issuer.keys.signing_keys import load_active_key, root_signing_key, trust_entries
+from issuer.keys.signing_keys import ROOT_KEY, load_active_key, root_signing_key, trust_entries
 from issuer.settings import Settings
 from issuer.storage import PublishedList, StatusSnapshot, Storage
-from suishenma import EntryStatus, StatusList, sign_status_list, sign_trust_list
+from suishenma import (
+    EntryStatus,
+    ListError,
+    StatusList,
+    load_verification_key,
+    parse_trust_list,
+    sign_status_list,
+    sign_trust_list,
+)
 
 log = logging.getLogger(__name__)
 TRUST_LIST = "trust"
@@ -48,6 +56,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._cache: dict[str, PublishedList] = {}
+        self._forms_checked: tuple[int, bool] = (0, True)  # (held trust-list version, states our forms)
 
     def _held(self, name: str) -> PublishedList | None:
         """The published list, its body read from the database only when its version changed: a list of a
@@ -89,8 +98,37 @@ class Publisher:
             log.info("%s version %d was published by another worker first", lst.name, newer.version)
             return newer
 
+    def states_our_forms(self, held: PublishedList) -> bool:
+        """Whether the held trust list gives this issuer's keys the slot and previous-forms window the settings
+        say (a changed ``device_batch`` or ``previous_forms_until`` needs a new list: verifiers take both from
+        it). Checked once per held version.
+
+        Raises:
+            KeyFileError: keys/root.pub is missing or damaged.
+        """
+        version, ok = self._forms_checked
+        if version != held.version:
+            root = load_verification_key(self.settings.keys_path / f"{ROOT_KEY}.pub")
+            try:
+                trust = parse_trust_list(held.body, root, now=held.issued_at)
+            except ListError:
+                return False
+            window = self.settings.previous_forms_until or None
+            ours = [e for e in trust.issuers if e.issuer == self.settings.issuer_id]
+            ok = all(e.slot == self.settings.slot and e.previous_forms_until == window for e in ours)
+            self._forms_checked = (held.version, ok)
+            if not ok and root_signing_key(self.settings) is None:
+                log.warning(
+                    "the trust list in force states another slot or previous-forms window for %s than the settings:"
+                    " phones' credentials fail at kiosks until a new list is signed (trust-list request, sign,"
+                    " import)",
+                    self.settings.issuer_id,
+                )
+        return ok
+
     def trust_list(self, now: int, *, force: bool = False, actor: str = "system") -> PublishedList:
-        """The current trust list, re-signed first when forced, missing or in the last quarter of its life.
+        """The current trust list, re-signed first when forced, missing, in the last quarter of its life, or
+        not stating this issuer's slot and previous-forms window as the settings do (``states_our_forms``).
 
         Raises:
             NoTrustList: none held, and no root key to sign one.
@@ -99,7 +137,8 @@ class Publisher:
         with self._lock:
             held = self._held(TRUST_LIST)
             ttl = self.settings.trust_list_ttl
-            if not force and held is not None and held.expires_at - now > ttl // 4:
+            fresh = held is not None and held.expires_at - now > ttl // 4
+            if not force and held is not None and fresh and self.states_our_forms(held):
                 return held
             root = root_signing_key(self.settings)
             if root is None:

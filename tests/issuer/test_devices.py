@@ -3,11 +3,14 @@ random status-list indices, audit."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from issuer import IssuerService, Settings
+from issuer.opening import open_storage
 from suishenma import (
     Alg,
     CodeTimeError,
@@ -18,7 +21,9 @@ from suishenma import (
     SigningKey,
     Status,
     TrustList,
+    load_verification_key,
     parse_status_list,
+    parse_trust_list,
     present,
     read_credential,
     verify,
@@ -278,3 +283,17 @@ def test_batches_need_the_mint_scope_and_are_audited(client: TestClient, keys: d
     _issue(client, keys["mint"], s, jwk)
     actions = [r.action for r in client.app.state.ctx.service.storage.audit_rows()]  # type: ignore[attr-defined]
     assert actions.count("device.register") == 1 and actions.count("device.batch") == 2
+
+
+def test_a_changed_batch_size_is_in_the_next_trust_list_at_once(settings: Settings, home: Path) -> None:
+    """Verifiers take a credential's slot from the trust list: the list must follow the setting, or every
+    phone's new credentials would expire at the wrong time at every kiosk."""
+    now = int(time.time())
+    root = load_verification_key(home / "keys" / "root.pub")
+    for k in (6, 8):
+        service = IssuerService(settings.model_copy(update={"device_batch": k}), open_storage(settings))
+        try:
+            body = service.publisher.trust_list(now).body
+        finally:
+            service.storage.close()
+        assert {e.slot for e in parse_trust_list(body, root, now=now).issuers} == {86400 // k}

@@ -105,9 +105,13 @@ def signed(key: SigningKey, payload: bytes, protected: dict[int, Any], tag: int 
 def main() -> int:
     ed, other = ed_key(ED_SEED), ed_key(ED2_SEED)
     es = SigningKey.from_private_key(ec.derive_private_key(ES_SCALAR, ec.SECP256R1()))
-    dyn = Claims.dynamic(SUBJECT, Status.GREEN, AT)
-    hosp = Claims.dynamic(SUBJECT, Status.YELLOW, AT, name="张小三", id_number="310101199001011234")
-    off = Claims.offline(SUBJECT, Status.GREEN, AT, 1234, ttl=180 * 86400)
+    # the subs are pseudonyms, as an issuer mints them (current.json gives the key and nonces)
+    pseudonym = PseudonymKey(PSEUDONYM_KEY)
+    dyn = Claims.dynamic(pseudonym.pseudonym(SUBJECT, NONCES[0]), Status.GREEN, AT)
+    hosp = Claims.dynamic(
+        pseudonym.pseudonym(SUBJECT, NONCES[1]), Status.YELLOW, AT, name="张小三", id_number="310101199001011234"
+    )
+    off = Claims.offline(pseudonym.pseudonym(SUBJECT, NONCES[2]), Status.GREEN, AT, 1234, ttl=180 * 86400)
     valid = lambda c: {"valid": True, "claims": claims_json(c)}  # noqa: E731
     invalid = lambda reason: {"valid": False, "reason": reason}  # noqa: E731
 
