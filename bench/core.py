@@ -46,12 +46,13 @@ from suishenma._cose import _sig_structure, parse
 from suishenma.qr import qr_version
 
 NOW = 1_790_000_000
-SUBJECT = bytes.fromhex("0011223344556677")
+SUBJECT = bytes.fromhex("8815131f6e1ff957760ad9325832acc9")  # a pseudonym, as issuers mint them
+SLOT = 14_400  # K = 6
 
 
 def speed(alg: Alg) -> tuple[float, float]:
     key = SigningKey.generate(alg)
-    ring = KeyRing.of(key.public())
+    ring = KeyRing.of(key.public(), issuer="SH")
     claims = Claims.dynamic(SUBJECT, Status.GREEN, NOW)
     code = mint(claims, key)
     msg = parse(b45decode(code[4:]))
@@ -86,13 +87,13 @@ def speed(alg: Alg) -> tuple[float, float]:
 def sm2_speed() -> None:
     """SM2 mint and verify of a dynamic code, beside the bare library calls and one Ed25519 verify."""
     key, ed = SigningKey.generate(Alg.SM2), SigningKey.generate()
-    ring = KeyRing.of(key.public())
+    ring = KeyRing.of(key.public(), issuer="SH")
     claims = Claims.dynamic(SUBJECT, Status.GREEN, NOW)
     code, ed_code = mint(claims, key), mint(claims, ed)
     msg = parse(b45decode(code[4:]))
     tbs = _sig_structure(msg.protected_bytes, msg.payload)
     public, sig = key.public().cose_key, msg.signature
-    ed_ring = KeyRing.of(ed.public())
+    ed_ring = KeyRing.of(ed.public(), issuer="SH")
     t = interleaved(
         {
             "verify": lambda: verify(code, ring, now=NOW),
@@ -116,8 +117,10 @@ def sm2_speed() -> None:
 def device_speed() -> float:
     """A device-bound code (Ed25519 issuer, Ed25519 phone) against one bare Ed25519 verify."""
     issuer, phone = SigningKey.generate(), SigningKey.generate()
-    ring = KeyRing([TrustedKey(issuer.public(), "SH")])
-    credential = mint_credential(Claims.device(SUBJECT, Status.GREEN, NOW, 31_999_999, DeviceKey.of(phone)), issuer)
+    ring = KeyRing([TrustedKey(issuer.public(), "SH", slot=SLOT)])
+    start = NOW - NOW % SLOT
+    claims = Claims.device(SUBJECT, Status.GREEN, start, 31_999_999, DeviceKey.of(phone), slot=SLOT)
+    credential = mint_credential(claims, issuer)
     code = present(credential, phone, now=NOW + 30)
     msg = parse(credential)
     tbs = _sig_structure(msg.protected_bytes, msg.payload)

@@ -11,6 +11,11 @@ It also enforces, before anything is allocated: nesting at most ``max_depth``, a
 a duplicate makes a map invalid) and no trailing bytes. Every failure is a ``CborError`` (a
 ``ValueError``), whatever the input.
 
+Every scan decodes a few small maps, so ``loads`` and ``decode_at`` first try ``_fast``, which
+decodes the common shapes inline and only ever returns what the strict ``_Reader`` would return;
+on anything else (any refusal, any cap reached) it declines, and ``_Reader`` decides, with its
+own detail. tests/suishenma/test_cbor_fast_path.py compares the two.
+
 One caller widens the subset: the EU DCC profile (``dcc=True``, docs/format.md §7) reads finite floats
 (NumericDate ``iat``/``exp`` and whole-number doses that issuers encode as floats) and tag 0 on a text
 string (RFC 8949 §3.4.1; the DCC schema says "Validators MUST be able to read both tagged and untagged
@@ -38,6 +43,8 @@ class CborError(ValueError):
 
 _FLOAT_FORMATS = {25: ">e", 26: ">f", 27: ">d"}
 _DATE_TIME_TAG = 0  # RFC 8949 §3.4.1: standard date/time string
+_U16, _U32, _U64 = (struct.Struct(f">{c}").unpack_from for c in "HIQ")
+_REPEAT = tuple((None,) * n for n in range(24))  # loops over short containers without making a range
 
 
 class _Reader:
@@ -136,12 +143,155 @@ class _Reader:
         raise CborError("CBOR floats and simple values other than false, true and null are not allowed")
 
 
+class _Declined(Exception):
+    """The fast path met something it does not decide; the strict reader decides instead."""
+
+
+def _fast(data: bytes, pos: int, depth: int, max_depth: int, left: list[int]) -> tuple[Any, int]:
+    """Decode the item at ``pos`` like ``_Reader.item`` when it is well formed and within the caps.
+
+    The items scans see (short maps with small integer keys, short strings, integers) are decoded
+    here with fewer calls and lookups. ``left[0]`` is how many more items the cap allows: a container
+    takes its children's share before any of them is read, so a total over the cap is declined at
+    the container that declares it. Anything the strict reader would refuse (and nothing it would
+    accept) makes this raise one of ``_DECLINED``: the caller then runs the strict reader, whose
+    refusal and message are the ones given.
+    """
+    initial = data[pos]
+    pos += 1
+    if initial < 0x18:
+        return initial, pos
+    info = initial & 0x1F
+    if info < 24:
+        arg = info
+    elif info == 24:
+        arg = data[pos]
+        pos += 1
+    elif info == 25:
+        arg = _U16(data, pos)[0]
+        pos += 2
+    elif info == 26:
+        arg = _U32(data, pos)[0]
+        pos += 4
+    elif info == 27:
+        arg = _U64(data, pos)[0]
+        pos += 8
+    else:
+        raise _Declined
+    major = initial >> 5
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 2 or major == 3:
+        end = pos + arg
+        if end > len(data):
+            raise _Declined
+        if major == 2:
+            return data[pos:end], end
+        return data[pos:end].decode("utf-8"), end
+    if major == 4:
+        if depth >= max_depth or arg > len(data) - pos:
+            raise _Declined
+        left[0] -= arg
+        if left[0] < 0:
+            raise _Declined
+        depth += 1
+        out: list[Any] = []
+        for _ in _REPEAT[arg] if arg < 24 else range(arg):
+            initial = data[pos]
+            if initial < 0x18:
+                out.append(initial)
+                pos += 1
+            else:
+                value, pos = _fast(data, pos, depth, max_depth, left)
+                out.append(value)
+        return out, pos
+    if major == 5:
+        return _fast_map(data, pos, arg, depth, max_depth, left)
+    if 0xF4 <= initial <= 0xF6:
+        return _SIMPLE[info], pos
+    raise _Declined
+
+
+def _fast_map(data: bytes, pos: int, pairs: int, depth: int, max_depth: int, left: list[int]) -> tuple[Any, int]:
+    """The map of ``pairs`` pairs whose head ends at ``pos``, at ``depth``: ``_fast`` for maps, with the
+    keys and values scans carry most decoded inline.
+
+    Raises:
+        _Declined, IndexError, UnicodeDecodeError, struct.error: see ``_fast``.
+    """
+    if depth >= max_depth or pairs * 2 > len(data) - pos:
+        raise _Declined
+    left[0] -= pairs * 2
+    if left[0] < 0:
+        raise _Declined
+    depth += 1
+    m: dict[Any, Any] = {}
+    for _ in _REPEAT[pairs] if pairs < 24 else range(pairs):
+        key = data[pos]
+        if key < 0x18:  # 0..23
+            pos += 1
+        elif 0x20 <= key < 0x38:  # -1..-24
+            key = 0x1F - key
+            pos += 1
+        elif key == 0x3A:  # a negative integer with a 4-byte argument: private labels
+            key = -1 - _U32(data, pos + 1)[0]
+            pos += 5
+        else:
+            key, pos = _fast(data, pos, depth, max_depth, left)
+            if type(key) not in _KEY_TYPES:
+                raise _Declined
+        if key in m:
+            raise _Declined
+        initial = data[pos]
+        if initial < 0x18:
+            m[key] = initial
+            pos += 1
+        elif initial == 0x1A:  # a 4-byte unsigned integer: times
+            m[key] = _U32(data, pos + 1)[0]
+            pos += 5
+        elif 0x40 <= initial < 0x58:  # a byte string shorter than 24 bytes
+            end = pos + initial - 0x3F
+            if end > len(data):
+                raise _Declined
+            m[key] = data[pos + 1 : end]
+            pos = end
+        elif initial == 0x58:  # a byte string with a one-byte length: keys, signatures
+            end = pos + 2 + data[pos + 1]
+            if end > len(data):
+                raise _Declined
+            m[key] = data[pos + 2 : end]
+            pos = end
+        elif 0x60 <= initial < 0x78:  # a text string shorter than 24 bytes
+            end = pos + initial - 0x5F
+            if end > len(data):
+                raise _Declined
+            m[key] = data[pos + 1 : end].decode("utf-8")
+            pos = end
+        elif 0xA0 <= initial < 0xB8:  # a map of fewer than 24 pairs
+            m[key], pos = _fast_map(data, pos + 1, initial - 0xA0, depth, max_depth, left)
+        else:
+            m[key], pos = _fast(data, pos, depth, max_depth, left)
+    return m, pos
+
+
+_DECLINED = (_Declined, IndexError, UnicodeDecodeError, struct.error)
+
+
 def decode_at(data: bytes, pos: int, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> tuple[Any, int]:
     """Decode the one item starting at ``pos``; return it and the position just after it.
 
     Raises:
         CborError: outside the subset, truncated, too deep or too many items.
     """
+    if type(data) is bytes and max_items > 0 and pos >= 0:
+        try:
+            if 0xA0 <= data[pos] < 0xB8:  # a short map: headers
+                return _fast_map(data, pos + 1, data[pos] - 0xA0, 0, max_depth, [max_items - 1])
+            return _fast(data, pos, 0, max_depth, [max_items - 1])
+        except _DECLINED:
+            pass
     return _Reader(data, max_depth, max_items).item(pos, 0)
 
 
@@ -163,6 +313,16 @@ def loads(
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise CborError(f"CBOR item larger than {max_bytes} bytes")
+    if not dcc and type(data) is bytes and max_items > 0:
+        try:
+            if 0xA0 <= data[0] < 0xB8:  # a short map: claims, headers
+                value, end = _fast_map(data, 1, data[0] - 0xA0, 0, max_depth, [max_items - 1])
+            else:
+                value, end = _fast(data, 0, 0, max_depth, [max_items - 1])
+            if end == len(data):
+                return value
+        except _DECLINED:
+            pass
     value, end = _Reader(data, max_depth, max_items, dcc).item(0, 0)
     if end != len(data):
         raise CborError("trailing bytes after CBOR item")

@@ -16,7 +16,6 @@ every message made here decodes with python-cwt's ``COSE`` and the reverse.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -33,10 +32,19 @@ _MAX_HEADER_BYTES = 256
 
 _SIG1_CONTEXT = b"\x6aSignature1"  # text(10) "Signature1"
 _EMPTY_AAD = b"\x40"
+_SIG1_HEAD = b"\x84" + _SIG1_CONTEXT  # array(4), "Signature1"
+_ALG, _KID = int(Header.ALG), int(Header.KID)
+
+
+# The heads of byte strings shorter than 256 bytes, shortest form: every header, payload and
+# signature of a code has one, and a lookup costs less than building them.
+_SHORT_BSTR_HEADS = tuple(bytes((0x40 | n,)) if n < 24 else bytes((0x58, n)) for n in range(256))
 
 
 def bstr_header(length: int) -> bytes:
     """The CBOR head of a byte string of ``length`` bytes (RFC 8949 §3.1), shortest form."""
+    if 0 <= length < 0x100:
+        return _SHORT_BSTR_HEADS[length]
     if length < 24:
         return bytes((0x40 | length,))
     if length < 0x100:
@@ -49,15 +57,7 @@ def bstr_header(length: int) -> bytes:
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     """Sig_structure = ["Signature1", protected, external_aad = h'', payload] (RFC 9052 §4.4)."""
     return b"".join(
-        (
-            b"\x84",
-            _SIG1_CONTEXT,
-            bstr_header(len(protected)),
-            protected,
-            _EMPTY_AAD,
-            bstr_header(len(payload)),
-            payload,
-        )
+        (_SIG1_HEAD, bstr_header(len(protected)), protected, _EMPTY_AAD, bstr_header(len(payload)), payload)
     )
 
 
@@ -111,6 +111,16 @@ def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
         ValueError: not a byte string, or it runs past the end.
     """
     initial = data[pos]
+    if 0x40 <= initial < 0x58:  # the length in the head
+        end = pos + initial - 0x3F
+        if end > len(data):
+            raise ValueError("byte string runs past the end")
+        return data[pos + 1 : end], end
+    if initial == 0x58 and pos + 2 <= len(data):  # a one-byte length
+        end = pos + 2 + data[pos + 1]
+        if end > len(data):
+            raise ValueError("byte string runs past the end")
+        return data[pos + 2 : end], end
     if initial >> 5 != 2:
         raise ValueError("expected a byte string")
     info = initial & 0x1F
@@ -128,15 +138,29 @@ def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[start:end], end
 
 
-@functools.lru_cache(maxsize=256)
+_HEADER_CACHE: dict[bytes, dict[Any, Any]] = {}
+_HEADER_CACHE_SIZE = 256
+_IMMUTABLE = (int, bytes, str, bool, type(None))
+
+
 def _protected_header(p_bytes: bytes) -> Any:
-    """Decoded protected header, shared between calls (read only): every code of one issuer key
-    carries the same bytes, so a scan decodes them once, not every time.
+    """The decoded protected header. Every code of one issuer key carries the same bytes, so a
+    header of integers and strings is decoded once and kept, keyed on its exact bytes; each call
+    gets its own copy, so no caller can change what the next one sees. Anything else (a nested
+    map or array, not a map) is decoded every time, and failures are never kept.
 
     Raises:
-        ValueError: not one item of the CBOR subset (the cache keeps no failures).
+        ValueError: not one item of the CBOR subset.
     """
-    return _cbor.loads(p_bytes, max_items=64)
+    cached = _HEADER_CACHE.get(p_bytes)
+    if cached is not None:
+        return cached.copy()
+    header = _cbor.loads(p_bytes, max_items=64)
+    if type(header) is dict and all(type(v) in _IMMUTABLE for v in header.values()):
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[p_bytes] = header.copy()
+    return header
 
 
 def parse(data: bytes, *, allow_unprotected_kid: bool = False, dcc_headers: bool = False) -> Sign1:
@@ -160,38 +184,61 @@ def parse(data: bytes, *, allow_unprotected_kid: bool = False, dcc_headers: bool
     if len(data) < 2 or data[1] != 0x84:
         raise CodeFormatError(Reason.MALFORMED, "COSE_Sign1 is not a 4-element array")
     try:
-        p_bytes, pos = _bstr(data, 2)
-        if pos < len(data) and data[pos] == 0xA0:  # the usual empty unprotected header
+        # The usual heads (a short protected header, a payload and a signature shorter than 256
+        # bytes) are read here, with the same checks as ``_bstr``, which reads every other form.
+        size = len(data)
+        initial = data[2]
+        if 0x40 <= initial < 0x58:
+            pos = initial - 0x3D
+            if pos > size:
+                raise ValueError("byte string runs past the end")
+            p_bytes = data[3:pos]
+        else:
+            p_bytes, pos = _bstr(data, 2)
+        if pos < size and data[pos] == 0xA0:  # the usual empty unprotected header
             unprotected: Any = {}
             pos += 1
         else:
             unprotected, pos = _cbor.decode_at(data, pos, max_items=64)
-        payload, pos = _bstr(data, pos)
-        signature, pos = _bstr(data, pos)
-        if pos != len(data):
+        if pos + 2 <= size and data[pos] == 0x58:
+            end = pos + 2 + data[pos + 1]
+            if end > size:
+                raise ValueError("byte string runs past the end")
+            payload, pos = data[pos + 2 : end], end
+        else:
+            payload, pos = _bstr(data, pos)
+        if pos + 2 <= size and data[pos] == 0x58:
+            end = pos + 2 + data[pos + 1]
+            if end > size:
+                raise ValueError("byte string runs past the end")
+            signature, pos = data[pos + 2 : end], end
+        else:
+            signature, pos = _bstr(data, pos)
+        if pos != size:
             raise ValueError("trailing bytes after COSE_Sign1")
         if len(p_bytes) > _MAX_HEADER_BYTES:
             raise ValueError("protected header too large")
         protected = _protected_header(p_bytes) if p_bytes else {}
     except (ValueError, IndexError) as exc:
         raise CodeFormatError(Reason.MALFORMED, str(exc) or "truncated") from None
-    if not isinstance(protected, dict) or not isinstance(unprotected, dict):
+    if type(protected) is not dict or type(unprotected) is not dict:
         raise CodeFormatError(Reason.MALFORMED, "COSE headers must be maps")
-    alg = protected.get(Header.ALG)
+    alg = protected.get(_ALG)
     if alg is None and dcc_headers:
-        alg = unprotected.get(Header.ALG)
-    if not isinstance(alg, int) or isinstance(alg, bool):
+        alg = unprotected.get(_ALG)
+    if type(alg) is not int:  # the decoder makes no other int subclass than bool
         raise CodeFormatError(Reason.MALFORMED, "algorithm missing from the protected header")
-    if Header.ALG in unprotected and not dcc_headers:
+    if unprotected and _ALG in unprotected and not dcc_headers:
         raise CodeFormatError(Reason.MALFORMED, "algorithm must not be in the unprotected header")
-    kid = protected.get(Header.KID)
+    kid = protected.get(_KID)
     if kid is None and (allow_unprotected_kid or dcc_headers):
-        kid = unprotected.get(Header.KID)
-    elif Header.KID in unprotected and not dcc_headers:
+        kid = unprotected.get(_KID)
+    elif unprotected and _KID in unprotected and not dcc_headers:
         raise CodeFormatError(Reason.MALFORMED, "kid must be in the protected header only")
-    if not isinstance(kid, bytes) or not 1 <= len(kid) <= 64:
+    if type(kid) is not bytes or not 1 <= len(kid) <= 64:
         raise CodeFormatError(Reason.MALFORMED, "kid missing or invalid")
-    return Sign1(p_bytes, unprotected, protected, alg, kid, payload, signature)
+    # tuple.__new__ directly: the same Sign1 as Sign1(...), without the generated __new__'s extra call.
+    return tuple.__new__(Sign1, (p_bytes, unprotected, protected, alg, kid, payload, signature))
 
 
 def verify(msg: Sign1, keys: Mapping[bytes, VerificationKey]) -> VerificationKey:

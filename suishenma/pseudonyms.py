@@ -31,6 +31,7 @@ class PseudonymKey:
     def __init__(self, secret: bytes) -> None:
         if len(secret) != KEY_BYTES:
             raise UsageError(f"a pseudonym key is {KEY_BYTES} bytes")
+        self.secret = secret
         self._cipher = Cipher(algorithms.AES(secret), modes.ECB())  # one block: ECB is the bare cipher
         self.kid = hashlib.sha256(b"suishenma pseudonym key\0" + secret).digest()[:4].hex()
 

@@ -63,7 +63,9 @@ MESSAGES: dict[VerdictReason, Text] = {
     VerdictReason.NO_TRUST_LIST: Text("名单未同步，请联系工作人员", "Lists not synced yet: call staff"),
     VerdictReason.STALE_LISTS: Text("名单已过时，请联系工作人员", "Lists out of date: call staff"),
     VerdictReason.NO_STATUS_LIST: Text("无法核对撤销名单，请联系工作人员", "Revocation list missing: call staff"),
-    VerdictReason.PREVIOUS_FORM: Text("旧版随申码已停用，请更新应用后刷新", "Old code format: update the app and refresh"),
+    VerdictReason.PREVIOUS_FORM: Text(
+        "旧版随申码已停用，请更新应用后刷新", "Old code format: update the app and refresh"
+    ),
     VerdictReason.PASSBACK: Text(
         "此码刚在本闸机通过，一人一次，请勿重复进站", "This code just passed this gate: one entry per person"
     ),
