@@ -146,9 +146,10 @@ def device_codes(key: SigningKey) -> dict[str, str]:
     for alg in (Alg.EdDSA, Alg.ES256):
         phone = SigningKey.generate(alg)
         for label, ident in (("", {}), (" + name + ID", {"name": "张小三", "id_number": "310101199001011234"})):
-            claims = Claims.device(SUBJECT, Status.GREEN, NOW, 31_999_999, DeviceKey.of(phone), **ident)
+            start = NOW - NOW % SLOT
+            claims = Claims.device(SUBJECT, Status.GREEN, start, 31_999_999, DeviceKey.of(phone), slot=SLOT, **ident)
             name = f"device {'P-256' if alg is Alg.ES256 else 'Ed25519'}{label}"
-            out[name] = present(mint_credential(claims, key), phone, now=NOW + 86_000)
+            out[name] = present(mint_credential(claims, key), phone, now=start + SLOT - 100)
     return out
 
 
