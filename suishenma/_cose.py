@@ -184,36 +184,15 @@ def parse(data: bytes, *, allow_unprotected_kid: bool = False, dcc_headers: bool
     if len(data) < 2 or data[1] != 0x84:
         raise CodeFormatError(Reason.MALFORMED, "COSE_Sign1 is not a 4-element array")
     try:
-        # The usual heads (a short protected header, a payload and a signature shorter than 256
-        # bytes) are read here, with the same checks as ``_bstr``, which reads every other form.
         size = len(data)
-        initial = data[2]
-        if 0x40 <= initial < 0x58:
-            pos = initial - 0x3D
-            if pos > size:
-                raise ValueError("byte string runs past the end")
-            p_bytes = data[3:pos]
-        else:
-            p_bytes, pos = _bstr(data, 2)
+        p_bytes, pos = _bstr(data, 2)
         if pos < size and data[pos] == 0xA0:  # the usual empty unprotected header
             unprotected: Any = {}
             pos += 1
         else:
             unprotected, pos = _cbor.decode_at(data, pos, max_items=64)
-        if pos + 2 <= size and data[pos] == 0x58:
-            end = pos + 2 + data[pos + 1]
-            if end > size:
-                raise ValueError("byte string runs past the end")
-            payload, pos = data[pos + 2 : end], end
-        else:
-            payload, pos = _bstr(data, pos)
-        if pos + 2 <= size and data[pos] == 0x58:
-            end = pos + 2 + data[pos + 1]
-            if end > size:
-                raise ValueError("byte string runs past the end")
-            signature, pos = data[pos + 2 : end], end
-        else:
-            signature, pos = _bstr(data, pos)
+        payload, pos = _bstr(data, pos)
+        signature, pos = _bstr(data, pos)
         if pos != size:
             raise ValueError("trailing bytes after COSE_Sign1")
         if len(p_bytes) > _MAX_HEADER_BYTES:

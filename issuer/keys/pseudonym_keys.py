@@ -10,19 +10,16 @@ log links no code to a person.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from issuer.errors import Problem, SealError
-from issuer.files import private_dir, write_private
-from issuer.keys.sealing import box_secret, unbox_secret
+from issuer.keys.sealing import read_key_file, write_key_file
 from issuer.storage.protocols import AuditStore
-from suishenma import PseudonymKey
+from suishenma import PseudonymKey, UsageError
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 _LABEL = b"suishenma/pseudonym.key"
-_MAX_FILE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,38 +57,26 @@ def load_pseudonym_keys(keys_dir: Path, passphrase: bytes | None = None, *, crea
         OSError: a new file cannot be written.
     """
     path = pseudonym_key_path(keys_dir)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(_MAX_FILE + 1)
-    except FileNotFoundError:
+    body = read_key_file(path, passphrase, _LABEL)
+    if body is None:
         if not create:
-            raise SealError(Problem.PSEUDONYM_KEY_MISSING, path=path) from None
+            raise SealError(Problem.PSEUDONYM_KEY_MISSING, path=path)
         keys = PseudonymKeys((PseudonymKey.generate(),))
         save_pseudonym_keys(keys_dir, keys, passphrase)
         return keys
-    except OSError as exc:
-        raise SealError(Problem.DATA_KEY_UNREADABLE, path=path, why=exc.strerror) from None
-    damaged = SealError(Problem.DATA_KEY_DAMAGED, path=path)
     try:
-        body = json.loads(raw)
-        if isinstance(body, dict) and "encrypted" in body:
-            body = json.loads(unbox_secret(body, passphrase, path, _LABEL))
-        secrets = [base64.b64decode(k, validate=True) for k in body["keys"]]
-        if not secrets:
-            raise damaged
-        return PseudonymKeys(tuple(PseudonymKey(s) for s in secrets))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise damaged from None
+        keys = PseudonymKeys(tuple(PseudonymKey(base64.b64decode(k, validate=True)) for k in body["keys"]))
+    except (ValueError, KeyError, TypeError, AttributeError, UsageError):
+        keys = PseudonymKeys(())
+    if not keys.keys:
+        raise SealError(Problem.DATA_KEY_DAMAGED, path=path)
+    return keys
 
 
 def save_pseudonym_keys(keys_dir: Path, keys: PseudonymKeys, passphrase: bytes | None = None) -> None:
     """Write the file atomically, 0600, encrypted with ``passphrase`` when given. Raises: OSError."""
-    private_dir(keys_dir)
     body = {"keys": [base64.b64encode(k.secret).decode() for k in keys.keys]}
-    plain = (json.dumps(body, indent=1) + "\n").encode()
-    write_private(
-        pseudonym_key_path(keys_dir), box_secret(plain, passphrase, _LABEL) if passphrase is not None else plain
-    )
+    write_key_file(pseudonym_key_path(keys_dir), body, passphrase, _LABEL)
 
 
 def rotate_pseudonym_keys(

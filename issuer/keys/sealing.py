@@ -24,6 +24,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,6 +38,7 @@ DATA_KEY_FILE = "data.key"
 _VERSION = 1
 _HEAD = 1 + 4 + 12
 _MAX_KEY_FILE = 1 << 20
+_DATA_KEY_LABEL = b"suishenma/data.key"  # what a passphrase-encrypted key file's box is bound to
 
 
 @dataclass
@@ -105,14 +107,14 @@ class Sealer:
             aead = self._aead[number] = AESGCM(self.keys[number])
         return aead
 
-    def to_json(self) -> bytes:
+    def to_body(self) -> dict[str, object]:
+        """What ``data.key`` holds."""
         b64 = base64.b64encode
-        body = {
+        return {
             "current": self.current,
             "keys": {str(n): b64(k).decode() for n, k in sorted(self.keys.items())},
             "lookup": b64(self.lookup_key).decode(),
         }
-        return (json.dumps(body, indent=1) + "\n").encode()
 
 
 def _aad(column: str, subject: str) -> bytes:
@@ -132,22 +134,15 @@ def load_sealer(keys_dir: Path, passphrase: bytes | None = None, *, create: bool
             and ``passphrase`` is missing or wrong.
     """
     path = data_key_path(keys_dir)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(_MAX_KEY_FILE + 1)
-    except FileNotFoundError:
+    body = read_key_file(path, passphrase, _DATA_KEY_LABEL)
+    if body is None:
         if not create:
-            raise SealError(Problem.DATA_KEY_MISSING, path=path) from None
+            raise SealError(Problem.DATA_KEY_MISSING, path=path)
         sealer = Sealer.generate()
         save_sealer(keys_dir, sealer, passphrase)
         return sealer
-    except OSError as exc:
-        raise SealError(Problem.DATA_KEY_UNREADABLE, path=path, why=exc.strerror) from None
     damaged = SealError(Problem.DATA_KEY_DAMAGED, path=path)
     try:
-        body = json.loads(raw)
-        if isinstance(body, dict) and "encrypted" in body:
-            body = json.loads(unbox_secret(body, passphrase, path))
         keys = {int(n): base64.b64decode(k, validate=True) for n, k in body["keys"].items()}
         sealer = Sealer(keys, int(body["current"]), base64.b64decode(body["lookup"], validate=True))
         if sealer.current not in keys or any(len(k) != 32 for k in keys.values()) or len(sealer.lookup_key) != 32:
@@ -157,11 +152,41 @@ def load_sealer(keys_dir: Path, passphrase: bytes | None = None, *, create: bool
     return sealer
 
 
+def read_key_file(path: Path, passphrase: bytes | None, label: bytes) -> Any:
+    """The JSON body of a key file of ours (``data.key``, ``pseudonym.key``), opened with ``passphrase`` when
+    the file is encrypted; None when there is no file. The caller checks the body's fields.
+
+    Raises:
+        SealError: unreadable, not JSON (damaged), or encrypted and the passphrase is missing or wrong.
+    """
+    try:
+        with path.open("rb") as f:
+            raw = f.read(_MAX_KEY_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SealError(Problem.DATA_KEY_UNREADABLE, path=path, why=exc.strerror) from None
+    try:
+        body = json.loads(raw)
+        if isinstance(body, dict) and "encrypted" in body:
+            body = json.loads(_unbox(body, passphrase, path, label))
+    except (ValueError, KeyError, TypeError):
+        raise SealError(Problem.DATA_KEY_DAMAGED, path=path) from None
+    return body
+
+
+def write_key_file(path: Path, body: object, passphrase: bytes | None, label: bytes) -> None:
+    """Write a key file atomically, 0600, encrypted with ``passphrase`` when given. Raises: OSError."""
+    private_dir(path.parent)
+    plain = (json.dumps(body, indent=1) + "\n").encode()
+    write_private(path, _box(plain, passphrase, label) if passphrase is not None else plain)
+
+
 def _kdf(salt: bytes, passphrase: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, n=1 << 15, r=8, p=1).derive(passphrase)
 
 
-def box_secret(plain: bytes, passphrase: bytes, label: bytes = b"suishenma/data.key") -> bytes:
+def _box(plain: bytes, passphrase: bytes, label: bytes = _DATA_KEY_LABEL) -> bytes:
     salt, nonce = os.urandom(16), os.urandom(12)
     box = AESGCM(_kdf(salt, passphrase)).encrypt(nonce, plain, label)
     body = {"encrypted": "ENCRYPTED scrypt AES-256-GCM"}
@@ -169,9 +194,7 @@ def box_secret(plain: bytes, passphrase: bytes, label: bytes = b"suishenma/data.
     return (json.dumps(body) + "\n").encode()
 
 
-def unbox_secret(
-    body: dict[str, str], passphrase: bytes | None, path: Path, label: bytes = b"suishenma/data.key"
-) -> bytes:
+def _unbox(body: dict[str, str], passphrase: bytes | None, path: Path, label: bytes = _DATA_KEY_LABEL) -> bytes:
     """Raises: SealError (passphrase missing or wrong); ValueError, KeyError (damaged)."""
     if passphrase is None:
         raise SealError(Problem.DATA_KEY_PASSPHRASE_MISSING, path=path)
@@ -184,6 +207,4 @@ def unbox_secret(
 
 def save_sealer(keys_dir: Path, sealer: Sealer, passphrase: bytes | None = None) -> None:
     """Write the key file atomically, 0600, encrypted with ``passphrase`` when given. Raises: OSError."""
-    private_dir(keys_dir)
-    plain = sealer.to_json()
-    write_private(data_key_path(keys_dir), box_secret(plain, passphrase) if passphrase is not None else plain)
+    write_key_file(data_key_path(keys_dir), sealer.to_body(), passphrase, _DATA_KEY_LABEL)

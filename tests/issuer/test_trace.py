@@ -8,10 +8,12 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from issuer.cli import main
-from issuer.keys.pseudonym_keys import pseudonym_key_path
+from issuer.errors import Problem, SealError
+from issuer.keys.pseudonym_keys import load_pseudonym_keys, pseudonym_key_path, save_pseudonym_keys
 from suishenma import PSEUDONYM_BYTES, verify
 
 from .conftest import Clock, bearer, enrol, person_of, query, trust_list
@@ -95,3 +97,25 @@ def test_without_the_pseudonym_key_nothing_resolves(
     _subs(client, keys["mint"], home, a, int(clock.t), 1)
     r = _trace(client, keys["trace"], [sub])
     assert r.json()["results"] == [{"pseudonym": sub, "subject": None}]
+
+
+def test_a_damaged_or_locked_pseudonym_key_file_is_refused_by_reason(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    path = pseudonym_key_path(keys_dir)
+    keys = load_pseudonym_keys(keys_dir, create=True)
+    assert path.stat().st_mode & 0o777 == 0o600 and load_pseudonym_keys(keys_dir).current.kid == keys.current.kid
+    for body in ("not json", '{"keys": []}', '{"keys": ["c2hvcnQ="]}', '{"other": 1}', "[1, 2]"):
+        path.write_text(body)
+        with pytest.raises(SealError) as exc:
+            load_pseudonym_keys(keys_dir)
+        assert exc.value.problem is Problem.DATA_KEY_DAMAGED, body
+    save_pseudonym_keys(keys_dir, keys, b"right passphrase")
+    assert "ENCRYPTED" in path.read_text() and keys.current.secret.hex() not in path.read_text()
+    for passphrase, problem in (
+        (None, Problem.DATA_KEY_PASSPHRASE_MISSING),
+        (b"wrong", Problem.DATA_KEY_PASSPHRASE_WRONG),
+    ):
+        with pytest.raises(SealError) as exc:
+            load_pseudonym_keys(keys_dir, passphrase)
+        assert exc.value.problem is problem
+    assert load_pseudonym_keys(keys_dir, b"right passphrase").current.kid == keys.current.kid
