@@ -32,6 +32,7 @@ class Problem(StrEnum):
     RATE_LIMITED = "rate_limited"
     INVALID_INPUT = "invalid_input"
     NOT_FOUND = "not_found"
+    DELTA_UNAVAILABLE = "delta_unavailable"
     CONFLICT = "conflict"
     ALREADY_ENROLLED = "already_enrolled"
     DEVICE_LIMIT = "device_limit"
@@ -148,6 +149,11 @@ CATALOGUE: dict[Problem, Text] = {
     Problem.RATE_LIMITED: Text("此 API 密钥请求过多，请稍后重试。", "Too many requests for this API key: retry later."),
     Problem.INVALID_INPUT: Text("请求无效，详见 detail。", "The request is invalid: see detail."),
     Problem.NOT_FOUND: Text("没有该对象、纸质码或列表。", "No such subject, paper code or list."),
+    Problem.DELTA_UNAVAILABLE: Text(
+        "没有这两个版本之间的增量（已超出保留期，或完整列表更小）：请下载完整状态列表。",
+        "No delta between these versions (past the window kept, or the full list is smaller): fetch the full"
+        " status list.",
+    ),
     Problem.CONFLICT: Text("请求与当前状态冲突。", "The request contradicts the current state."),
     Problem.ALREADY_ENROLLED: Text(
         "该证件号码已登记，请使用已有的登记记录，勿重复登记。",

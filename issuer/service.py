@@ -17,6 +17,7 @@ from issuer.errors import Conflict, InputError, NotFound, Problem, StatusExpired
 from issuer.keys.checkpoints import Anchor
 from issuer.keys.pseudonym_keys import PSEUDONYM_KEY_FILE, PseudonymKeys, load_pseudonym_keys, pseudonym_key_path
 from issuer.keys.signing_keys import ActiveKey, active_record, load_active_key, passphrase_for_new_keys
+from issuer.lists.freshness import Freshness
 from issuer.lists.publisher import Publisher
 from issuer.mint_meter import MintMeter
 from issuer.settings import DAY, Settings
@@ -88,6 +89,7 @@ class IssuerService:
         self.settings = settings
         self.storage = storage
         self.publisher = Publisher(settings, storage)
+        self.freshness = Freshness(settings, storage, self.publisher, lambda: self.key.key)
         self.anchor = Anchor(settings, storage, lambda: self.key.key)
         self.mints = MintMeter(storage)
         self._key: ActiveKey | None = None

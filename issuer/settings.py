@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     status_list_valid_for: int = Field(default=7 * DAY, ge=600, description="Validity of a signed status list")
     status_list_ttl: int = Field(default=300, ge=10, description="Seconds after which verifiers should refetch")
     status_list_capacity: int = Field(default=1 << 20, ge=1024, description="Initial status-list size (grows x2)")
+    timestamp_interval: int = Field(
+        default=60, ge=1, description="Seconds between re-signings of the status-list timestamp (sooner on a change)"
+    )
+    timestamp_valid_for: int = Field(
+        default=600, ge=60, description="Validity of a signed timestamp: a frozen mirror stops vouching after this"
+    )
+    delta_window: int = Field(
+        default=7 * DAY, ge=3600, description="How long status-list deltas stay available; further behind: full list"
+    )
     rate_per_s: float = Field(
         default=1000.0, gt=0, allow_inf_nan=False, description="Default per-key request rate for new API keys"
     )
@@ -84,6 +93,16 @@ class Settings(BaseSettings):
     def slot(self) -> int:
         """Seconds each credential of a phone's batch is valid."""
         return DAY // self.device_batch
+
+    @property
+    def status_list_uri(self) -> str:
+        """Where verifiers find this issuer's status list (its deltas lie under it, docs/format.md §9)."""
+        return f"{self.public_url.rstrip('/')}/v1/status-lists/{self.issuer_id}"
+
+    @property
+    def timestamp_uri(self) -> str:
+        """Where verifiers find this issuer's signed timestamp."""
+        return self.status_list_uri + "/timestamp"
 
     def path(self, p: Path) -> Path:
         """``p`` resolved against ``base_dir``."""

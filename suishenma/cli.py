@@ -225,6 +225,7 @@ def _cmd_trust_show(a: argparse.Namespace) -> int:
                 "valid_until": format_instant(e.valid_until),
                 "code_types": sorted(t.name.lower() for t in e.code_types),
                 "status_uri": e.status_uri,
+                "timestamp_uri": e.timestamp_uri,
             }
             for e in tl.issuers
         ],

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     LIST_EXPIRED = "list_expired"
     LIST_WRONG_SIGNER = "list_wrong_signer"
     LIST_MALFORMED = "list_malformed"
+    LIST_DELTA_MISMATCH = "list_delta_mismatch"
     NETWORK = "network"
     KEY_FILE = "key_file"
     USAGE = "usage"
@@ -90,6 +91,10 @@ MESSAGES: dict[Reason, Text] = {
     Reason.LIST_EXPIRED: Text("列表已过期：请重新同步。", "List has expired: sync again."),
     Reason.LIST_WRONG_SIGNER: Text("列表未由受信任密钥签名。", "List is not signed by a trusted key."),
     Reason.LIST_MALFORMED: Text("列表已损坏（结构无效）。", "List is damaged (invalid structure)."),
+    Reason.LIST_DELTA_MISMATCH: Text(
+        "增量更新与本机列表或签名时间戳不符：改为下载完整列表。",
+        "The list update does not fit the list held or the signed timestamp: the full list is fetched instead.",
+    ),
     Reason.NETWORK: Text("下载失败：请检查网络。", "Download failed: check the network."),
     Reason.KEY_FILE: Text("密钥文件无法使用。", "Key file cannot be used."),
     Reason.USAGE: Text("参数无效。", "Invalid arguments."),

@@ -64,6 +64,8 @@ class SmField(IntEnum):
     # Audit checkpoints (checkpoint.py): the id of the audit log's last row and that row's hash.
     AUDIT_SEQ = 13
     AUDIT_HEAD = 14
+    # Timestamps (freshness.py): the digest of the status-list content the version names.
+    LIST_DIGEST = 15
 
 
 class Status(IntEnum):
@@ -125,6 +127,22 @@ class TrustField(IntEnum):
     STATUS_URI = 7
     PREVIOUS_FORMS_UNTIL = 8  # last instant the issuer's codes of the previous forms are accepted
     SLOT = 9  # seconds a device credential of the current form is valid (its exp is implied)
+    TIMESTAMP_URI = 10  # where the issuer's signed timestamp is served (freshness.py)
+
+
+class DeltaField(IntEnum):
+    """Keys of a status-list delta (statusdelta.py)."""
+
+    ISSUER = 1
+    FROM_VERSION = 2
+    TO_VERSION = 3
+    FROM_DIGEST = 4  # the first bytes of the digests: names, the signed timestamp's digest is the proof
+    TO_DIGEST = 5
+    BITS = 6
+    SIZE = 7  # entries of the result
+    COUNT = 8  # changed entries
+    RICE = 9  # the Rice parameter of the gaps
+    CHANGES = 10
 
 
 class EntryStatus(IntEnum):
@@ -145,6 +163,8 @@ STATUS_LIST_LST = "lst"
 STATUS_LIST_TYP = "application/statuslist+cwt"
 TRUST_LIST_TYP = "application/suishenma-trustlist+cwt"
 CHECKPOINT_TYP = "application/suishenma-checkpoint+cwt"
+TIMESTAMP_TYP = "application/suishenma-timestamp+cwt"
+STATUS_DELTA_TYP = "application/suishenma-statusdelta+cbor"  # a media type only: a delta is not signed
 
 CODE_PREFIX = "SM1:"
 # Device-bound codes: another prefix, so verifiers that predate them refuse them as not theirs.

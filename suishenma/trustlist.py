@@ -37,6 +37,7 @@ class IssuerEntry:
     status_uri: str | None = None
     previous_forms_until: int | None = None
     slot: int | None = None
+    timestamp_uri: str | None = None  # where the issuer's signed timestamp is (freshness.py); None: none
 
     def to_cbor(self) -> dict[int, object]:
         m: dict[int, object] = {
@@ -54,6 +55,8 @@ class IssuerEntry:
             m[int(TrustField.PREVIOUS_FORMS_UNTIL)] = self.previous_forms_until
         if self.slot is not None:
             m[int(TrustField.SLOT)] = self.slot
+        if self.timestamp_uri:
+            m[int(TrustField.TIMESTAMP_URI)] = self.timestamp_uri
         return m
 
     @classmethod
@@ -86,6 +89,7 @@ class IssuerEntry:
             status_uri=get(m, TrustField.STATUS_URI, str, required=False),
             previous_forms_until=get(m, TrustField.PREVIOUS_FORMS_UNTIL, int, required=False),
             slot=slot,
+            timestamp_uri=get(m, TrustField.TIMESTAMP_URI, str, required=False),
         )
 
     def trusted_key(self) -> TrustedKey:

@@ -36,6 +36,7 @@ STATUS: dict[Problem, int] = {
     Problem.FORBIDDEN: 403,
     Problem.KIOSK_MISMATCH: 403,
     Problem.NOT_FOUND: 404,
+    Problem.DELTA_UNAVAILABLE: 404,
     Problem.NOT_ACCEPTABLE: 406,
     Problem.CONFLICT: 409,
     Problem.ALREADY_ENROLLED: 409,

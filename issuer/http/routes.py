@@ -41,7 +41,7 @@ from issuer.keys.checkpoints import verify_audit
 from issuer.lists.publisher import etag_of
 from issuer.service import DeviceBatch
 from issuer.storage import PublishedList, ScanRecord, StatusChange
-from suishenma.labels import CHECKPOINT_TYP
+from suishenma.labels import CHECKPOINT_TYP, STATUS_DELTA_TYP, TIMESTAMP_TYP
 
 TRUST_LIST_TYPE = "application/suishenma-trustlist+cwt"
 STATUS_LIST_TYPE = "application/statuslist+cwt"
@@ -219,6 +219,42 @@ async def status_list(
         raise ApiError("not_found", {"issuer_id": issuer_id})
     lst = ctx.service.publisher.status_list(ctx.now())
     return _cached(ctx, lst, STATUS_LIST_TYPE, if_none_match)
+
+
+@router.get("/status-lists/{issuer_id}/timestamp", tags=["lists"], responses={200: {"content": {TIMESTAMP_TYP: {}}}})
+async def status_timestamp(issuer_id: Annotated[str, Path(max_length=8)], ctx: Ctx) -> Response:
+    """The signed timestamp naming the current status-list version and its digest (public). Verifiers fetch it
+    on every sync and judge their lists' age by its signed time; it is re-signed every ``timestamp_interval``."""
+    if issuer_id != ctx.service.settings.issuer_id:
+        raise ApiError("not_found", {"issuer_id": issuer_id})
+    now = ctx.now()
+    stamp = ctx.service.freshness.timestamp(now)
+    max_age = max(0, stamp.issued_at + ctx.service.settings.timestamp_interval - now)
+    headers = {"Cache-Control": f"public, max-age={max_age}", "X-List-Version": str(stamp.version)}
+    return Response(stamp.body, media_type=TIMESTAMP_TYP, headers=headers)
+
+
+@router.get(
+    "/status-lists/{issuer_id}/deltas/{first}/{last}",
+    tags=["lists"],
+    responses={200: {"content": {STATUS_DELTA_TYP: {}}}, 404: {}},
+)
+async def status_delta(
+    issuer_id: Annotated[str, Path(max_length=8)],
+    first: Annotated[int, Path(ge=1, le=2**62)],
+    last: Annotated[int, Path(ge=1, le=2**62)],
+    ctx: Ctx,
+) -> Response:
+    """The changes from status-list version ``first`` to ``last`` (public). They never change: any cache may
+    keep them for good. 404 ``delta_unavailable`` when ``first`` is past the delta window or the full list is
+    smaller: fetch that instead."""
+    if issuer_id != ctx.service.settings.issuer_id:
+        raise ApiError("not_found", {"issuer_id": issuer_id})
+    body = ctx.service.freshness.delta(first, last, ctx.now())
+    if body is None:
+        raise ApiError("delta_unavailable", {"first": first, "last": last})
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+    return Response(body, media_type=STATUS_DELTA_TYP, headers=headers)
 
 
 def _cached(ctx: Context, lst: PublishedList, media_type: str, if_none_match: str | None) -> Response:

@@ -224,7 +224,7 @@ def trust_entries(settings: Settings, storage: Storage, now: int) -> list[Issuer
     Raises:
         KeyFileError: a public key file is missing or damaged.
     """
-    uri = f"{settings.public_url.rstrip('/')}/v1/status-lists/{settings.issuer_id}"
+    uri = settings.status_list_uri
     entries = []
     for rec in storage.signing_keys():
         if rec.retired_at is not None and rec.last_expiry < now:
@@ -243,6 +243,7 @@ def trust_entries(settings: Settings, storage: Storage, now: int) -> list[Issuer
                 status_uri=uri,
                 previous_forms_until=settings.previous_forms_until or None,
                 slot=settings.slot,
+                timestamp_uri=settings.timestamp_uri,
             )
         )
     return entries

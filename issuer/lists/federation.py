@@ -145,6 +145,7 @@ def entry_to_json(e: IssuerEntry) -> dict[str, Any]:
         "status_uri": e.status_uri,
         "previous_forms_until": e.previous_forms_until,
         "slot": e.slot,
+        "timestamp_uri": e.timestamp_uri,
     }
 
 
@@ -158,6 +159,9 @@ def _entry(e: dict[str, Any]) -> IssuerEntry:
     if uri is not None and not isinstance(uri, str):
         raise TypeError("status_uri")
     until, slot = e.get("previous_forms_until"), e.get("slot")  # absent from requests of earlier versions
+    stamp = e.get("timestamp_uri")
+    if stamp is not None and not isinstance(stamp, str):
+        raise TypeError("timestamp_uri")
     return IssuerEntry(
         key,
         str(e["issuer"]),
@@ -167,6 +171,7 @@ def _entry(e: dict[str, Any]) -> IssuerEntry:
         uri,
         None if until is None else int(until),
         None if slot is None else int(slot),
+        stamp,
     )
 
 
@@ -249,9 +254,10 @@ def merge_requests(paths: list[Path]) -> MergedRequests:
         version, ttl = max(version, int(req["version"])), min(ttl or int(req["ttl"]), int(req["ttl"]))
     if len(seen) > 1:
         for e in entries:
-            parts = urlsplit(e.status_uri or "")
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise InputError(Problem.STATUS_URI_NOT_ABSOLUTE, issuer=e.issuer, uri=e.status_uri)
+            for uri in (e.status_uri, *([e.timestamp_uri] if e.timestamp_uri else [])):
+                parts = urlsplit(uri or "")
+                if parts.scheme not in ("http", "https") or not parts.netloc:
+                    raise InputError(Problem.STATUS_URI_NOT_ABSOLUTE, issuer=e.issuer, uri=uri)
     return MergedRequests(regions, entries, version, ttl)
 
 

@@ -3,7 +3,8 @@
 Trust list: signed by the root. When the root key is kept here (development) it is re-signed
 automatically; in production the root stays offline and an operator re-signs with the CLI.
 Status list: 2 bits per paper code or device (valid / revoked / suspended), signed by the current issuer key,
-rebuilt lazily on the first request after a change.
+rebuilt lazily on the first request after a change. Each version is recorded with its content's digest and
+the delta from the version before it (status_versions.py), for timestamps and deltas (freshness.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from contextlib import contextmanager
 
 from issuer.errors import Conflict, NoTrustList
 from issuer.keys.signing_keys import ROOT_KEY, load_active_key, root_signing_key, trust_entries
+from issuer.lists.status_versions import StatusContent, content_of, version_record
 from issuer.settings import Settings
-from issuer.storage import PublishedList, StatusSnapshot, Storage
+from issuer.storage import ListVersion, PublishedList, StatusSnapshot, Storage
 from suishenma import (
     EntryStatus,
     ListError,
@@ -57,6 +59,7 @@ class Publisher:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._cache: dict[str, PublishedList] = {}
         self._forms_checked: tuple[int, bool] = (0, True)  # (held trust-list version, states our forms)
+        self._content: dict[str, StatusContent] = {}  # the status list content this process built last
 
     def _held(self, name: str) -> PublishedList | None:
         """The published list, its body read from the database only when its version changed: a list of a
@@ -86,10 +89,15 @@ class Publisher:
             self.storage.lease(lease, self._holder, now, -1.0)  # released
 
     def _publish(
-        self, lst: PublishedList, actor: str, changes_seen: int, held: Callable[[], PublishedList | None]
+        self,
+        lst: PublishedList,
+        actor: str,
+        changes_seen: int,
+        held: Callable[[], PublishedList | None],
+        record: ListVersion | None = None,
     ) -> PublishedList:
         try:
-            self.storage.list_put(lst, actor, changes_seen)
+            self.storage.list_put(lst, actor, changes_seen, record)
             return lst
         except Conflict:
             newer = held()
@@ -99,9 +107,9 @@ class Publisher:
             return newer
 
     def states_our_forms(self, held: PublishedList) -> bool:
-        """Whether the held trust list gives this issuer's keys the slot and previous-forms window the settings
-        say (a changed ``device_batch`` or ``previous_forms_until`` needs a new list: verifiers take both from
-        it). Checked once per held version.
+        """Whether the held trust list gives this issuer's keys the slot, previous-forms window and timestamp URI
+        the settings say (a changed ``device_batch`` or ``previous_forms_until`` needs a new list: verifiers take
+        them from it). Checked once per held version.
 
         Raises:
             KeyFileError: keys/root.pub is missing or damaged.
@@ -115,13 +123,17 @@ class Publisher:
                 return False
             window = self.settings.previous_forms_until or None
             ours = [e for e in trust.issuers if e.issuer == self.settings.issuer_id]
-            ok = all(e.slot == self.settings.slot and e.previous_forms_until == window for e in ours)
+            stamp = self.settings.timestamp_uri
+            ok = all(
+                e.slot == self.settings.slot and e.previous_forms_until == window and e.timestamp_uri == stamp
+                for e in ours
+            )
             self._forms_checked = (held.version, ok)
             if not ok and root_signing_key(self.settings) is None:
                 log.warning(
-                    "the trust list in force states another slot or previous-forms window for %s than the settings:"
-                    " phones' credentials fail at kiosks until a new list is signed (trust-list request, sign,"
-                    " import)",
+                    "the trust list in force states another slot, previous-forms window or timestamp URI for %s than"
+                    " the settings: phones' credentials fail at kiosks, or kiosks download whole status lists, until"
+                    " a new list is signed (trust-list request, sign, import)",
                     self.settings.issuer_id,
                 )
         return ok
@@ -160,8 +172,9 @@ class Publisher:
                     log.info("signed trust list version %d", version)
                 return out
 
-    def status_list(self, now: int, *, actor: str = "system") -> PublishedList:
-        """This issuer's status list, rebuilt when a paper code changed state or half its validity is gone.
+    def status_list(self, now: int, *, actor: str = "system", force: bool = False) -> PublishedList:
+        """This issuer's status list, rebuilt when forced, when a paper code changed state or when half its
+        validity is gone.
 
         Raises:
             NoSigningKey, KeyFileError: no usable signing key.
@@ -173,7 +186,8 @@ class Publisher:
             held = self._held(name)
             fresh = held is not None and held.expires_at - now > self.settings.status_list_valid_for // 2
             if (
-                fresh
+                not force
+                and fresh
                 and held is not None
                 and held.pending == 0
                 and held.size >= self._size(self.storage.status_top_index())
@@ -193,7 +207,12 @@ class Publisher:
             lst.set(index, EntryStatus(state))
         version = (held.version if held else 0) + 1
         key = load_active_key(self.settings, self.storage).key
-        uri = f"{self.settings.public_url.rstrip('/')}/v1/status-lists/{self.settings.issuer_id}"
+        new = StatusContent(version, size, lst.bits, bytes(lst.data))
+        before = self._content.get(name)
+        if held is not None and (before is None or before.version != held.version):
+            before = content_of(held, self.settings, self.storage)
+        record = version_record(name, self.settings.issuer_id, before, new, now)
+        uri = self.settings.status_list_uri
         body = sign_status_list(
             lst,
             key,
@@ -205,7 +224,11 @@ class Publisher:
             ttl=self.settings.status_list_ttl,
         )
         out = PublishedList(name, version, body, etag_of(body), now, now + self.settings.status_list_valid_for, 0, size)
-        return self._publish(out, actor, snap.pending, lambda: self.storage.list_get(name))
+        published = self._publish(out, actor, snap.pending, lambda: self.storage.list_get(name), record)
+        if published is out:
+            self._content[name] = new
+            self.storage.list_versions_prune(name, now - self.settings.delta_window)
+        return published
 
     def _size(self, max_index: int) -> int:
         size = self.settings.status_list_capacity

@@ -59,4 +59,11 @@ MIGRATIONS: tuple[str, ...] = (
         digest TEXT PRIMARY KEY, line BIGINT NOT NULL, applied BIGINT NOT NULL, failed BIGINT NOT NULL,
         updated_at BIGINT NOT NULL);
     """,
+    # 3: every published status-list version's content digest and the delta from the version before it
+    # (NULL when that version's content was not at hand), kept for the delta window.
+    """
+    CREATE TABLE list_versions (
+        name TEXT NOT NULL, version BIGINT NOT NULL, digest BYTEA NOT NULL, size BIGINT NOT NULL,
+        issued_at BIGINT NOT NULL, delta BYTEA, PRIMARY KEY (name, version));
+    """,
 )

@@ -23,6 +23,7 @@ from issuer.storage.records import (
     BatchResult,
     DeviceIssue,
     ImportMark,
+    ListVersion,
     MintCount,
     OfflineCodeRecord,
     PublishedList,
@@ -145,11 +146,22 @@ class ListStore(Protocol):
         """(version, pending changes) of a published list, without its body; None when none is held."""
         ...
 
-    def list_put(self, lst: PublishedList, actor: str, changes_seen: int = 0) -> None:
+    def list_put(
+        self, lst: PublishedList, actor: str, changes_seen: int = 0, version: ListVersion | None = None
+    ) -> None:
         """Store a newly signed list; ``changes_seen`` pending changes (from its snapshot) are now published.
+        A status list comes with its ``version`` record (digest and delta), stored in the same transaction.
 
         Raises: Conflict when the held version is not lower (another worker published first).
         """
+        ...
+
+    def list_versions(self, name: str, first: int, last: int) -> list[ListVersion]:
+        """The version records of ``name`` from ``first`` to ``last``, in order (those still kept)."""
+        ...
+
+    def list_versions_prune(self, name: str, before: int) -> int:
+        """Drop the version records of ``name`` issued before ``before``, keeping the newest; return how many."""
         ...
 
 

@@ -86,6 +86,18 @@ class PublishedList:
 
 
 @dataclass(frozen=True)
+class ListVersion:
+    """A published status-list version: its content's digest and the delta from the version before it."""
+
+    name: str
+    version: int
+    digest: bytes  # freshness.list_digest of its content
+    size: int
+    issued_at: int
+    delta: bytes | None  # statusdelta wire form from version - 1; None when that content was not at hand
+
+
+@dataclass(frozen=True)
 class MintCount:
     """How many dynamic codes one API key minted in one minute, with one signing key, for one scenario."""
 

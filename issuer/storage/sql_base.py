@@ -38,6 +38,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "lists": ("name, version, body, etag, issued_at, expires_at, dirty, size", "name"),
     "scan_logs": ("kiosk_id, seq, at, scenario, decision, reason, subject, issuer, received_at", "kiosk_id, seq"),
     "mint_counts": ("actor, minute, kid, scenario, n", "actor, minute, kid, scenario"),
+    "list_versions": ("name, version, digest, size, issued_at, delta", "name, version"),
     "audit": ("id, at, actor, action, target, detail, prev_hash, hash", "id"),
     "imports": ("digest, line, applied, failed, updated_at", "digest"),
 }

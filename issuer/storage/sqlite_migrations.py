@@ -100,5 +100,12 @@ MIGRATIONS: tuple[Step, ...] = (
         digest TEXT PRIMARY KEY, line INTEGER NOT NULL, applied INTEGER NOT NULL, failed INTEGER NOT NULL,
         updated_at INTEGER NOT NULL);
     """,
+    # 7: every published status-list version's content digest and the delta from the version before it
+    # (NULL when that version's content was not at hand), kept for the delta window.
+    """
+    CREATE TABLE list_versions (
+        name TEXT NOT NULL, version INTEGER NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL,
+        issued_at INTEGER NOT NULL, delta BLOB, PRIMARY KEY (name, version)) WITHOUT ROWID;
+    """,
 )
 SEALING_STEP = 4  # the migration after which no clear name or ID number is left

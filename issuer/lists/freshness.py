@@ -1,0 +1,118 @@
+"""Freshness in bytes: the signed timestamp and the status-list deltas this issuer serves (docs/format.md §8-9).
+
+The timestamp names the current status-list version and its content digest. It is re-signed whenever it
+is older than ``timestamp_interval`` or names an older version, so a verifier learns of a new version on
+its next sync and, from the timestamp's signed time, how fresh its list is. Deltas between any two versions
+still recorded (``delta_window``) are composed from the per-version deltas; they never change, so any
+HTTP cache may keep them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from issuer.lists.publisher import Publisher, status_list_name
+from issuer.settings import Settings
+from issuer.storage import ListVersion, PublishedList, Storage
+from suishenma import SigningKey
+from suishenma.freshness import sign_timestamp
+from suishenma.statusdelta import encode_delta, parse_delta
+
+DELTA_CACHE = 256  # composed deltas kept in memory (a few per version that kiosks lag behind by)
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    body: bytes
+    version: int
+    issued_at: int
+    expires_at: int
+
+
+class Freshness:
+    """Signs timestamps and composes deltas for this issuer's status list."""
+
+    def __init__(self, settings: Settings, storage: Storage, publisher: Publisher, key: Callable[[], SigningKey]):
+        self.settings, self.storage, self.publisher, self._key = settings, storage, publisher, key
+        self.name = status_list_name(settings.issuer_id)
+        self._lock = threading.Lock()
+        self._stamp: Timestamp | None = None
+        self._deltas: OrderedDict[tuple[int, int], bytes | None] = OrderedDict()
+
+    def timestamp(self, now: int) -> Timestamp:
+        """The current timestamp, re-signed first when it is due or names an older version than the held list.
+
+        Raises:
+            NoSigningKey, KeyFileError: no usable signing key.
+        """
+        held = self.publisher.status_list(now)
+        record = self._record(held.version)
+        if record is None:  # a version published before versions were recorded: publish one that is
+            held = self.publisher.status_list(now, force=True)
+            record = self._record(held.version)
+            if record is None:
+                raise RuntimeError(f"status list version {held.version} was published without its record")
+        with self._lock:
+            stamp = self._stamp
+            due = stamp is None or not 0 <= now - stamp.issued_at < self.settings.timestamp_interval
+            if due or stamp is None or stamp.version != held.version:
+                valid_for = self.settings.timestamp_valid_for
+                body = sign_timestamp(
+                    self._key(),
+                    issuer=self.settings.issuer_id,
+                    version=held.version,
+                    digest=record.digest,
+                    now=now,
+                    valid_for=valid_for,
+                )
+                stamp = self._stamp = Timestamp(body, held.version, now, now + valid_for)
+            return stamp
+
+    def delta(self, first: int, last: int, now: int) -> bytes | None:
+        """The delta from version ``first`` to ``last``, or None when it cannot be given: a version out of
+        range or no longer recorded, a step without a delta, or a result larger than the full list (then
+        the full list is the cheaper download)."""
+        held = self.publisher.status_list(now)
+        if not 1 <= first < last <= held.version:
+            return None
+        with self._lock:
+            if (first, last) in self._deltas:
+                self._deltas.move_to_end((first, last))
+                return self._deltas[(first, last)]
+        out = self._compose(self.storage.list_versions(self.name, first, last), first, last, held)
+        with self._lock:
+            self._deltas[(first, last)] = out
+            while len(self._deltas) > DELTA_CACHE:
+                self._deltas.popitem(last=False)
+        return out
+
+    def _record(self, version: int) -> ListVersion | None:
+        rows = self.storage.list_versions(self.name, version, version)
+        return rows[0] if rows else None
+
+    def _compose(self, rows: list[ListVersion], first: int, last: int, held: PublishedList) -> bytes | None:
+        if [r.version for r in rows] != list(range(first, last + 1)) or any(r.delta is None for r in rows[1:]):
+            return None
+        changes: dict[int, int] = {}
+        bits = 2
+        for row in rows[1:]:
+            step = parse_delta(row.delta or b"")
+            bits = step.bits
+            changes.update(zip(step.indices, step.values, strict=True))
+        size = rows[-1].size
+        ordered = sorted(i for i in changes if i < size)
+        body = encode_delta(
+            issuer=self.settings.issuer_id,
+            from_version=first,
+            to_version=last,
+            from_digest=rows[0].digest,
+            to_digest=rows[-1].digest,
+            bits=bits,
+            size=size,
+            indices=ordered,
+            values=bytes(changes[i] for i in ordered),
+        )
+        return body if len(body) < len(held.body) else None
