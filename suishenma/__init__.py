@@ -22,6 +22,7 @@ from .errors import (
     SuishenmaError,
     UsageError,
 )
+from .freshness import SignedTimestamp, parse_timestamp, sign_timestamp, vouched
 from .keyring import KeyRing, TrustedKey
 from .keys import (
     SigningKey,
@@ -34,7 +35,8 @@ from .keys import (
 from .labels import Alg, CodeType, EntryStatus, Status
 from .masking import check_display_text, mask_id_number, mask_name, unprintable_character
 from .pseudonyms import PSEUDONYM_BYTES, PseudonymKey
-from .statuslist import SignedStatusList, StatusList, parse_status_list, sign_status_list
+from .statusdelta import StatusDelta, encode_delta, parse_delta
+from .statuslist import SignedStatusList, StatusList, list_digest, parse_status_list, sign_status_list
 from .texts import Text
 from .trustlist import IssuerEntry, TrustList, parse_trust_list, sign_trust_list
 
@@ -67,8 +69,10 @@ __all__ = [
     "PseudonymKey",
     "Reason",
     "SignedStatusList",
+    "SignedTimestamp",
     "SigningKey",
     "Status",
+    "StatusDelta",
     "StatusList",
     "SuishenmaError",
     "Text",
@@ -80,7 +84,9 @@ __all__ = [
     "check_display_text",
     "credential_text",
     "dcc_signer",
+    "encode_delta",
     "inspect",
+    "list_digest",
     "load_signing_key",
     "load_verification_key",
     "mask_id_number",
@@ -88,17 +94,21 @@ __all__ = [
     "mint",
     "mint_credential",
     "parse_checkpoint",
+    "parse_delta",
     "parse_status_list",
+    "parse_timestamp",
     "parse_trust_list",
     "passphrase_from_env",
     "present",
     "read_credential",
     "sign_checkpoint",
     "sign_status_list",
+    "sign_timestamp",
     "sign_trust_list",
     "unprintable_character",
     "verify",
     "verify_dcc",
     "verify_presentation",
+    "vouched",
     "write_key_pair",
 ]

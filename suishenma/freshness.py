@@ -16,29 +16,21 @@ It is signed by one of the issuer's keys in the trust list, like its status list
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import _cbor, _cose
 from ._signed_list import get, open_signed
 from .errors import ListError, Reason, UsageError
 from .keys import SigningKey, VerificationKey
 from .labels import TIMESTAMP_TYP, Claim, Header, SmField
+from .statuslist import SignedStatusList, list_digest
+
+__all__ = ["SignedTimestamp", "list_digest", "parse_timestamp", "sign_timestamp", "vouched"]
 
 MAX_TIMESTAMP_BYTES = 1024
 DIGEST_BYTES = 32
 MAX_VERSION = 2**63 - 1
-_DIGEST_CONTEXT = b"suishenma status list\x00"
-
-
-def list_digest(bits: int, size: int, data: bytes) -> bytes:
-    """SHA-256 over a status list's content: its bit width, its size in entries and its bit string, so two
-    lists of equal bytes but other sizes never share a digest."""
-    h = hashlib.sha256(_DIGEST_CONTEXT)
-    h.update(bits.to_bytes(1, "big") + size.to_bytes(8, "big"))
-    h.update(data)
-    return h.digest()
 
 
 @dataclass(frozen=True)
@@ -99,3 +91,21 @@ def parse_timestamp(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: 
     if now is not None and ts.expires_at <= now:
         raise ListError(Reason.LIST_EXPIRED, f"timestamp expired {now - ts.expires_at} s ago")
     return ts
+
+
+def vouched(lst: SignedStatusList, ts: SignedTimestamp) -> SignedStatusList:
+    """``lst`` as the timestamp vouches for it: current at ``ts.issued_at``, and valid for the list's own
+    validity counted from then (an issuer re-signs its full list only every few days; its timestamps
+    carry it between).
+
+    Raises:
+        ListError: LIST_DELTA_MISMATCH when ``ts`` names another issuer, version or content.
+    """
+    if lst.issuer != ts.issuer or lst.version != ts.version or lst.digest != ts.digest:
+        raise ListError(
+            Reason.LIST_DELTA_MISMATCH,
+            f"the list held is version {lst.version} of {lst.issuer!r}; the timestamp names version {ts.version}"
+            f" of {ts.issuer!r}{' with another digest' if lst.version == ts.version else ''}",
+        )
+    span = lst.expires_at - lst.issued_at
+    return replace(lst, issued_at=max(lst.issued_at, ts.issued_at), expires_at=max(lst.expires_at, ts.issued_at + span))

@@ -17,13 +17,13 @@ and no more changes than the coded bits can hold.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from . import _cbor
 from .errors import ListError, Reason, UsageError
 from .labels import STATUS_LIST_BITS_ALLOWED, DeltaField
-from .statuslist import MAX_ENTRIES
+from .statuslist import MAX_ENTRIES, SignedStatusList
 
 MAX_DELTA_BYTES = 4 << 20  # several times a city's full list: beyond, the full list is cheaper
 MAX_DELTA_CHANGES = 1 << 22  # 4 M: a week of a city's changes many times over
@@ -49,6 +49,55 @@ class StatusDelta:
     size: int  # entries of the result
     indices: array[int] = field(repr=False)
     values: bytes = field(repr=False)
+
+    def apply_to(self, lst: SignedStatusList) -> SignedStatusList:
+        """``lst`` with the changes made. Nothing proves the result yet: it stands only once a signed timestamp
+        names its digest (``freshness.vouched``).
+
+        Raises:
+            ListError: LIST_DELTA_MISMATCH when the delta is for another issuer, version or content.
+        """
+        if self.issuer != lst.issuer or self.from_version != lst.version:
+            raise ListError(
+                Reason.LIST_DELTA_MISMATCH,
+                f"delta from version {self.from_version} of {self.issuer!r}; held: {lst.version} of {lst.issuer!r}",
+            )
+        if self.from_digest != lst.digest[:DIGEST_PREFIX]:
+            raise ListError(Reason.LIST_DELTA_MISMATCH, f"delta from another content of version {lst.version}")
+        return replace(lst, version=self.to_version, size=self.size, data=self.apply(lst.data, lst.bits, lst.size))
+
+    def then(self, later: StatusDelta) -> StatusDelta:
+        """This delta followed by ``later`` as one delta.
+
+        Raises:
+            ListError: LIST_DELTA_MISMATCH when ``later`` does not start where this one ends.
+        """
+        if later.issuer != self.issuer or later.from_version != self.to_version or later.from_digest != self.to_digest:
+            raise ListError(Reason.LIST_DELTA_MISMATCH, "the deltas do not follow each other")
+        changes = dict(zip(self.indices, self.values, strict=True))
+        changes.update(zip(later.indices, later.values, strict=True))
+        ordered = sorted(i for i in changes if i < later.size)
+        return replace(
+            later,
+            from_version=self.from_version,
+            from_digest=self.from_digest,
+            indices=array("q", ordered),
+            values=bytes(changes[i] for i in ordered),
+        )
+
+    def to_bytes(self) -> bytes:
+        """The wire form (``encode_delta``)."""
+        return encode_delta(
+            issuer=self.issuer,
+            from_version=self.from_version,
+            to_version=self.to_version,
+            from_digest=self.from_digest,
+            to_digest=self.to_digest,
+            bits=self.bits,
+            size=self.size,
+            indices=self.indices,
+            values=self.values,
+        )
 
     def apply(self, data: bytes, bits: int, size: int) -> bytes:
         """The bit string of the result from ``data``, the bit string of a list of ``size`` entries.

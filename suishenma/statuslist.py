@@ -15,9 +15,11 @@ rely on and is read as INVALID (§7.1, §8.3 step 7). docs/format.md §6.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from . import _cbor, _cose
 from ._signed_list import get, open_signed
@@ -42,6 +44,16 @@ ALLOWED_BITS = (1, 2)
 # A list of 4 or 8 bits per token may hold fewer entries: the inflated bit string is capped at what
 # MAX_ENTRIES takes at 2 bits.
 MAX_INFLATED_BYTES = MAX_ENTRIES * 2 // 8
+_DIGEST_CONTEXT = b"suishenma status list\x00"
+
+
+def list_digest(bits: int, size: int, data: bytes) -> bytes:
+    """SHA-256 over a status list's content: its bit width, its size in entries and its bit string, so two
+    lists of equal bytes but other sizes never share a digest (docs/format.md §8)."""
+    h = hashlib.sha256(_DIGEST_CONTEXT)
+    h.update(bits.to_bytes(1, "big") + size.to_bytes(8, "big"))
+    h.update(data)
+    return h.digest()
 
 
 class StatusList:
@@ -122,6 +134,11 @@ class SignedStatusList:
         if held_version is not None and self.version < held_version:
             raise ListError(Reason.LIST_ROLLBACK, f"version {self.version} < held {held_version}")
 
+    @cached_property
+    def digest(self) -> bytes:
+        """``list_digest`` of the content, computed once."""
+        return list_digest(self.bits, self.size, self.data)
+
 
 def sign_status_list(
     lst: StatusList,
@@ -153,8 +170,10 @@ def sign_status_list(
     return _cose.sign(_cbor.dumps(claims), key, {Header.TYP: STATUS_LIST_TYP})
 
 
-def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: int) -> SignedStatusList:
-    """Verify a Status List Token signed by one of ``keys`` (its issuer's keys) at ``now``.
+def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: int | None) -> SignedStatusList:
+    """Verify a Status List Token signed by one of ``keys`` (its issuer's keys) at ``now``; with ``now`` None,
+    its expiry is not checked (a verifier re-reading a held list whose content a newer signed timestamp
+    vouches for, freshness.py).
 
     Decompression is capped at exactly the size the signed claims declare. The token must be a COSE_Sign1
     tagged 18 with typ ``application/statuslist+cwt``, a positive ttl and 1, 2, 4 or 8 bits per token
@@ -196,6 +215,6 @@ def parse_status_list(data: bytes, keys: Mapping[bytes, VerificationKey], *, now
         size=size,
         data=raw,
     )
-    if result.expires_at <= now:
+    if now is not None and result.expires_at <= now:
         raise ListError(Reason.LIST_EXPIRED, f"expired {now - result.expires_at} s ago")
     return result

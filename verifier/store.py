@@ -33,6 +33,11 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS scans_at ON scans(at)",
     "CREATE TABLE IF NOT EXISTS replay (key BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID",
 )
+# Columns added since the first schema: (table, column, definition), added to older state folders on open.
+ADDED_COLUMNS = (
+    ("lists", "delta", "BLOB"),  # changes applied to the full list since it was fetched (statusdelta)
+    ("lists", "stamp", "BLOB"),  # the newest signed timestamp that vouches for the list (freshness)
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class Store:
         with self.tx() as c:
             for statement in SCHEMA:
                 c.execute(statement)
+            for table, column, definition in ADDED_COLUMNS:
+                if column not in {row[1] for row in c.execute(f"PRAGMA table_info({table})")}:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._move_key_out(state_dir)
 
     def _move_key_out(self, state_dir: Path) -> None:
@@ -169,8 +177,14 @@ class Store:
     def lists(self) -> tuple[list[HeldList], dict[str, int]]:
         """Held lists with a body, and the highest version seen of every list."""
         with self.lock:
-            rows = self.conn.execute("SELECT name, version, body, etag, checked_at, expires_at FROM lists").fetchall()
-        held = [HeldList(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows if r[2] is not None]
+            rows = self.conn.execute(
+                "SELECT name, version, body, etag, checked_at, expires_at, delta, stamp FROM lists"
+            ).fetchall()
+        held = [
+            HeldList(r[0], r[1], bytes(r[2]), r[3], r[4], r[5], _blob(r[6]), _blob(r[7]))
+            for r in rows
+            if r[2] is not None
+        ]
         return held, {r[0]: r[1] for r in rows}
 
     def save_lists(self, lists: list[HeldList], confirmed: dict[str, int]) -> None:
@@ -178,9 +192,9 @@ class Store:
         with self.tx() as c:
             for h in lists:
                 c.execute(
-                    "INSERT OR REPLACE INTO lists (name, version, body, etag, checked_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (h.name, h.version, h.body, h.etag, h.checked_at, h.expires_at),
+                    "INSERT OR REPLACE INTO lists (name, version, body, etag, checked_at, expires_at, delta, stamp)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (h.name, h.version, h.body, h.etag, h.checked_at, h.expires_at, h.delta, h.stamp),
                 )
             for name, at in confirmed.items():
                 c.execute("UPDATE lists SET checked_at = MAX(checked_at, ?) WHERE name = ?", (at, name))
@@ -188,7 +202,7 @@ class Store:
     def drop_list_body(self, name: str) -> None:
         """Forget a list's bytes but keep its version (rollback protection)."""
         with self.tx() as c:
-            c.execute("UPDATE lists SET body = NULL, etag = NULL WHERE name = ?", (name,))
+            c.execute("UPDATE lists SET body = NULL, etag = NULL, delta = NULL, stamp = NULL WHERE name = ?", (name,))
 
     # verdicts
     def record(
@@ -306,3 +320,7 @@ def _private_files(state_dir: Path) -> None:
 
 def _row(r: tuple[Any, ...]) -> ScanRow:
     return ScanRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] == UPLOADED, r[8] == CONFLICT)
+
+
+def _blob(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)

@@ -10,18 +10,18 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from suishenma import ListError, NetworkError, SignedStatusList, SuishenmaError, TrustList
 
 from .clock import ClockReading, ClockSample, estimate
-from .fetch import Fetcher, FetchResult, Poster
+from .fetch import Fetcher, Poster
+from .status_sync import Renewal, entry_urls, renew, sample_of
 from .store import Store
 from .trust_state import TRUST, HeldList, TrustState, issuer_of, status_name
 
 log = logging.getLogger(__name__)
 MAX_TRUST_BYTES = 1 << 20
-MAX_STATUS_BYTES = 16 << 20  # a 2-bit list of 32 million entries is well under 2 MB compressed
 UPLOAD_BATCH = 500
 MAX_PARALLEL = 4  # status lists fetched at once (one per region: Shanghai, Jiangsu, Zhejiang, Anhui)
 
@@ -71,6 +71,7 @@ class SyncReport:
     uploaded: int = 0
     warnings: list[str] = field(default_factory=list)  # e.g. a mirror that did not answer
     issuer_errors: dict[str, str] = field(default_factory=dict)  # issuer -> why its status list was not renewed
+    downloads: dict[str, str] = field(default_factory=dict)  # issuer -> "timestamp", "delta" or "full"
     clock: ClockReading | None = None  # what this sync learnt of the local clock (None: nothing)
 
     @property
@@ -115,7 +116,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
         if result.status == 304 and held is not None:
             confirmed[TRUST] = now
             trust = state.trust
-            clock.append(_sample(result, now, None))
+            clock.append(sample_of(result, now, None))
         else:
             try:
                 trust = state.check_trust_list(result.body, now)
@@ -127,7 +128,7 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
                 report.updated.append(TRUST)
             held_new.append(HeldList(TRUST, trust.version, result.body, result.etag, now, trust.expires_at))
             confirmed[TRUST] = now
-            clock.append(_sample(result, now, trust.issued_at))
+            clock.append(sample_of(result, now, trust.issued_at))
         break
     if not base:
         report.fail(SyncReason.NO_ISSUER_ANSWERED, "no issuer answered: " + "; ".join(report.warnings))
@@ -137,27 +138,25 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
             return base
     fresh_trust = trust if held_new else None
     statuses: dict[str, SignedStatusList] = {}
-    for issuer, _url, outcome in _fetch_status_lists(state, fetcher, trust, base):
-        name = status_name(issuer)
-        held = state.held.get(name) if issuer in state.status else None
-        try:
-            if isinstance(outcome, SuishenmaError):
-                raise outcome
-            if outcome.status == 304 and held is not None:
-                confirmed[name] = now
-                clock.append(_sample(outcome, now, None))
-                continue
-            lst = state.check_status_list(issuer, outcome.body, trust, now)
-        except SuishenmaError as exc:  # a network failure or a list that failed the checks
-            report.fail(SyncReason.of(exc), f"status list of {issuer}: {exc.reason.value}: {exc.detail}", issuer)
-            report.issuer_errors[issuer] = f"{exc.reason.value}: {exc.detail}"
+    for renewal in _renew_status_lists(state, fetcher, trust, base, now):
+        issuer, name = renewal.issuer, status_name(renewal.issuer)
+        clock += renewal.samples
+        for note in renewal.notes:
+            report.warnings.append(f"status list of {issuer}: {note}")
+        if renewal.error is not None:  # a network failure or a list that failed the checks
+            err = renewal.error
+            report.fail(SyncReason.of(err), f"status list of {issuer}: {err.reason.value}: {err.detail}", issuer)
+            report.issuer_errors[issuer] = f"{err.reason.value}: {err.detail}"
             continue
-        statuses[issuer] = lst
-        if issuer not in state.status or state.status[issuer].version != lst.version:
+        if renewal.confirmed_at is not None:
+            confirmed[name] = renewal.confirmed_at
+        if renewal.lst is None or renewal.held is None:
+            continue
+        statuses[issuer] = renewal.lst
+        if issuer not in state.status or state.status[issuer].version != renewal.lst.version:
             report.updated.append(name)
-        held_new.append(HeldList(name, lst.version, outcome.body, outcome.etag, now, lst.expires_at))
-        confirmed[name] = now
-        clock.append(_sample(outcome, now, lst.issued_at))
+        report.downloads[issuer] = renewal.downloaded
+        held_new.append(renewal.held)
     report.clock = estimate(clock)
     dropped = []
     if fresh_trust is not None:  # issuers no longer trusted: forget their lists (their versions are kept)
@@ -170,40 +169,23 @@ def sync_lists(state: TrustState, store: Store, fetcher: Fetcher, urls: list[str
     return base
 
 
-def _fetch_status_lists(
-    state: TrustState, fetcher: Fetcher, trust: TrustList, base: str
-) -> list[tuple[str, str, FetchResult | SuishenmaError]]:
-    """Every issuer's status list, fetched in parallel: (issuer, URL, the answer or why there is none).
+def _renew_status_lists(state: TrustState, fetcher: Fetcher, trust: TrustList, base: str, now: int) -> list[Renewal]:
+    """Every issuer's status list renewed in parallel (status_sync.renew).
 
     A relative ``status_uri`` needs a mirror that answered; an absolute one (a region's own issuer) is
-    fetched even when none did. Nothing is trusted here: the caller checks each list's signature
-    against the keys the trust list gives that issuer, whatever host served it.
+    fetched even when none did. Nothing is trusted here: each list, timestamp and delta is checked against
+    the keys the trust list gives that issuer, whatever host served it.
     """
-    jobs: list[tuple[str, str, str | None]] = []
-    for issuer in trust.issuer_ids():
-        uri = next((e.status_uri for e in trust.issuers if e.issuer == issuer and e.status_uri), None)
-        if uri is None or not (base or urlsplit(uri).scheme):
-            continue
-        held = state.held.get(status_name(issuer)) if issuer in state.status else None
-        jobs.append((issuer, urljoin(base.rstrip("/") + "/", uri), held.etag if held else None))
+    jobs = [(issuer, urls) for issuer in trust.issuer_ids() if (urls := entry_urls(trust, issuer, base)) is not None]
 
-    def fetch(job: tuple[str, str, str | None]) -> tuple[str, str, FetchResult | SuishenmaError]:
-        issuer, url, etag = job
-        try:
-            return issuer, url, fetcher.fetch(url, etag, MAX_STATUS_BYTES)
-        except SuishenmaError as exc:
-            return issuer, url, exc
+    def run(job: tuple[str, tuple[str, str | None]]) -> Renewal:
+        issuer, (status_url, stamp_url) = job
+        return renew(state, fetcher, trust, issuer, status_url, stamp_url, now)
 
     if len(jobs) <= 1:
-        return [fetch(j) for j in jobs]
+        return [run(j) for j in jobs]
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs)), thread_name_prefix="sync") as pool:
-        return list(pool.map(fetch, jobs))
-
-
-def _sample(result: FetchResult, now: int, signed_iat: int | None) -> ClockSample:
-    """The clock evidence of one answer; a fetcher that does not stamp answers is taken as answering at ``now``."""
-    received = result.received_at if result.received_at is not None else float(now)
-    return ClockSample(received, result.server_date, signed_iat)
+        return list(pool.map(run, jobs))
 
 
 def upload_scans(

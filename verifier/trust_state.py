@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from suishenma import (
     ListError,
     Reason,
     SignedStatusList,
+    SignedTimestamp,
     SuishenmaError,
     TrustList,
     VerificationKey,
+    parse_delta,
     parse_status_list,
+    parse_timestamp,
     parse_trust_list,
+    vouched,
 )
 
 TRUST = "trust"
@@ -43,14 +47,21 @@ def issuer_of(name: str) -> str:
 
 @dataclass(frozen=True)
 class HeldList:
-    """A stored list: its bytes and what we know about its freshness."""
+    """A stored list: its bytes and what we know about its freshness.
+
+    A status list whose issuer publishes signed timestamps is held as the last full list (``body``), the
+    changes applied since (``delta``, one delta from ``body``'s version to ``version``) and the newest
+    timestamp (``stamp``); its ``checked_at`` is that timestamp's signed time, never this machine's.
+    """
 
     name: str
     version: int
     body: bytes
     etag: str | None
-    checked_at: int  # last time an issuer confirmed it (200 or 304)
+    checked_at: int  # the last time an issuer confirmed it: a timestamp's signed time, or a 200 or 304's arrival
     expires_at: int
+    delta: bytes | None = None
+    stamp: bytes | None = None
 
 
 class TrustState:
@@ -79,18 +90,47 @@ class TrustState:
                 continue
             issuer = issuer_of(h.name)
             try:
-                lst = parse_status_list(h.body, self.trust.keys_for(issuer), now=now)
-                if lst.issuer != issuer:
-                    raise ListError(Reason.LIST_WRONG_SIGNER, f"holds the status list of {lst.issuer!r}")
+                lst = self._reread(self.trust, issuer, h, now)
                 self.status[issuer] = lst
                 self.held[h.name] = h
             except Exception as exc:
                 problems.append(f"cached status list of {issuer} unusable: {exc}")
         return problems
 
+    @staticmethod
+    def _reread(trust: TrustList, issuer: str, h: HeldList, now: int) -> SignedStatusList:
+        """A held status list verified again: its full list, the changes since and the timestamp that vouches
+        for the result (whose signature still proves what it said then, expired or not).
+
+        Raises: ListError, or whatever a damaged held body makes a parser raise (the caller drops the list).
+        """
+        keys = trust.keys_for(issuer)
+        lst = parse_status_list(h.body, keys, now=None if h.stamp else now)
+        if lst.issuer != issuer:
+            raise ListError(Reason.LIST_WRONG_SIGNER, f"holds the status list of {lst.issuer!r}")
+        if h.delta is not None:
+            lst = parse_delta(h.delta).apply_to(lst)
+        if h.stamp is not None:
+            lst = vouched(lst, parse_timestamp(h.stamp, keys, now=None))
+        if lst.expires_at <= now:
+            raise ListError(Reason.LIST_EXPIRED, f"expired {now - lst.expires_at} s ago")
+        return lst
+
+    def check_timestamp(self, issuer: str, body: bytes, trust: TrustList, now: int) -> SignedTimestamp:
+        """Raises: ListError (LIST_WRONG_SIGNER when not signed by a key the trust list gives ``issuer`` or
+        naming another issuer; LIST_ROLLBACK when it names a version older than one held; LIST_EXPIRED,
+        LIST_MALFORMED, TOO_LARGE)."""
+        ts = as_list_error(lambda: parse_timestamp(body, trust.keys_for(issuer), now=now))
+        if ts.issuer != issuer:
+            raise ListError(Reason.LIST_WRONG_SIGNER, f"the timestamp of {ts.issuer!r} was served as {issuer!r}'s")
+        held = self.versions.get(status_name(issuer))
+        if held is not None and ts.version < held:
+            raise ListError(Reason.LIST_ROLLBACK, f"the timestamp names version {ts.version} < held {held}")
+        return ts
+
     def check_trust_list(self, body: bytes, now: int) -> TrustList:
         """Raises: ListError (TOO_LARGE, LIST_MALFORMED, LIST_WRONG_SIGNER, LIST_EXPIRED, LIST_ROLLBACK)."""
-        trust = _as_list_error(lambda: parse_trust_list(body, self.root, now=now))
+        trust = as_list_error(lambda: parse_trust_list(body, self.root, now=now))
         trust.check_newer(self.versions.get(TRUST))
         return trust
 
@@ -98,7 +138,7 @@ class TrustState:
         """Raises: ListError (LIST_WRONG_SIGNER when signed by a key the trust list does not give ``issuer``
         or naming another issuer: a region's host serving another region's list, whatever URL it came
         from; LIST_MALFORMED, LIST_EXPIRED, LIST_ROLLBACK, TOO_LARGE)."""
-        lst = _as_list_error(lambda: parse_status_list(body, trust.keys_for(issuer), now=now))
+        lst = as_list_error(lambda: parse_status_list(body, trust.keys_for(issuer), now=now))
         if lst.issuer != issuer:
             raise ListError(Reason.LIST_WRONG_SIGNER, f"the status list of {lst.issuer!r} was served as {issuer!r}'s")
         lst.check_newer(self.versions.get(status_name(issuer)))
@@ -128,13 +168,13 @@ class TrustState:
         for name, at in confirmed.items():
             old = new_held.get(name)
             if old is not None and old.checked_at < at:
-                new_held[name] = HeldList(old.name, old.version, old.body, old.etag, at, old.expires_at)
+                new_held[name] = replace(old, checked_at=at)
         if trust is not None:
             self.trust = trust
         self.status, self.held = new_status, new_held
 
 
-def _as_list_error(parse: Callable[[], _T]) -> _T:
+def as_list_error(parse: Callable[[], _T]) -> _T:
     """Run a list parser; whatever it raises is a ListError, so sync moves on to the next list or mirror.
 
     The core raises only its own errors; anything else is a decoder bug that bytes from the network

@@ -10,8 +10,8 @@ from issuer.keys.signing_keys import trust_entries
 from issuer.settings import Settings
 from issuer.storage import ListVersion, PublishedList, Storage
 from suishenma import SuishenmaError, parse_status_list
-from suishenma.freshness import list_digest
 from suishenma.statusdelta import changes_between, encode_delta
+from suishenma.statuslist import list_digest
 
 log = logging.getLogger(__name__)
 

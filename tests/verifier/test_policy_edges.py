@@ -22,7 +22,7 @@ from suishenma import (
     sign_trust_list,
 )
 from verifier.policy import BUILTIN, DAY, HOUR, IDENTITY_FIELDS, Policy, policy_from_toml, resolve_policy
-from verifier.trust_state import TRUST, HeldList, TrustState, _as_list_error, issuer_of, status_name
+from verifier.trust_state import TRUST, HeldList, TrustState, as_list_error, issuer_of, status_name
 from verifier.verdict import MESSAGES, Decision, VerdictReason
 
 NOW = 1_790_000_000
@@ -340,7 +340,7 @@ def test_undecodable_list_costs_one_list_not_the_sync(caplog: pytest.LogCaptureF
         raise KeyError("x")
 
     with caplog.at_level(logging.ERROR, logger="verifier.trust_state"), pytest.raises(ListError) as exc:
-        _as_list_error(broken)
+        as_list_error(broken)
     assert exc.value.reason is Reason.LIST_MALFORMED and exc.value.detail == "undecodable: KeyError"
     assert [r.getMessage() for r in caplog.records] == ["list parser failed on untrusted bytes"]
     assert caplog.records[0].exc_info is not None
@@ -351,10 +351,10 @@ def test_our_own_list_errors_pass_through_unchanged(caplog: pytest.LogCaptureFix
         raise ListError(Reason.LIST_ROLLBACK, "version 1 < held 2")
 
     with caplog.at_level(logging.ERROR), pytest.raises(ListError) as exc:
-        _as_list_error(rollback)
+        as_list_error(rollback)
     assert exc.value.reason is Reason.LIST_ROLLBACK and exc.value.detail == "version 1 < held 2"
     assert caplog.records == []
-    assert _as_list_error(lambda: 7) == 7
+    assert as_list_error(lambda: 7) == 7
 
 
 def _adopted(keys: dict[str, SigningKey]) -> tuple[TrustState, TrustList]:
