@@ -21,12 +21,16 @@ from suishenma import (
     SigningKey,
     Status,
     StatusList,
+    encode_delta,
+    list_digest,
     mint,
     mint_credential,
     present,
     sign_status_list,
+    sign_timestamp,
     sign_trust_list,
 )
+from suishenma.statusdelta import changes_between
 from suishenma.labels import EntryStatus
 
 DAY = 86400
@@ -48,6 +52,8 @@ class IssuerSim:
     routes: dict[str, Route] = field(default_factory=dict)
     scan_batches: list[dict[str, object]] = field(default_factory=list)
     api_key: str = "kiosk-secret"
+    stamps: bool = False  # trust-list entries name a timestamp URI (freshness.py)
+    contents: dict[tuple[str, int], tuple[int, bytes]] = field(default_factory=dict)  # (issuer, version) -> size, bits
 
     def __post_init__(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -66,7 +72,14 @@ class IssuerSim:
     # publishing
     def entries(self, issuers: Iterable[str] | None = None) -> list[IssuerEntry]:
         return [
-            IssuerEntry(self.keys[i].public(), i, self.now - DAY, self.now + 365 * DAY, status_uri=f"/status/{i}")
+            IssuerEntry(
+                self.keys[i].public(),
+                i,
+                self.now - DAY,
+                self.now + 365 * DAY,
+                status_uri=f"/status/{i}",
+                timestamp_uri=f"/status/{i}/timestamp" if self.stamps else None,
+            )
             for i in (issuers or self.keys)
         ]
 
@@ -109,7 +122,55 @@ class IssuerSim:
             ttl=300,
         )
         self.routes[f"/status/{issuer}"] = Route(body)
+        self.contents[(issuer, version)] = (size, bytes(lst.data))
         return body
+
+    def publish_timestamp(
+        self,
+        issuer: str,
+        version: int,
+        *,
+        at: int | None = None,
+        valid_for: int = 600,
+        signer: SigningKey | None = None,
+        named: str | None = None,
+    ) -> bytes:
+        """A timestamp naming ``version`` (published with ``publish_status``) as ``named`` (default ``issuer``)."""
+        size, data = self.contents[(issuer, version)]
+        body = sign_timestamp(
+            signer or self.keys[issuer],
+            issuer=named or issuer,
+            version=version,
+            digest=list_digest(2, size, data),
+            now=at or self.now,
+            valid_for=valid_for,
+        )
+        self.routes[f"/status/{issuer}/timestamp"] = Route(body)
+        return body
+
+    def publish_delta(self, issuer: str, first: int, last: int) -> bytes:
+        (old_size, old), (size, new) = self.contents[(issuer, first)], self.contents[(issuer, last)]
+        indices, values = changes_between(old, old_size, new, size, 2)
+        body = encode_delta(
+            issuer=issuer,
+            from_version=first,
+            to_version=last,
+            from_digest=list_digest(2, old_size, old),
+            to_digest=list_digest(2, size, new),
+            bits=2,
+            size=size,
+            indices=indices,
+            values=values,
+        )
+        self.routes[f"/status/{issuer}/deltas/{first}/{last}"] = Route(body)
+        return body
+
+    def publish_version(self, issuer: str, version: int, *, at: int | None = None, **changes: Iterable[int]) -> None:
+        """What an issuer with timestamps does: a new list, the delta from the version before, a timestamp."""
+        self.publish_status(issuer, version, at=at, **changes)  # type: ignore[arg-type]
+        if (issuer, version - 1) in self.contents:
+            self.publish_delta(issuer, version - 1, version)
+        self.publish_timestamp(issuer, version, at=at)
 
     def code(
         self,
