@@ -30,8 +30,8 @@ from suishenma import (
     sign_timestamp,
     sign_trust_list,
 )
-from suishenma.statusdelta import changes_between
 from suishenma.labels import EntryStatus
+from suishenma.statusdelta import changes_between
 
 DAY = 86400
 
