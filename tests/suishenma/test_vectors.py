@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,23 @@ from suishenma import (
     TrustedKey,
     VerificationKey,
     credential_text,
+    encode_delta,
+    list_digest,
     mint,
     mint_credential,
+    parse_delta,
     parse_status_list,
+    parse_timestamp,
     parse_trust_list,
     present,
+    sign_timestamp,
     verify,
 )
+from suishenma.statusdelta import changes_between
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-CODE_VECTORS = sorted(p for p in VECTORS.glob("*.json") if p.name not in ("lists.json", "devices.json", "current.json"))
+LIST_VECTORS = ("lists.json", "devices.json", "current.json", "freshness.json")
+CODE_VECTORS = sorted(p for p in VECTORS.glob("*.json") if p.name not in LIST_VECTORS)
 
 
 def _claims(c: dict[str, Any]) -> Claims:
@@ -134,3 +142,35 @@ def test_current_form_vectors() -> None:
             with pytest.raises(SuishenmaError) as exc:
                 verify(c["code"], ring, now=c["at"])
             assert exc.value.reason.value == c["expect"]["reason"], c["name"]
+
+
+def test_freshness_vectors() -> None:
+    """Two list versions, the delta between them and a timestamp: every byte rebuilt, and the delta applied to
+    the first version hashes to the digest the timestamp names."""
+    v = json.loads((VECTORS / "freshness.json").read_text())
+    signer = SigningKey.from_private_key(
+        ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["issuer"]["private"]))
+    )
+    first, second = ({**x, "data": zlib.decompress(bytes.fromhex(x["content_zlib"]))} for x in v["versions"])
+    for x in (first, second):
+        assert list_digest(x["bits"], x["size"], x["data"]).hex() == x["digest"]
+    delta = parse_delta(bytes.fromhex(v["delta"]["hex"]))
+    assert [[i, val] for i, val in zip(delta.indices, delta.values, strict=True)] == v["delta"]["changes"]
+    assert delta.apply(first["data"], 2, first["size"]) == second["data"]
+    indices, values = changes_between(first["data"], first["size"], second["data"], second["size"], 2)
+    rebuilt = encode_delta(
+        issuer="SH",
+        from_version=first["version"],
+        to_version=second["version"],
+        from_digest=bytes.fromhex(first["digest"]),
+        to_digest=bytes.fromhex(second["digest"]),
+        bits=2,
+        size=second["size"],
+        indices=indices,
+        values=values,
+    )
+    assert rebuilt.hex() == v["delta"]["hex"]
+    ts = parse_timestamp(bytes.fromhex(v["timestamp"]), {signer.kid: signer.public()}, now=v["at"] + 599)
+    assert (ts.issuer, ts.version, ts.digest.hex()) == ("SH", 8, second["digest"])
+    again = sign_timestamp(signer, issuer="SH", version=8, digest=ts.digest, now=v["at"], valid_for=600)
+    assert again.hex() == v["timestamp"]

@@ -31,15 +31,19 @@ from suishenma import (  # noqa: E402
     Status,
     StatusList,
     credential_text,
+    encode_delta,
+    list_digest,
     mint,
     mint_credential,
     present,
     sign_status_list,
+    sign_timestamp,
     sign_trust_list,
 )
 from suishenma._base45 import b45decode, b45encode  # noqa: E402
 from suishenma._cose import _sig_structure  # noqa: E402
 from suishenma.sm2 import SM2PrivateKey  # noqa: E402
+from suishenma.statusdelta import changes_between  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 AT = 1_790_000_000
@@ -245,6 +249,7 @@ def main() -> int:
     (OUT / "lists.json").write_text(json.dumps(lists, indent=2) + "\n")
     device_vectors(ed, other)
     current_vectors(ed)
+    freshness_vectors(ed)
     print(f"wrote vectors to {OUT}")
     return 0
 
@@ -353,6 +358,50 @@ def current_vectors(issuer: SigningKey) -> None:
         ],
     }
     (OUT / "current.json").write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+
+
+def freshness_vectors(issuer: SigningKey) -> None:
+    """freshness.json: two versions of a status list, the delta between them and a timestamp naming the second
+    (docs/format.md §9, §10). Ed25519, so every byte is fixed: an implementation must reproduce the digests,
+    the delta and the timestamp exactly, and the delta applied to the first content must hash to the digest
+    the timestamp names.
+    """
+    size = 4096
+    first, second = StatusList(size, bits=2), StatusList(size, bits=2)
+    first.set_many([3, 700], EntryStatus.INVALID)
+    second.set_many([3, 1500, 4095], EntryStatus.INVALID)
+    second.set(700, EntryStatus.SUSPENDED)
+    digests = [list_digest(2, size, bytes(lst.data)) for lst in (first, second)]
+    indices, values = changes_between(bytes(first.data), size, bytes(second.data), size, 2)
+    delta = encode_delta(
+        issuer="SH",
+        from_version=7,
+        to_version=8,
+        from_digest=digests[0],
+        to_digest=digests[1],
+        bits=2,
+        size=size,
+        indices=indices,
+        values=values,
+    )
+    stamp = sign_timestamp(issuer, issuer="SH", version=8, digest=digests[1], now=AT, valid_for=600)
+    body = {
+        "name": "freshness",
+        "description": "Status-list versions 7 and 8 of issuer SH (2 bits, 4,096 entries), the delta from 7 to 8 and"
+        " a timestamp naming version 8, signed by the issuer key. Apply the delta to version 7 and check the result"
+        " against the timestamp's digest; the timestamp is valid from 'at' for 600 s.",
+        "issuer": key_json(issuer),
+        "at": AT,
+        "versions": [
+            {"version": 7, "bits": 2, "size": size, "content_zlib": zlib.compress(bytes(first.data), 9).hex(),
+             "digest": digests[0].hex()},
+            {"version": 8, "bits": 2, "size": size, "content_zlib": zlib.compress(bytes(second.data), 9).hex(),
+             "digest": digests[1].hex()},
+        ],
+        "delta": {"hex": delta.hex(), "changes": [[i, v] for i, v in zip(indices, values, strict=True)]},
+        "timestamp": stamp.hex(),
+    }  # fmt: skip
+    (OUT / "freshness.json").write_text(json.dumps(body, indent=2) + "\n")
 
 
 if __name__ == "__main__":
