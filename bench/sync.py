@@ -75,7 +75,7 @@ def populate(base: Path, entries: int, revoked: float, pool: int) -> tuple[list[
     rng = random.Random(7)
     chosen = rng.sample(range(1, entries), int(entries * revoked) + pool)
     to_revoke = chosen[:pool]
-    rows = [(i, subject, "bench", now, now + 365 * 86400, 0 if i in set(to_revoke) else 1) for i in chosen]
+    rows = [(i, subject, "bench", now, now + 365 * 86400, 0 if n < pool else 1) for n, i in enumerate(chosen)]
     rows.append((entries - 1, subject, "bench", now, now + 365 * 86400, 0))
     conn = sqlite3.connect(settings.db_path)
     with conn:
