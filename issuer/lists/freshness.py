@@ -1,4 +1,4 @@
-"""Freshness in bytes: the signed timestamp and the status-list deltas this issuer serves (docs/format.md §8-9).
+"""Freshness in bytes: the signed timestamp and the status-list deltas this issuer serves (docs/format.md §6).
 
 The timestamp names the current status-list version and its content digest. It is re-signed whenever it
 is older than ``timestamp_interval`` or names an older version, so a verifier learns of a new version on
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from issuer.lists.publisher import Publisher, status_list_name
 from issuer.settings import Settings
 from issuer.storage import ListVersion, PublishedList, Storage
-from suishenma import SigningKey
+from suishenma import ListError, SigningKey
 from suishenma.freshness import sign_timestamp
-from suishenma.statusdelta import encode_delta, parse_delta
+from suishenma.statusdelta import parse_delta
 
 DELTA_CACHE = 256  # composed deltas kept in memory (a few per version that kiosks lag behind by)
 
@@ -96,23 +96,12 @@ class Freshness:
     def _compose(self, rows: list[ListVersion], first: int, last: int, held: PublishedList) -> bytes | None:
         if [r.version for r in rows] != list(range(first, last + 1)) or any(r.delta is None for r in rows[1:]):
             return None
-        changes: dict[int, int] = {}
-        bits = 2
-        for row in rows[1:]:
-            step = parse_delta(row.delta or b"")
-            bits = step.bits
-            changes.update(zip(step.indices, step.values, strict=True))
-        size = rows[-1].size
-        ordered = sorted(i for i in changes if i < size)
-        body = encode_delta(
-            issuer=self.settings.issuer_id,
-            from_version=first,
-            to_version=last,
-            from_digest=rows[0].digest,
-            to_digest=rows[-1].digest,
-            bits=bits,
-            size=size,
-            indices=ordered,
-            values=bytes(changes[i] for i in ordered),
-        )
+        try:
+            steps = [parse_delta(r.delta or b"") for r in rows[1:]]
+            composed = steps[0]
+            for step in steps[1:]:
+                composed = composed.then(step)
+        except ListError:  # records that do not chain (a version rebuilt from a damaged body): no delta
+            return None
+        body = composed.to_bytes()
         return body if len(body) < len(held.body) else None

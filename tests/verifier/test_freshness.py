@@ -189,3 +189,15 @@ def test_issuers_without_timestamps_keep_the_whole_list_sync(sim: IssuerSim, mak
     report = v.sync(now=sim.now)
     assert report.ok and report.downloads["SH"] == "full"
     assert v.sync(now=sim.now).downloads == {}  # a 304
+
+
+def test_one_regions_outage_leaves_the_others_fresh(stamped: IssuerSim, make_verifier: MakeVerifier) -> None:
+    sim = stamped
+    v = make_verifier()
+    sim.now += HOUR
+    sim.routes["/status/SH/timestamp"].mode = "error"
+    sim.publish_timestamp("JS", 1)
+    report = v.sync(now=sim.now)
+    assert report.reasons == [SyncReason.NETWORK] and "SH" in report.issuer_errors
+    lists = v.health(now=sim.now).status_lists
+    assert (lists["SH"].age_s, lists["JS"].age_s) == (HOUR, 0)
