@@ -124,7 +124,7 @@ def test_timestamps_from_the_wrong_signer_are_refused(stamped: IssuerSim, make_v
         assert v.health(now=sim.now).status_lists["JS"].age_s == 0  # the other region stays fresh
 
 
-@pytest.mark.parametrize("damage", ["other-change", "cut", "other-base"])
+@pytest.mark.parametrize("damage", ["other-change", "cut", "other-base", "endless"])
 def test_a_delta_that_does_not_apply_costs_a_full_download_and_nothing_else(
     damage: str, stamped: IssuerSim, make_verifier: MakeVerifier
 ) -> None:
@@ -138,12 +138,19 @@ def test_a_delta_that_does_not_apply_costs_a_full_download_and_nothing_else(
         route.body = replace(delta, indices=array("q", [8])).to_bytes()
     elif damage == "cut":
         route.body = route.body[:-3]
+    elif damage == "endless":  # cut off at the delta's cap, never buffered whole
+        route.mode = "endless"
     else:  # a delta for another version 1 (a mirror mixing lists)
         route.body = replace(delta, from_digest=bytes(8)).to_bytes()
     sim.publish_timestamp("JS", 1)
     report = v.sync(now=sim.now)
     assert report.ok and report.downloads["SH"] == "full"
-    expected = {"other-change": "list_delta_mismatch", "cut": "list_malformed", "other-base": "list_delta_mismatch"}
+    expected = {
+        "other-change": "list_delta_mismatch",
+        "cut": "list_malformed",
+        "other-base": "list_delta_mismatch",
+        "endless": "too_large",
+    }
     assert [w for w in report.warnings if "delta 1 to 2" in w and expected[damage] in w], report.warnings
     assert v.state.status["SH"].status(7) == 1 and v.state.status["SH"].version == 2
 
