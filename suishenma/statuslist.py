@@ -37,7 +37,7 @@ from .labels import (
 )
 
 MAX_ENTRIES = 1 << 28  # 268 million: 32 MiB at 1 bit, 64 MiB at 2 bits
-# Compressed lists of 32 million entries at 1 % revoked take about 445 KB; random data caps it.
+# Compressed lists of 32 million entries at 1 % revoked take about 475 KB; random data caps it.
 MAX_STATUS_LIST_BYTES = 40 * 1024 * 1024
 # What our issuers write: three statuses fit in 2 bits.
 ALLOWED_BITS = (1, 2)
@@ -49,7 +49,7 @@ _DIGEST_CONTEXT = b"suishenma status list\x00"
 
 def list_digest(bits: int, size: int, data: bytes) -> bytes:
     """SHA-256 over a status list's content: its bit width, its size in entries and its bit string, so two
-    lists of equal bytes but other sizes never share a digest (docs/format.md §8)."""
+    lists of equal bytes but other sizes never share a digest (docs/format.md §6, "Freshness")."""
     h = hashlib.sha256(_DIGEST_CONTEXT)
     h.update(bits.to_bytes(1, "big") + size.to_bytes(8, "big"))
     h.update(data)
