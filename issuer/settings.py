@@ -96,7 +96,7 @@ class Settings(BaseSettings):
 
     @property
     def status_list_uri(self) -> str:
-        """Where verifiers find this issuer's status list (its deltas lie under it, docs/format.md §9)."""
+        """Where verifiers find this issuer's status list (its deltas lie under it, docs/format.md §6, "Deltas")."""
         return f"{self.public_url.rstrip('/')}/v1/status-lists/{self.issuer_id}"
 
     @property

@@ -1,4 +1,4 @@
-"""Signed timestamps: an issuer's frequent, tiny statement of its current status list (docs/format.md §8).
+"""Signed timestamps: an issuer's frequent, tiny statement of its current status list (docs/format.md §6, "Freshness").
 
 As TUF's timestamp role bounds freeze attacks, a timestamp is re-signed every few minutes whether or not
 anything changed, and expires minutes later. A verifier fetches it on every sync and judges a list's

@@ -1,4 +1,4 @@
-"""Status-list deltas: the entries that changed from one version of a list to another (docs/format.md §9).
+"""Status-list deltas: the entries that changed from one version of a list to another (docs/format.md §6, "Deltas").
 
 A verifier that holds version *a* and learns from a signed timestamp that *b* is current fetches the
 delta *a*→*b* instead of the whole list (in the manner of CRLite's deltas): the indices that changed, in

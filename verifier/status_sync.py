@@ -1,4 +1,4 @@
-"""Renewing one issuer's status list (docs/format.md §8-9): IO and checks, no installs.
+"""Renewing one issuer's status list (docs/format.md §6, "Freshness"): IO and checks, no installs.
 
 When the issuer's trust-list entry names a timestamp, every sync fetches it (a couple of hundred bytes),
 and then only what changed: nothing when the timestamp names the version held, the delta from the held

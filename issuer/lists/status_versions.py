@@ -1,5 +1,5 @@
 """What each published status-list version records: its content's digest, and the delta from the version
-before it, computed once when the version is signed (docs/format.md §9)."""
+before it, computed once when the version is signed (docs/format.md §6, "Deltas")."""
 
 from __future__ import annotations
 

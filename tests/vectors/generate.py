@@ -362,9 +362,9 @@ def current_vectors(issuer: SigningKey) -> None:
 
 def freshness_vectors(issuer: SigningKey) -> None:
     """freshness.json: two versions of a status list, the delta between them and a timestamp naming the second
-    (docs/format.md §9, §10). Ed25519, so every byte is fixed: an implementation must reproduce the digests,
-    the delta and the timestamp exactly, and the delta applied to the first content must hash to the digest
-    the timestamp names.
+    (docs/format.md §6). Ed25519, so every byte is fixed: an implementation must reproduce the digests, the
+    delta and the timestamp exactly, and the delta applied to the first content must hash to the digest the
+    timestamp names.
     """
     size = 4096
     first, second = StatusList(size, bits=2), StatusList(size, bits=2)
