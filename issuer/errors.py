@@ -121,6 +121,13 @@ class Problem(StrEnum):
     COPY_TARGET_NOT_EMPTY = "copy_target_not_empty"
     COPY_INCOMPLETE = "copy_incomplete"
     COPY_CHAIN_BROKEN = "copy_chain_broken"
+    BACKUP_TARGET_NOT_EMPTY = "backup_target_not_empty"
+    BACKUP_UNREADABLE = "backup_unreadable"
+    BACKUP_OTHER_BACKEND = "backup_other_backend"
+    BACKUP_FILE_MISSING = "backup_file_missing"
+    BACKUP_FILE_DIFFERS = "backup_file_differs"
+    BACKUP_TOOL_FAILED = "backup_tool_failed"
+    RESTORE_TARGET_NOT_EMPTY = "restore_target_not_empty"
     # The specific words behind the API's generic ones
     ID_NUMBER_ENROLLED = "id_number_enrolled"
     TOO_MANY_DEVICES = "too_many_devices"
@@ -418,6 +425,29 @@ CATALOGUE: dict[Problem, Text] = {
     ),
     Problem.COPY_CHAIN_BROKEN: Text(
         "复制后的审计链校验失败：{problems}", "the copied audit chain does not verify: {problems}"
+    ),
+    Problem.BACKUP_TARGET_NOT_EMPTY: Text(
+        "备份目录 {path} 不是空的：请指定一个新目录", "the backup folder {path} is not empty: give a new folder"
+    ),
+    Problem.BACKUP_UNREADABLE: Text(
+        "{path} 不是可用的备份（{detail}）", "{path} is not a backup this version can read ({detail})"
+    ),
+    Problem.BACKUP_OTHER_BACKEND: Text(
+        "这是 {backend} 的备份：请恢复到同一种数据库（或先恢复，再用 db copy 迁移）",
+        "this is a backup of a {backend} issuer: restore it to the same kind of database (then move it with db copy)",
+    ),
+    Problem.BACKUP_FILE_MISSING: Text(
+        "缺少 {path}（{why}）：请先把它从保管处放回原位，再恢复",
+        "{path} is missing ({why}): put it back from where it is kept, then restore",
+    ),
+    Problem.BACKUP_FILE_DIFFERS: Text(
+        "{path} 与备份时的文件不同（{why}）：请放回备份时的那一份",
+        "{path} is not the file that was backed up ({why}): put back the one from the time of the backup",
+    ),
+    Problem.BACKUP_TOOL_FAILED: Text("{tool} 失败：{detail}", "{tool} failed: {detail}"),
+    Problem.RESTORE_TARGET_NOT_EMPTY: Text(
+        "恢复目标 {target} 已有数据：只能恢复到新的签发服务目录或空数据库",
+        "{target} already holds data: restore only into a new issuer folder or an empty database",
     ),
     Problem.ID_NUMBER_ENROLLED: Text("该证件号码已登记", "this ID number is already enrolled"),
     Problem.TOO_MANY_DEVICES: Text(

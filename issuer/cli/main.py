@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from issuer.cli import backup_commands as cli_backup
 from issuer.cli import data_commands as cli_data
 from issuer.cli.api_key_commands import cmd_api_key
 from issuer.cli.audit_commands import cmd_audit
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     cli_data.add_parsers(sub, plain, scripted)
+    cli_backup.add_parsers(sub, scripted)
     paper = sub.add_parser("offline-codes", parents=scripted, help="issue printable paper codes for a list of subjects")
     paper.add_argument("--subjects", type=Path, required=True, help="file with one subject id per line")
     paper.add_argument("--out", type=Path, required=True)
@@ -206,6 +208,8 @@ COMMANDS = {
     "trace": cmd_trace,
     "status": cli_data.cmd_status,
     "db": cli_data.cmd_db,
+    "backup": cli_backup.cmd_backup,
+    "restore": cli_backup.cmd_restore,
 }
 
 
