@@ -123,9 +123,12 @@ def test_a_restore_missing_a_key_file_changes_nothing(
             assert tables.fetchone() == (0,)
 
 
-def test_a_key_file_that_is_not_the_one_backed_up_is_refused(home: Path, tmp_path: Path) -> None:
+def test_a_key_file_that_is_not_the_one_backed_up_is_refused(
+    home: Path, backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rc, _, _ = _cli("--dir", str(home), "backup", "--out", str(tmp_path / "backup"))
     assert rc == 0
+    _target_database(backend, request, monkeypatch)
     fresh = tmp_path / "restored"
     (fresh / "keys").mkdir(parents=True)
     for name in ("data.key", "pseudonym.key", "root.pub", "root.key"):
