@@ -25,6 +25,7 @@ DOMAIN = {
     "issuer.signing_health",
     "issuer.opening",
     "issuer.tracing",
+    "issuer.backup",
 }
 SUBPACKAGE_LAYER = {"storage": 1, "keys": 2, "lists": 3, "http": 5, "cli": 6}
 PACKAGE_API = {"issuer", "issuer.__main__"}  # the package's front door may name any layer
