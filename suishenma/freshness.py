@@ -8,8 +8,9 @@ body: a mirror that freezes can only replay timestamps, and they expire.
 A timestamp is a COSE_Sign1 (tag 18, typ ``application/suishenma-timestamp+cwt``) over CWT claims:
 
 - ``iss`` (1): the issuer id; ``iat`` (6) and ``exp`` (4): POSIX seconds;
-- our private claim (-65537), a map: ``LIST_VERSION`` (10) the current status-list version and
-  ``LIST_DIGEST`` (15) the digest of that version's content (``list_digest``).
+- our private claim (-65537), a map: ``LIST_VERSION`` (10) the current status-list version, ``LIST_SIZE``
+  (12) its number of entries and ``LIST_DIGEST`` (15) the digest of its content (``list_digest``). The size
+  lets a verifier refuse a delta that would make a list of another size before it allocates one.
 
 It is signed by one of the issuer's keys in the trust list, like its status lists.
 """
@@ -24,7 +25,7 @@ from ._signed_list import get, open_signed
 from .errors import ListError, Reason, UsageError
 from .keys import SigningKey, VerificationKey
 from .labels import TIMESTAMP_TYP, Claim, Header, SmField
-from .statuslist import SignedStatusList, list_digest
+from .statuslist import MAX_ENTRIES, SignedStatusList, list_digest
 
 __all__ = ["SignedTimestamp", "list_digest", "parse_timestamp", "sign_timestamp", "vouched"]
 
@@ -43,23 +44,31 @@ class SignedTimestamp:
     digest: bytes
     issued_at: int
     expires_at: int
+    size: int
 
 
-def sign_timestamp(key: SigningKey, *, issuer: str, version: int, digest: bytes, now: int, valid_for: int) -> bytes:
-    """Sign "``issuer``'s current status list is ``version``, hashing to ``digest``", valid ``valid_for`` s.
+def sign_timestamp(
+    key: SigningKey, *, issuer: str, version: int, size: int, digest: bytes, now: int, valid_for: int
+) -> bytes:
+    """Sign "``issuer``'s current status list is ``version``, of ``size`` entries, hashing to ``digest``", valid
+    ``valid_for`` seconds.
 
     Raises:
         UsageError: an empty issuer, a version or duration out of range, a digest that is not 32 bytes.
     """
-    if not issuer or not 1 <= version <= MAX_VERSION or valid_for <= 0 or now < 0:
-        raise UsageError("a timestamp needs an issuer, a version of at least 1 and a positive validity")
+    if not issuer or not 1 <= version <= MAX_VERSION or valid_for <= 0 or now < 0 or not 0 < size <= MAX_ENTRIES:
+        raise UsageError("a timestamp needs an issuer, a version of at least 1, a size and a positive validity")
     if len(digest) != DIGEST_BYTES:
         raise UsageError(f"digest must be {DIGEST_BYTES} bytes (a SHA-256)")
     claims = {
         int(Claim.ISS): issuer,
         int(Claim.IAT): now,
         int(Claim.EXP): now + valid_for,
-        int(Claim.SUISHENMA): {int(SmField.LIST_VERSION): version, int(SmField.LIST_DIGEST): bytes(digest)},
+        int(Claim.SUISHENMA): {
+            int(SmField.LIST_VERSION): version,
+            int(SmField.LIST_SIZE): size,
+            int(SmField.LIST_DIGEST): bytes(digest),
+        },
     }
     return _cose.sign(_cbor.dumps(claims), key, {Header.TYP: TIMESTAMP_TYP})
 
@@ -83,9 +92,10 @@ def parse_timestamp(data: bytes, keys: Mapping[bytes, VerificationKey], *, now: 
         digest=get(ours, SmField.LIST_DIGEST, bytes),
         issued_at=get(claims, Claim.IAT, int),
         expires_at=get(claims, Claim.EXP, int),
+        size=get(ours, SmField.LIST_SIZE, int),
     )
-    if len(ts.digest) != DIGEST_BYTES or not 1 <= ts.version <= MAX_VERSION:
-        raise ListError(Reason.LIST_MALFORMED, "digest must be 32 bytes and the version at least 1")
+    if len(ts.digest) != DIGEST_BYTES or not 1 <= ts.version <= MAX_VERSION or not 0 < ts.size <= MAX_ENTRIES:
+        raise ListError(Reason.LIST_MALFORMED, "digest must be 32 bytes, the version at least 1, the size in range")
     if not 0 <= ts.issued_at < ts.expires_at:
         raise ListError(Reason.LIST_MALFORMED, "a timestamp must expire after it was issued")
     if now is not None and ts.expires_at <= now:
@@ -101,7 +111,7 @@ def vouched(lst: SignedStatusList, ts: SignedTimestamp) -> SignedStatusList:
     Raises:
         ListError: LIST_DELTA_MISMATCH when ``ts`` names another issuer, version or content.
     """
-    if lst.issuer != ts.issuer or lst.version != ts.version or lst.digest != ts.digest:
+    if lst.issuer != ts.issuer or lst.version != ts.version or lst.size != ts.size or lst.digest != ts.digest:
         raise ListError(
             Reason.LIST_DELTA_MISMATCH,
             f"the list held is version {lst.version} of {lst.issuer!r}; the timestamp names version {ts.version}"

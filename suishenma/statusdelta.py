@@ -57,10 +57,16 @@ class StatusDelta:
         Raises:
             ListError: LIST_DELTA_MISMATCH when the delta is for another issuer, version or content.
         """
-        if self.issuer != lst.issuer or self.from_version != lst.version:
+        if (
+            self.issuer != lst.issuer
+            or self.from_version != lst.version
+            or self.size < lst.size
+            or self.bits != lst.bits
+        ):
             raise ListError(
                 Reason.LIST_DELTA_MISMATCH,
-                f"delta from version {self.from_version} of {self.issuer!r}; held: {lst.version} of {lst.issuer!r}",
+                f"delta from version {self.from_version} of {self.issuer!r} ({self.size} entries of {self.bits} bits);"
+                f" held: {lst.version} of {lst.issuer!r} ({lst.size} of {lst.bits}); lists never shrink",
             )
         if self.from_digest != lst.digest[:DIGEST_PREFIX]:
             raise ListError(Reason.LIST_DELTA_MISMATCH, f"delta from another content of version {lst.version}")
@@ -72,7 +78,13 @@ class StatusDelta:
         Raises:
             ListError: LIST_DELTA_MISMATCH when ``later`` does not start where this one ends.
         """
-        if later.issuer != self.issuer or later.from_version != self.to_version or later.from_digest != self.to_digest:
+        if (
+            later.issuer != self.issuer
+            or later.from_version != self.to_version
+            or later.from_digest != self.to_digest
+            or later.bits != self.bits
+            or later.size < self.size
+        ):
             raise ListError(Reason.LIST_DELTA_MISMATCH, "the deltas do not follow each other")
         changes = dict(zip(self.indices, self.values, strict=True))
         changes.update(zip(later.indices, later.values, strict=True))

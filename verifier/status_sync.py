@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 
 from suishenma import (
     ListError,
+    Reason,
     SignedStatusList,
     SignedTimestamp,
     SuishenmaError,
@@ -29,6 +30,7 @@ from .fetch import Fetcher, FetchResult
 from .trust_state import HeldList, TrustState, as_list_error, status_name
 
 MAX_STATUS_BYTES = 16 << 20  # a 2-bit list of 32 million entries is well under 2 MB compressed
+REBASE_FRACTION = 2  # the changes kept since the full list may grow to this fraction of it (1/2)
 
 
 @dataclass
@@ -98,7 +100,10 @@ def _from_timestamp(
         except ListError as exc:  # the same version with other content: trust neither, fetch it whole
             out.notes.append(f"{exc.reason.value}: {exc.detail}")
         else:
-            checked = max(held.checked_at, ts.issued_at)
+            if held.stamp is not None and lst.issued_at <= current.issued_at:
+                return  # a replay of an older timestamp (still valid): it confirms nothing new, keep the newer
+            # signed times only: a checked_at left from whole-list syncs is this machine's clock
+            checked = ts.issued_at if held.stamp is None else max(held.checked_at, ts.issued_at)
             out.lst, out.held = lst, replace(held, checked_at=checked, expires_at=lst.expires_at, stamp=result.body)
             return
     elif (
@@ -125,12 +130,23 @@ def _apply_delta(
     try:
         result = fetcher.fetch(url, None, MAX_DELTA_BYTES)
         delta = as_list_error(lambda: parse_delta(result.body))
-        lst = vouched(delta.apply_to(current), ts)
+        if delta.size != ts.size or delta.to_version != ts.version:  # before a list of its size is allocated
+            raise ListError(
+                Reason.LIST_DELTA_MISMATCH,
+                f"the delta makes version {delta.to_version} of {delta.size} entries; the timestamp names"
+                f" {ts.version} of {ts.size}",
+            )
+        lst = vouched(as_list_error(lambda: delta.apply_to(current)), ts)
         before = held.delta
         since_full = as_list_error(lambda: parse_delta(before)).then(delta) if before else delta
         changes = since_full.to_bytes()
     except SuishenmaError as exc:
         out.notes.append(f"delta {current.version} to {ts.version}: {exc.reason.value}: {exc.detail}")
+        return False
+    if len(changes) > len(held.body) // REBASE_FRACTION:
+        # The changes kept since the full list have grown to half its size: every sync re-reads them, so a
+        # new full list (vouched by the same timestamp) is the cheaper thing to hold from now on.
+        out.notes.append(f"{len(changes)} bytes of changes since the full list: fetching a new full list")
         return False
     out.lst, out.downloaded = lst, "delta"
     out.held = HeldList(held.name, lst.version, held.body, held.etag, ts.issued_at, lst.expires_at, changes, stamp)

@@ -9,10 +9,12 @@ HTTP cache may keep them.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from issuer.lists.publisher import Publisher, status_list_name
 from issuer.settings import Settings
@@ -21,7 +23,7 @@ from suishenma import ListError, SigningKey
 from suishenma.freshness import sign_timestamp
 from suishenma.statusdelta import parse_delta
 
-DELTA_CACHE = 256  # composed deltas kept in memory (a few per version that kiosks lag behind by)
+DELTA_CACHE_BYTES = 16 << 20  # composed deltas kept in memory, by size (immutable: an HTTP cache keeps them too)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Freshness:
         self._lock = threading.Lock()
         self._stamp: Timestamp | None = None
         self._deltas: OrderedDict[tuple[int, int], bytes | None] = OrderedDict()
+        self._delta_bytes = 0
 
     def timestamp(self, now: int) -> Timestamp:
         """The current timestamp, re-signed first when it is due or names an older version than the held list.
@@ -64,6 +67,7 @@ class Freshness:
                     self._key(),
                     issuer=self.settings.issuer_id,
                     version=held.version,
+                    size=record.size,
                     digest=record.digest,
                     now=now,
                     valid_for=valid_for,
@@ -82,11 +86,14 @@ class Freshness:
             if (first, last) in self._deltas:
                 self._deltas.move_to_end((first, last))
                 return self._deltas[(first, last)]
-        out = self._compose(self.storage.list_versions(self.name, first, last), first, last, held)
+        out = self._compose(self.storage.list_versions(self.name, first + 1, last), first, last, held)
         with self._lock:
-            self._deltas[(first, last)] = out
-            while len(self._deltas) > DELTA_CACHE:
-                self._deltas.popitem(last=False)
+            if (first, last) not in self._deltas:
+                self._deltas[(first, last)] = out
+                self._delta_bytes += len(out or b"")
+            while self._delta_bytes > DELTA_CACHE_BYTES:
+                _, dropped = self._deltas.popitem(last=False)
+                self._delta_bytes -= len(dropped or b"")
         return out
 
     def _record(self, version: int) -> ListVersion | None:
@@ -94,14 +101,26 @@ class Freshness:
         return rows[0] if rows else None
 
     def _compose(self, rows: list[ListVersion], first: int, last: int, held: PublishedList) -> bytes | None:
-        if [r.version for r in rows] != list(range(first, last + 1)) or any(r.delta is None for r in rows[1:]):
+        """The steps ``first``→``last`` merged in one pass (one map of changes, sorted once), or None when a
+        step is missing, lacks its delta or does not follow the one before."""
+        if [r.version for r in rows] != list(range(first + 1, last + 1)) or any(r.delta is None for r in rows):
             return None
+        changes: dict[int, int] = {}
         try:
-            steps = [parse_delta(r.delta or b"") for r in rows[1:]]
-            composed = steps[0]
-            for step in steps[1:]:
-                composed = composed.then(step)
-        except ListError:  # records that do not chain (a version rebuilt from a damaged body): no delta
+            steps = [parse_delta(r.delta or b"") for r in rows]
+        except ListError:
             return None
-        body = composed.to_bytes()
+        for before, after in itertools.pairwise(steps):
+            if after.from_digest != before.to_digest or after.bits != before.bits or after.size < before.size:
+                return None  # records that do not chain (a version rebuilt from a damaged body): no delta
+        for step in steps:
+            changes.update(zip(step.indices, step.values, strict=True))
+        ordered = sorted(changes)
+        body = replace(
+            steps[-1],
+            from_version=first,
+            from_digest=steps[0].from_digest,
+            indices=array("q", ordered),
+            values=bytes(changes[i] for i in ordered),
+        ).to_bytes()
         return body if len(body) < len(held.body) else None

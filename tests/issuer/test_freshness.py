@@ -85,10 +85,14 @@ def test_deltas_that_cannot_be_given_are_404_delta_unavailable(
         if r.status_code == 404:
             assert r.json()["error"] == "delta_unavailable"
     _revoke_new_code(client, keys)
+    replaced, _, _ = _timestamp(client, home, int(clock.t))  # `version` replaced now, by `replaced`
     clock.t += 8 * 86400  # past the delta window: the list is re-signed, the old records pruned
     latest, _, _ = _timestamp(client, home, int(clock.t))
-    r = client.get(f"/v1/status-lists/SH/deltas/{version}/{latest}")
+    assert latest == replaced + 1
+    r = client.get(f"/v1/status-lists/SH/deltas/{version}/{latest}")  # replaced 8 days ago: gone
     assert r.status_code == 404 and r.json()["error"] == "delta_unavailable"
+    r = client.get(f"/v1/status-lists/SH/deltas/{replaced}/{latest}")  # replaced just now: kept
+    assert r.status_code == 200 and list(parse_delta(r.content).indices) == []
     store = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
     kept = query(store, "SELECT version FROM list_versions WHERE name = 'status:SH' ORDER BY version")
     assert [int(str(v[0])) for v in kept] == [latest]

@@ -68,14 +68,15 @@ def _delta(old: StatusList, new: StatusList, first: int = 1, last: int = 2, issu
 @pytest.mark.parametrize("alg", [Alg.EdDSA, Alg.ES256, Alg.SM2])
 def test_timestamp_round_trip_within_200_bytes(alg: Alg) -> None:
     key = SigningKey.generate(alg)
-    body = sign_timestamp(key, issuer="SH", version=2**32, digest=DIGEST, now=NOW, valid_for=600)
+    body = sign_timestamp(key, issuer="SH", version=2**32, size=1024, digest=DIGEST, now=NOW, valid_for=600)
     ts = parse_timestamp(body, {key.kid: key.public()}, now=NOW + 599)
-    assert (ts.issuer, ts.version, ts.digest, ts.issued_at, ts.expires_at) == ("SH", 2**32, DIGEST, NOW, NOW + 600)
+    assert (ts.issuer, ts.version, ts.size, ts.digest) == ("SH", 2**32, 1024, DIGEST)
+    assert (ts.issued_at, ts.expires_at) == (NOW, NOW + 600)
     assert len(body) <= 200
 
 
 def test_an_expired_timestamp_is_refused_but_rereads_without_now() -> None:
-    body = sign_timestamp(KEY, issuer="SH", version=3, digest=DIGEST, now=NOW, valid_for=600)
+    body = sign_timestamp(KEY, issuer="SH", version=3, size=1024, digest=DIGEST, now=NOW, valid_for=600)
     with pytest.raises(ListError) as e:
         parse_timestamp(body, KEYS, now=NOW + 600)
     assert e.value.reason is Reason.LIST_EXPIRED
@@ -83,7 +84,9 @@ def test_an_expired_timestamp_is_refused_but_rereads_without_now() -> None:
 
 
 def test_a_timestamp_by_another_key_is_the_wrong_signer() -> None:
-    body = sign_timestamp(SigningKey.generate(), issuer="SH", version=3, digest=DIGEST, now=NOW, valid_for=600)
+    body = sign_timestamp(
+        SigningKey.generate(), issuer="SH", version=3, size=1024, digest=DIGEST, now=NOW, valid_for=600
+    )
     with pytest.raises(ListError) as e:
         parse_timestamp(body, KEYS, now=NOW)
     assert e.value.reason is Reason.LIST_WRONG_SIGNER
@@ -103,11 +106,14 @@ def _forged(claims: dict[int, Any]) -> bytes:
 @pytest.mark.parametrize(
     ("claims", "detail"),
     [
-        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 3, 15: b"short"}}, "32 bytes"),
-        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 0, 15: DIGEST}}, "at least 1"),
-        ({1: "SH", 6: NOW, 4: NOW, -65537: {10: 3, 15: DIGEST}}, "expire after"),
-        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {15: DIGEST}}, "missing"),
-        ({1: "SH", 6: NOW, 4: True, -65537: {10: 3, 15: DIGEST}}, "wrong type"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 3, 12: 1024, 15: b"short"}}, "32 bytes"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 0, 12: 1024, 15: DIGEST}}, "at least 1"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 3, 12: 0, 15: DIGEST}}, "size in range"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 3, 12: 2**28 + 1, 15: DIGEST}}, "size in range"),
+        ({1: "SH", 6: NOW, 4: NOW, -65537: {10: 3, 12: 1024, 15: DIGEST}}, "expire after"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {12: 1024, 15: DIGEST}}, "missing"),
+        ({1: "SH", 6: NOW, 4: NOW + 600, -65537: {10: 3, 15: DIGEST}}, "missing"),
+        ({1: "SH", 6: NOW, 4: True, -65537: {10: 3, 12: 1024, 15: DIGEST}}, "wrong type"),
     ],
 )
 def test_malformed_timestamps_are_refused_by_reason(claims: dict[int, Any], detail: str) -> None:
@@ -123,11 +129,10 @@ def test_a_timestamp_over_its_cap_is_too_large() -> None:
 
 
 def test_signing_refuses_what_no_verifier_would_take() -> None:
-    for kwargs in ({"digest": b"short"}, {"version": 0}, {"valid_for": 0}, {"issuer": ""}):
+    for kwargs in ({"digest": b"short"}, {"version": 0}, {"valid_for": 0}, {"issuer": ""}, {"size": 0}):
         with pytest.raises(UsageError):
-            sign_timestamp(
-                KEY, **{"issuer": "SH", "version": 1, "digest": DIGEST, "now": NOW, "valid_for": 60, **kwargs}
-            )
+            good = {"issuer": "SH", "version": 1, "size": 1024, "digest": DIGEST, "now": NOW, "valid_for": 60}
+            sign_timestamp(KEY, **{**good, **kwargs})
 
 
 def test_vouched_extends_a_list_to_the_timestamps_time_only_for_its_exact_content() -> None:
@@ -135,12 +140,19 @@ def test_vouched_extends_a_list_to_the_timestamps_time_only_for_its_exact_conten
     held = parse_status_list(body, KEYS, now=NOW)
     later = NOW + 3 * 86400
     ts = parse_timestamp(
-        sign_timestamp(KEY, issuer="SH", version=1, digest=held.digest, now=later, valid_for=600), KEYS, now=later
+        sign_timestamp(KEY, issuer="SH", version=1, size=1024, digest=held.digest, now=later, valid_for=600),
+        KEYS,
+        now=later,
     )
     fresh = vouched(held, ts)
     assert (fresh.issued_at, fresh.expires_at) == (later, later + 7 * 86400)
-    for version, digest, issuer in ((2, held.digest, "SH"), (1, DIGEST, "SH"), (1, held.digest, "JS")):
-        other = replace(ts, version=version, digest=digest, issuer=issuer)
+    for version, digest, issuer, size in (
+        (2, held.digest, "SH", 1024),
+        (1, DIGEST, "SH", 1024),
+        (1, held.digest, "JS", 1024),
+        (1, held.digest, "SH", 2048),
+    ):
+        other = replace(ts, version=version, digest=digest, issuer=issuer, size=size)
         with pytest.raises(ListError) as e:
             vouched(held, other)
         assert e.value.reason is Reason.LIST_DELTA_MISMATCH

@@ -172,5 +172,6 @@ def test_freshness_vectors() -> None:
     assert rebuilt.hex() == v["delta"]["hex"]
     ts = parse_timestamp(bytes.fromhex(v["timestamp"]), {signer.kid: signer.public()}, now=v["at"] + 599)
     assert (ts.issuer, ts.version, ts.digest.hex()) == ("SH", 8, second["digest"])
-    again = sign_timestamp(signer, issuer="SH", version=8, digest=ts.digest, now=v["at"], valid_for=600)
+    assert ts.size == second["size"]
+    again = sign_timestamp(signer, issuer="SH", version=8, size=ts.size, digest=ts.digest, now=v["at"], valid_for=600)
     assert again.hex() == v["timestamp"]

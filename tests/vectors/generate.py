@@ -384,7 +384,7 @@ def freshness_vectors(issuer: SigningKey) -> None:
         indices=indices,
         values=values,
     )
-    stamp = sign_timestamp(issuer, issuer="SH", version=8, digest=digests[1], now=AT, valid_for=600)
+    stamp = sign_timestamp(issuer, issuer="SH", version=8, size=size, digest=digests[1], now=AT, valid_for=600)
     body = {
         "name": "freshness",
         "description": "Status-list versions 7 and 8 of issuer SH (2 bits, 4,096 entries), the delta from 7 to 8 and"

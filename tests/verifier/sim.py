@@ -141,6 +141,7 @@ class IssuerSim:
             signer or self.keys[issuer],
             issuer=named or issuer,
             version=version,
+            size=size,
             digest=list_digest(2, size, data),
             now=at or self.now,
             valid_for=valid_for,

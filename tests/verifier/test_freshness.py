@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from suishenma import SigningKey, parse_delta
-from verifier import Decision, SyncReason, VerdictReason, Verifier
+from verifier import Decision, HttpxFetcher, SyncReason, VerdictReason, Verifier
+from verifier.fetch import FetchResult
 
 from .conftest import MakeVerifier
 from .sim import IssuerSim
@@ -163,17 +165,94 @@ def test_endless_timestamp_stops_at_its_cap(stamped: IssuerSim, make_verifier: M
     assert SyncReason.TOO_LARGE in report.reasons
 
 
-def test_a_clock_set_behind_the_newest_timestamp_is_wrong(stamped: IssuerSim, make_verifier: MakeVerifier) -> None:
+class _Undated(HttpxFetcher):
+    """Answers with no Date header and no arrival time: the only clock evidence is what lists sign."""
+
+    def fetch(self, url: str, etag: str | None, max_bytes: int) -> FetchResult:
+        r = super().fetch(url, etag, max_bytes)
+        return FetchResult(r.status, r.body, r.etag)
+
+
+def test_a_clock_set_behind_the_newest_timestamp_is_wrong(stamped: IssuerSim, tmp_path: Path) -> None:
     sim = stamped
-    v = make_verifier("transit")
+    v = Verifier.init(tmp_path / "k", sim.url, sim.root.public(), "transit", "gate-1", fetcher=_Undated(), now=sim.now)
+    assert v.sync(now=sim.now).ok
     sim.now += HOUR
-    sim.publish_timestamp("SH", 1)
+    sim.publish_timestamp("SH", 1)  # signed an hour after the lists and the trust list
     sim.publish_timestamp("JS", 1)
     assert v.sync(now=sim.now).ok
-    back = sim.now - 60  # the kiosk's clock is set back a minute
+    back = sim.now - 60  # the kiosk's clock is set back a minute: behind the newest timestamp only
     verdict = v.verify(sim.code(at=back), now=back)
     assert verdict.reason is VerdictReason.CLOCK_WRONG
     assert v.verify(sim.code(at=sim.now), now=sim.now).reason is VerdictReason.OK
+    v.close()
+
+
+def test_a_timestamp_signed_by_the_issuer_but_naming_another_is_refused(
+    stamped: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    sim = stamped
+    v = make_verifier()
+    sim.now += 300
+    sim.publish_timestamp("SH", 1, named="JS")  # SH's own key, JS's name: a mirror mixing regions
+    sim.publish_timestamp("JS", 1)
+    report = v.sync(now=sim.now)
+    assert report.reasons == [SyncReason.LIST_WRONG_SIGNER] and "served as 'SH'" in report.errors[0]
+
+
+def test_a_delta_of_another_size_than_the_timestamp_names_is_not_applied(
+    stamped: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    sim = stamped
+    v = make_verifier()
+    sim.now += 300
+    sim.publish_version("SH", 2, revoked=[7])
+    route = sim.routes["/status/SH/deltas/1/2"]
+    route.body = replace(parse_delta(route.body), size=1 << 26).to_bytes()  # would allocate 16 MB
+    sim.publish_timestamp("JS", 1)
+    report = v.sync(now=sim.now)
+    assert report.downloads["SH"] == "full" and any("of 67108864 entries" in w for w in report.warnings)
+    assert v.state.status["SH"].size == 1024
+
+
+def test_a_replayed_older_timestamp_confirms_nothing_and_keeps_the_newer(
+    stamped: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    sim = stamped
+    v = make_verifier(name="kiosk")
+    first = sim.routes["/status/SH/timestamp"].body
+    sim.now += 300
+    sim.publish_timestamp("SH", 1)
+    sim.publish_timestamp("JS", 1)
+    assert v.sync(now=sim.now).ok
+    sim.routes["/status/SH/timestamp"].body = first  # still valid (600 s): a replay
+    sim.now += 60
+    assert v.sync(now=sim.now).ok
+    assert v.health(now=sim.now).status_lists["SH"].age_s == 60
+    v.close()
+    again = Verifier.open(v.state_dir, now=sim.now)
+    assert (
+        again.health(now=sim.now).status_lists["SH"].age_s == 60 and again.state.status["SH"].issued_at == sim.now - 60
+    )
+    again.close()
+
+
+def test_changes_grown_to_half_the_full_list_bring_a_new_full_list(
+    stamped: IssuerSim, make_verifier: MakeVerifier
+) -> None:
+    sim = stamped
+    v = make_verifier()
+    downloads = []
+    for version in range(2, 17):  # one more revocation each version: the changes kept since the full list grow
+        sim.now += 300
+        sim.publish_version("SH", version, revoked=[7 * i for i in range(5 * version)])
+        sim.publish_timestamp("JS", 1)
+        report = v.sync(now=sim.now)
+        assert report.ok, report.errors
+        downloads.append(report.downloads["SH"])
+    assert downloads[0] == "delta" and "full" in downloads  # the changes outgrew half the list
+    assert v.state.status["SH"].version == 16
+    assert [v.state.status["SH"].status(i) for i in (0, 7, 8, 7 * 79)] == [1, 1, 0, 1]
 
 
 def test_a_full_list_older_than_its_timestamp_is_held_as_of_its_own_signing_time(
