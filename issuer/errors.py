@@ -19,6 +19,10 @@ from pathlib import Path
 from suishenma.keys import PASSPHRASE_ENV
 from suishenma.texts import Text
 
+# Where a token key's PIN and PKCS#11 module come from (``issuer.keys.pkcs11_tokens``)
+PIN_ENV = "SUISHENMA_PKCS11_PIN"
+MODULE_ENV = "SUISHENMA_PKCS11_MODULE"
+
 INIT = "suishenma-issuer init"
 
 
@@ -54,6 +58,18 @@ class Problem(StrEnum):
     KEY_NOT_ENCRYPTED = "key_not_encrypted"
     KEYS_ENCRYPTED = "keys_encrypted"
     NO_TRUST_LIST = "no_trust_list"
+    # A signing key in a PKCS#11 token (an HSM): ``issuer.keys.pkcs11_tokens``
+    TOKEN_MODULE_MISSING = "token_module_missing"
+    TOKEN_MISSING = "token_missing"
+    TOKEN_KEY_MISSING = "token_key_missing"
+    TOKEN_KEY_UNUSABLE = "token_key_unusable"
+    TOKEN_KEY_EXISTS = "token_key_exists"
+    TOKEN_FAILED = "token_failed"
+    PIN_MISSING = "pin_missing"
+    PIN_WRONG = "pin_wrong"
+    PIN_LOCKED = "pin_locked"
+    TOKEN_URI_INVALID = "token_uri_invalid"
+    TOKEN_KEY_NOT_ROTATED = "token_key_not_rotated"
     # The data key (names and ID numbers sealed at rest)
     DATA_KEY_NOT_OPENED = "data_key_not_opened"
     DATA_KEY_MISSING = "data_key_missing"
@@ -222,6 +238,56 @@ CATALOGUE: dict[Problem, Text] = {
         f"{{folder}} 中的私钥已加密：请将环境变量 {PASSPHRASE_ENV} 设为其口令（不会在加密的密钥旁写入未加密的私钥）",
         f"the private keys in {{folder}} are encrypted: set {PASSPHRASE_ENV} to their passphrase"
         " (no plaintext private key is written beside them)",
+    ),
+    # {where} is the key's pkcs11: URI without its query, {what} one of the THE_* texts
+    Problem.TOKEN_MODULE_MISSING: Text(
+        f"无法加载 PKCS#11 模块 {{where}}（{{error}}）：请安装该模块，或将环境变量 {MODULE_ENV} 设为其路径",
+        f"cannot load the PKCS#11 module {{where}} ({{error}}): install it, or set {MODULE_ENV} to its path",
+    ),
+    Problem.TOKEN_MISSING: Text(
+        "{what}所在的令牌 {where} 不在（已拔出、断开或未初始化）：请接回令牌，服务会自行恢复",
+        "the token of {what} {where} is not there (removed, disconnected or not initialised):"
+        " reconnect it; the issuer recovers by itself",
+    ),
+    Problem.TOKEN_KEY_MISSING: Text(
+        "令牌中找不到{what} {where}：请检查 URI 中的 object 或 id",
+        "{what} {where} is not in the token: check the URI's object or id",
+    ),
+    Problem.TOKEN_KEY_UNUSABLE: Text(
+        "令牌中的{what} {where} 不能用于签名（{error}）",
+        "{what} {where} in the token cannot sign for this issuer ({error})",
+    ),
+    Problem.TOKEN_KEY_EXISTS: Text(
+        "令牌中已有对象 {where}：请换一个 object 名称（不会覆盖已有密钥）",
+        "the token already holds {where}: choose another object label (no key is overwritten)",
+    ),
+    Problem.TOKEN_FAILED: Text(
+        "{what}所在的令牌 {where} 出错（{error}）：请检查令牌或 HSM",
+        "the token of {what} {where} failed ({error}): check the token or HSM",
+    ),
+    Problem.PIN_MISSING: Text(
+        f"{{what}} {{where}} 在令牌中，但没有 PIN：请设置环境变量 {PIN_ENV}，或在 URI 中用 pin-source 指向 PIN 文件"
+        "（{error}）",
+        f"{{what}} {{where}} is in a token and no PIN is given: set {PIN_ENV}, or name a PIN file with pin-source"
+        " in the URI ({error})",
+    ),
+    Problem.PIN_WRONG: Text(
+        "PIN 打不开{what}所在的令牌 {where}：PIN 错误；在 PIN 改变之前不会再试（多次错误会锁定令牌）",
+        "the PIN does not open the token of {what} {where}: it is wrong; it is not tried again until it changes"
+        " (tokens lock after a few wrong PINs)",
+    ),
+    Problem.PIN_LOCKED: Text(
+        "{what}所在的令牌 {where} 的 PIN 已锁定或过期：请由令牌的安全管理员解锁",
+        "the PIN of the token of {what} {where} is locked or expired: its security officer must unlock it",
+    ),
+    Problem.TOKEN_URI_INVALID: Text(
+        "{uri} 不是可用的 pkcs11: URI（RFC 7512）：{why}",
+        "{uri} is not a usable pkcs11: URI (RFC 7512): {why}",
+    ),
+    Problem.TOKEN_KEY_NOT_ROTATED: Text(
+        "当前签名密钥在令牌中：请用 --signing-key 指定新的令牌密钥（不会改用文件密钥）",
+        "the current signing key is in a token: name the new token key with --signing-key"
+        " (it is not replaced by a key file)",
     ),
     Problem.NO_TRUST_LIST: Text(
         "没有信任列表：请用离线根密钥签署一份", "no trust list: sign one with the offline root key"

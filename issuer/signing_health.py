@@ -3,7 +3,8 @@
 An issuer that cannot sign must not say it is healthy. At start-up the signing key (and the root key,
 when it is kept here) is opened with the passphrase, exactly as minting will; while serving, ``/healthz``
 checks that the current key is still loadable by the service and that its file is still there and
-readable, so a removed or damaged key file is reported before the next restart fails.
+readable, so a removed or damaged key file is reported before the next restart fails. A key in a PKCS#11
+token (an HSM) is checked by signing with it: a removed token or a refused PIN is reported the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from issuer.errors import (
     Problem,
     StorageUnavailable,
 )
+from issuer.keys.pkcs11_uri import is_token_uri
 from issuer.keys.sealing import data_key_path
-from issuer.keys.signing_keys import active_record, load_private_key, read_key_file, root_signing_key
+from issuer.keys.signing_keys import (
+    active_record,
+    load_private_key,
+    open_signing_key,
+    read_key_file,
+    root_signing_key,
+)
 from issuer.service import IssuerService
 from issuer.settings import Settings
 from issuer.storage import Storage
@@ -30,6 +38,7 @@ from suishenma import passphrase_from_env
 log = logging.getLogger(__name__)
 
 Unable = KeyUnusable | NotInitialised
+_PROBE = b"suishenma healthz"
 
 
 def require_initialised(settings: Settings) -> None:
@@ -47,13 +56,14 @@ def check_can_sign(settings: Settings, storage: Storage) -> None:
 
     Raises:
         NotInitialised: no signing key is recorded (``init`` was not run, or failed).
-        KeyUnusable: a key file is missing, unreadable or damaged, or the passphrase is missing or wrong.
+        KeyUnusable: a key file is missing, unreadable or damaged, or the passphrase is missing or wrong; the
+            token of a token key, its PIN or the key in it cannot be used.
     """
     try:
         record = active_record(storage)
     except NoSigningKey:
         raise NotInitialised(settings.base_dir.resolve()) from None
-    load_private_key(settings.keys_path / record.path, passphrase_from_env(), THE_SIGNING_KEY)
+    open_signing_key(settings, record.path, passphrase_from_env(), THE_SIGNING_KEY)
     root_signing_key(settings)
 
 
@@ -87,6 +97,11 @@ class SigningHealth:
             NotInitialised, KeyUnusable.
         """
         active = self.service.key  # cached; loads the new key after a rotation
+        if is_token_uri(active.record.path):
+            # A token key is checked by using it: one signature (about 0.15 ms with SoftHSM2) says that the
+            # token is there, logged in, and holds the key; nothing cheaper says all three.
+            active.key.cose_key.sign(_PROBE)
+            return
         path = self.service.settings.keys_path / active.record.path
         what = THE_SIGNING_KEY
         try:

@@ -28,6 +28,12 @@ from issuer.settings import load_settings
 from suishenma import SuishenmaError, __version__
 from suishenma.keys import SIGNING_ALGS
 
+SIGNING_KEY_HELP = (
+    "a key in a PKCS#11 token (an HSM): pkcs11:token=T;object=L (RFC 7512), made there when missing; the PIN"
+    " from SUISHENMA_PKCS11_PIN or the URI's pin-source file, never this line; the module from"
+    " SUISHENMA_PKCS11_MODULE (default SoftHSM2's)"
+)
+
 
 def _common(json_output: bool = False) -> Parser:
     """Options every subcommand also takes after its name (``init --dir D`` as well as ``--dir D init``)."""
@@ -59,9 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--alg",
         choices=[a.name for a in SIGNING_ALGS],
-        default="EdDSA",
-        help="the issuer key's algorithm; rotation keeps it. SM2 needs the sm2 extra",
+        default=None,
+        help="the issuer key's algorithm (default EdDSA; ES256 for a key made in a token); rotation keeps it."
+        " SM2 needs the sm2 extra",
     )
+    init.add_argument("--signing-key", default=None, metavar="URI", help=SIGNING_KEY_HELP)
     init.add_argument(
         "--root-pub", type=Path, default=None, help="join an existing (offline) root: pin this public key, make no root"
     )
@@ -91,12 +99,21 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", parents=plain, help="signing keys").add_subparsers(
         dest="action", required=True, parser_class=Parser, metavar="ACTION"
     )
-    keys.add_parser(
+    rotate = keys.add_parser(
         "rotate",
         parents=scripted,
         help="add a new signing key; the old one stays trusted until its codes expire. On an encrypted keystore"
         " set SUISHENMA_KEY_PASSPHRASE; nothing changes when a key cannot be opened",
     )
+    rotate.add_argument("--signing-key", default=None, metavar="URI", help=SIGNING_KEY_HELP)
+    generate = keys.add_parser(
+        "generate",
+        parents=scripted,
+        help="make a signing key in a PKCS#11 token (it never leaves it); print its kid and public key",
+    )
+    generate.add_argument("--signing-key", required=True, metavar="URI", help="pkcs11:token=T;object=L (RFC 7512)")
+    generate.add_argument("--alg", choices=["ES256", "EdDSA"], default="ES256", help="default ES256")
+    generate.add_argument("--out", type=Path, default=None, help="also write the public key (PEM) to this file")
     keys.add_parser(
         "rotate-data", parents=scripted, help="a new data key for names and ID numbers; every person is re-sealed"
     )

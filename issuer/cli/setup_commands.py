@@ -11,7 +11,7 @@ import time
 from issuer.cli.log_format import log_config
 from issuer.cli.service_session import CLI_ACTOR, open_service
 from issuer.cli.support import print_json
-from issuer.keys.signing_keys import create_root_key, create_signing_key
+from issuer.keys.signing_keys import create_root_key, create_signing_key, token_ref
 from issuer.lists.federation import join_root, remember_identity
 from issuer.opening import data_sealer, open_storage
 from issuer.settings import Settings
@@ -20,7 +20,11 @@ from suishenma import Alg
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Raises: InputError (a ``--signing-key`` that is not a usable ``pkcs11:`` URI), KeyUnusable (its token
+    cannot be used), KeyFileError."""
     now = int(time.time())
+    token = token_ref(args.signing_key) if args.signing_key else None
+    alg = Alg[args.alg] if args.alg else Alg.ES256 if token else Alg.EdDSA
     with open_service(settings, create=True) as service:
         existing = service.storage.signing_keys()
         if existing:
@@ -30,7 +34,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"already initialised: {settings.db_path} (signing key {existing[-1].kid})")
             return 0
         root = join_root(settings, args.root_pub) if args.root_pub else None
-        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR, Alg[args.alg])
+        kid = create_signing_key(settings, service.storage, now, CLI_ACTOR, alg, token)
         service.pseudonym_keys(now)  # keys/pseudonym.key, beside data.key
         remember_identity(settings)
         if root is None:
@@ -39,7 +43,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         else:  # the shared root signs this region's first list: request, sign offline, import
             trust_version = None
         status = service.publisher.status_list(now, actor=CLI_ACTOR)
-        key_file = settings.keys_path / f"issuer-{kid}.key"
+        key_file = None if token else settings.keys_path / f"issuer-{kid}.key"
+        where = service.storage.signing_keys()[-1].path if token else str(key_file)
         if args.json:
             print_json(
                 {
@@ -47,7 +52,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
                     "database": str(settings.db_path),
                     "issuer_id": settings.issuer_id,
                     "kid": kid,
-                    "key_file": str(key_file),
+                    "key_file": str(key_file) if key_file else None,
+                    "signing_key": where,
                     "root_key": str(root),
                     "joined_root": bool(args.root_pub),
                     "trust_list_version": trust_version,
@@ -56,7 +62,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 0
         print(f"database      {settings.db_path}")
-        print(f"issuer        {settings.issuer_id}, signing key {kid} in {key_file}")
+        print(f"issuer        {settings.issuer_id}, signing key {kid} in {where}")
         if args.root_pub:
             print(f"root key      {root} pinned (the shared root stays offline)")
             print(f"status list   version {status.version}; no trust list yet: set public_url, then")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from issuer.errors import THE_SIGNING_KEY, Conflict, InputError, KeyUnusable, Problem
-from issuer.keys.signing_keys import ROOT_KEY, active_record, load_active_key, load_private_key, trust_entries
+from issuer.keys.signing_keys import ROOT_KEY, active_record, load_active_key, open_signing_key, trust_entries
 from issuer.lists.federation import (
     KeyStanding,
     MergedRequests,
@@ -94,7 +94,7 @@ def _vouchers(
         if rec.kid == active or bytes.fromhex(rec.kid) not in trusted:
             continue
         try:
-            vouchers.append(load_private_key(settings.keys_path / rec.path, passphrase, THE_SIGNING_KEY))
+            vouchers.append(open_signing_key(settings, rec.path, passphrase, THE_SIGNING_KEY))
         except KeyUnusable as exc:
             if exc.problem is not Problem.KEY_FILE_MISSING:
                 warn(rec.kid, exc)
