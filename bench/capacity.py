@@ -5,8 +5,13 @@ second, status changes applied per second through the batch path, the status lis
 (1 % revoked) built and signed from the database, and published lists served over HTTP (full body and
 304 revalidations, one worker, wrk).
 
-Run: .venv/bin/python bench/capacity.py [--postgres]   (a few minutes)
-Last line: ``mint/s = N  device/s = N  status/s = N  list60M_s = N``.
+Then the audited writes of a city (``--audited`` runs only this part): phone batches from 32 concurrent
+writers in two worker processes (16 threads each) on one database, on PostgreSQL and on SQLite; each
+request's latency is timed from the call until its batch is durable.
+
+Run: .venv/bin/python bench/capacity.py [--postgres] [--audited]   (a few minutes)
+Last line: ``mint/s = N  device/s = N  status/s = N  list60M_s = N  audited_pg/s = N  audited_sqlite/s = N
+p99_ms = X`` (the audited rates count credentials, K to a request; p99 is the worse backend's).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _audited  # noqa: E402
 from _load import run_wrk  # noqa: E402
 
 from issuer import IssuerService, Settings  # noqa: E402
@@ -121,7 +127,14 @@ def main() -> int:
     ap.add_argument("--postgres", action="store_true", help="start a throw-away PostgreSQL server and run on it")
     ap.add_argument("--entries", type=int, default=60_000_000)
     ap.add_argument("--list-sizes", action="store_true", help="only the status-list sizes for 15 M phones")
+    ap.add_argument("--audited", action="store_true", help="only the audited writes, concurrent, on both backends")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each concurrent run")
+    ap.add_argument("--writers", type=int, default=16, help="writer threads in each of the two processes")
     args = ap.parse_args()
+    if args.audited:
+        audited = audited_rates(args.seconds, args.writers)
+        print(audited_line(audited))
+        return 0
     if args.list_sizes:
         k = Settings().device_batch
         before_n, before, now_n, now = list_sizes(15_000_000, k, 0.01)
@@ -175,8 +188,63 @@ def main() -> int:
         print(f"  {name:<24} {value:8.0f}/s")
     rates = f"mint/s = {mint_rate:.0f}  device/s = {device_rate:.0f}  batch/s = {batch_rate:.0f}"
     rates += f"  status/s = {status_rate:.0f}"
-    print(f"{rates}  list60M_s = {list_s:.1f}")
+    audited = audited_rates(args.seconds, args.writers)
+    print(f"{rates}  list60M_s = {list_s:.1f}  {audited_line(audited)}")
     return 0
+
+
+def audited_rates(seconds: float, writers: int = 16) -> dict[str, tuple[_audited.Audited, float]]:
+    """Per backend, on a fresh issuer: status changes applied in batches of ``PEOPLE`` (one writer; each person
+    has a phone with a batch of live credentials, which the first change revokes), then phone batches from 32
+    concurrent writers in two processes (``writers`` threads each)."""
+    from tests.pg_server import PgServer
+
+    out: dict[str, tuple[_audited.Audited, float]] = {}
+    pg = PgServer()
+    pg.start()
+    try:
+        for backend in ("PostgreSQL", "SQLite"):
+            url = pg.create_database() if backend == "PostgreSQL" else ""
+            os.environ["SUISHENMA_ISSUER_DATABASE_URL"] = url
+            with tempfile.TemporaryDirectory() as tmp:
+                base = Path(tmp)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    init_dir(base)
+                settings = Settings(base_dir=base, max_devices=20)
+                service = IssuerService(settings, open_storage(settings))
+                now = int(time.time())
+                subjects = [service.enrol("张小三", f"310101{i:08d}1234", now, "bench") for i in range(PEOPLE)]
+                # each person a phone with a batch of live credentials, as the changes below revoke
+                k = settings.device_batch
+                for subject in subjects:
+                    phone = DeviceKey.of(SigningKey.generate()).to_jwk()
+                    slot_keys = [DeviceKey.of(SigningKey.generate()).to_jwk() for _ in range(k)]
+                    service.issue_device_batch(subject, phone, slot_keys, now, "bench")
+                batch = [StatusChange(("yellow", "red")[i % 2], "bench", subject=s) for i, s in enumerate(subjects)]
+                start = time.perf_counter()
+                for _ in range(5):
+                    service.set_statuses(batch, now, "bench")
+                status_rate = 5 * len(batch) / (time.perf_counter() - start)
+                service.storage.close()
+                run = _audited.run(base, subjects, threads=writers, seconds=seconds)
+            out[backend] = (run, status_rate)
+            print(
+                f"audited, {backend}, {2 * writers} writers in 2 processes: {run.batches_per_s:.0f} batches/s"
+                f" ({run.credentials_per_s:.0f} credentials/s), p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms,"
+                f" {run.group:.1f} writes a commit, {run.errors} errors; status changes in batches {status_rate:.0f}/s"
+            )
+    finally:
+        os.environ.pop("SUISHENMA_ISSUER_DATABASE_URL", None)
+        pg.close()
+    return out
+
+
+def audited_line(audited: dict[str, tuple[_audited.Audited, float]]) -> str:
+    pg, lite = audited["PostgreSQL"][0], audited["SQLite"][0]
+    return (
+        f"audited_pg/s = {pg.credentials_per_s:.0f}  audited_sqlite/s = {lite.credentials_per_s:.0f}"
+        f"  p99_ms = {max(pg.p99_ms, lite.p99_ms):.1f}"
+    )
 
 
 def serve_rates(base: Path) -> dict[str, float]:

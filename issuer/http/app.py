@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,7 +71,7 @@ def create_app(
         # signed audit checkpoints: at start, every audit_checkpoint_s while serving, and at shutdown;
         # mint counters every mint_count_flush_s and at shutdown
         tickers = [
-            Ticker(lambda: service.anchor.write(ctx.now()), settings.audit_checkpoint_s),
+            Ticker(lambda: service.anchor.write(ctx.now(), keep_lease=True), settings.audit_checkpoint_s),
             Ticker(service.mints.flush, settings.mint_count_flush_s, "mint-counts", "mint counters"),
         ]
         app.state.audit_ticker, app.state.mint_ticker = tickers
@@ -79,6 +80,8 @@ def create_app(
         yield
         for ticker in tickers:
             ticker.stop()
+        with contextlib.suppress(IssuerError):  # the database away: the lease runs out by itself
+            service.anchor.release(ctx.now())
         store.close()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they

@@ -1,6 +1,9 @@
 """API v1 routes. Handlers are ``async`` and call SQLite inline: each write takes tens of microseconds,
-less than a hop to the thread pool would cost on a single worker. The service's own errors (not found,
-conflict, no signing key, ...) become HTTP answers in one place: ``problems.problem_response``."""
+less than a hop to the thread pool would cost on a single worker. Audited writes are the exception: they
+run in the thread pool, so that a worker's concurrent ones share one commit of the audit chain (group
+commit, ``issuer.storage.group_commit``) instead of waiting on the event loop one by one. The service's own
+errors (not found, conflict, no signing key, ...) become HTTP answers in one place:
+``problems.problem_response``."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from issuer.http import mint_route
@@ -75,7 +79,7 @@ router.add_api_route(
 async def enrol(body: EnrolRequest, caller: Annotated[Caller, require("enrol")]) -> Response:
     """Enrol a person; returns a random pseudonymous subject id. Name and ID number are stored here only."""
     ctx = caller.ctx
-    subject = ctx.service.enrol(body.name, body.id_number, ctx.now(), caller.actor)
+    subject = await run_in_threadpool(ctx.service.enrol, body.name, body.id_number, ctx.now(), caller.actor)
     return as_json({"subject": subject}, 201)
 
 
@@ -101,7 +105,9 @@ async def set_status(subject: SubjectId, body: StatusRequest, caller: Annotated[
     """Set green, yellow or red. A non-green status suspends the person's paper codes; green reinstates them;
     any change revokes the current credentials of the person's devices (their next credential says the new status)."""
     ctx = caller.ctx
-    changed = ctx.service.set_status(subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor)
+    changed = await run_in_threadpool(
+        ctx.service.set_status, subject, body.status, body.reason, body.valid_until, ctx.now(), caller.actor
+    )
     return as_json({"subject": subject, "status": body.status, "offline_codes_changed": changed})
 
 
@@ -125,7 +131,7 @@ async def set_statuses(body: StatusBatch, caller: Annotated[Caller, require("sta
     changes = [
         StatusChange(c.status, c.reason, c.valid_until, subject=c.subject, id_number=c.id_number) for c in body.changes
     ]
-    result = ctx.service.set_statuses(changes, ctx.now(), caller.actor, all_or_none=True)
+    result = await run_in_threadpool(ctx.service.set_statuses, changes, ctx.now(), caller.actor, all_or_none=True)
     if result.failed:
         failed = [{"index": i, "reason": why} for i, why in result.failed]
         raise ApiError("batch_refused", {"failed": failed[:1000], "count": len(failed)})
@@ -136,7 +142,7 @@ async def set_statuses(body: StatusBatch, caller: Annotated[Caller, require("sta
 async def issue_offline(subject: SubjectId, caller: Annotated[Caller, require("mint")]) -> Response:
     """A long-lived printed code for a person without a phone; revocable through its status-list index."""
     ctx = caller.ctx
-    minted = ctx.service.issue_offline(subject, ctx.now(), caller.actor)
+    minted = await run_in_threadpool(ctx.service.issue_offline, subject, ctx.now(), caller.actor)
     ctx.metrics.inc("suishenma_codes_minted_total", 'type="offline"')
     body = {"code": minted.code, "status_index": minted.status_index, "expires_at": minted.expires_at}
     return as_json(body, 201)
@@ -158,8 +164,15 @@ async def issue_device_credential(
     The credential and the phone's presentation: docs/format.md §4.
     """
     ctx = caller.ctx
-    batch = ctx.service.issue_device_batch(
-        subject, body.jwk, body.keys, ctx.now(), caller.actor, start=body.start, identity=body.identity
+    batch = await run_in_threadpool(
+        ctx.service.issue_device_batch,
+        subject,
+        body.jwk,
+        body.keys,
+        ctx.now(),
+        caller.actor,
+        start=body.start,
+        identity=body.identity,
     )
     ctx.metrics.inc("suishenma_codes_minted_total", 'type="device_credential"', len(batch.credentials))
     return as_json(batch_json(batch, ctx.service.settings.slot), 201)
@@ -186,7 +199,7 @@ async def revoke_device(
     """Revoke a lost phone, by any status-list index its credentials carried: final; kiosks refuse its
     codes after their next sync. Repeating the request changes nothing."""
     ctx = caller.ctx
-    changed = ctx.service.revoke_device(index, ctx.now(), caller.actor)
+    changed = await run_in_threadpool(ctx.service.revoke_device, index, ctx.now(), caller.actor)
     return as_json({"status_index": index, "changed": changed})
 
 
@@ -198,7 +211,7 @@ async def set_offline_state(
 ) -> Response:
     """Revoke (final), suspend or reinstate a paper code. Repeating a request changes nothing."""
     ctx = caller.ctx
-    changed = ctx.service.set_offline(index, action, ctx.now(), caller.actor)
+    changed = await run_in_threadpool(ctx.service.set_offline, index, action, ctx.now(), caller.actor)
     state = {"revoke": "revoked", "suspend": "suspended", "reinstate": "valid"}[action]
     return as_json({"status_index": index, "state": state, "changed": changed})
 
@@ -250,7 +263,8 @@ async def status_delta(
     smaller: fetch that instead."""
     if issuer_id != ctx.service.settings.issuer_id:
         raise ApiError("not_found", {"issuer_id": issuer_id})
-    body = ctx.service.freshness.delta(first, last, ctx.now())
+    # composed from many stored steps: off the event loop, so other requests go on meanwhile
+    body = await run_in_threadpool(ctx.service.freshness.delta, first, last, ctx.now())
     if body is None:
         raise ApiError("delta_unavailable", {"first": first, "last": last})
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -302,12 +316,15 @@ async def audit(caller: Annotated[Caller, require("admin")]) -> Response:
 @router.get("/audit/checkpoint", tags=["lists"], responses={200: {"content": {CHECKPOINT_TYP: {}}}, 304: {}, 404: {}})
 async def audit_checkpoint(ctx: Ctx, if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The latest signed checkpoint of the audit log's head (public): keep copies, and a database that
-    ends before it or differs from it is caught by ``suishenma-issuer audit verify --checkpoint``."""
+    ends before it or differs from it is caught by ``suishenma-issuer audit verify --checkpoint``. Every
+    node answers the one held in the database (one node writes them); this node's file before any is."""
     settings = ctx.service.settings
-    try:
-        body = settings.audit_checkpoint_path.read_bytes()
-    except FileNotFoundError:
-        raise ApiError("not_found", {"checkpoint": "none written yet"}) from None
+    body = ctx.service.storage.checkpoint_get(settings.issuer_id)
+    if body is None:
+        try:
+            body = settings.audit_checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            raise ApiError("not_found", {"checkpoint": "none written yet"}) from None
     etag = etag_of(body)
     max_age = min(settings.list_cache_s, math.ceil(settings.audit_checkpoint_s))
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}

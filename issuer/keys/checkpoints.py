@@ -9,9 +9,13 @@ ends before N, or holds another hash at row N, fails ``audit verify``.
 
 When checkpoints are written: at ``init`` and after every CLI command that opens the service, when the
 server starts and stops, and while it serves every ``audit_checkpoint_s`` seconds (default 5) if the
-log has grown. Rows appended since the last checkpoint (at most that long ago while serving) are not
-anchored yet. A checkpoint is never moved onto a database that contradicts the one held: the writer
-refuses, logs why, and the evidence stays.
+log has grown. One writer at a time across every worker and node: a lease in the database (a serving
+process keeps it while it lives; a command takes it only while it writes). The newest checkpoint is also
+kept in the database, where every node serves it from (``GET /v1/audit/checkpoint`` answers the same on
+every node), and each node copies it into its own file. Rows appended since the last checkpoint (at most
+that long ago while serving) are not anchored yet. A checkpoint is never moved onto a database that
+contradicts the one held, in the file or in the database: the writer refuses, logs why, and the evidence
+stays.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,12 +72,8 @@ def read_checkpoint(path: Path, keys: dict[bytes, VerificationKey]) -> Checkpoin
         ListError: TOO_LARGE, LIST_WRONG_SIGNER or LIST_MALFORMED (see ``parse_checkpoint``).
         OSError: the file exists but cannot be read.
     """
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CHECKPOINT_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    return parse_checkpoint(data, keys)
+    data = _file_bytes(path)
+    return None if data is None else parse_checkpoint(data, keys)
 
 
 def disagreements(cp: Checkpoint, issuer_id: str, storage: Storage) -> list[str]:
@@ -126,50 +128,131 @@ def verify_audit(settings: Settings, storage: Storage, checkpoint_file: Path | N
             problems.append(f"no checkpoint at {path}: nothing outside the database vouches for the end of the log")
         else:
             problems += disagreements(cp, settings.issuer_id, storage)
+    try:
+        shared = shared_checkpoint(settings, storage)
+    except ListError as exc:
+        problems.append(f"the checkpoint held in the database is not trustworthy: {exc.reason.value}: {exc.detail}")
+    else:
+        if shared is not None:
+            problems += [p for p in disagreements(shared, settings.issuer_id, storage) if p not in problems]
+            if cp is None or shared.seq > cp.seq:
+                cp = shared
     return AuditVerdict(chain, cp, tuple(problems))
 
 
+def shared_checkpoint(settings: Settings, storage: Storage) -> Checkpoint | None:
+    """The checkpoint every node serves, from the database, verified; None when none is stored.
+
+    Raises: ListError (see ``parse_checkpoint``).
+    """
+    body = storage.checkpoint_get(settings.issuer_id)
+    return None if body is None else parse_checkpoint(body, issuer_public_keys(settings))
+
+
+LEASE = "audit-checkpoint"
+_Held = tuple[Checkpoint | None, bytes]
+
+
+def _parsed(body: bytes | None, keys: dict[bytes, VerificationKey]) -> _Held:
+    """Raises: ListError (see ``parse_checkpoint``)."""
+    return (None, b"") if body is None else (parse_checkpoint(body, keys), body)
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    """Raises: OSError when the file exists but cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_CHECKPOINT_BYTES + 1)
+    except FileNotFoundError:
+        return None
+
+
 class Anchor:
-    """Writes checkpoints of this issuer's audit head; one writer at a time, across processes too."""
+    """Writes checkpoints of this issuer's audit head: one writer at a time across workers and nodes (a
+    lease in the database), the file beside the database under a per-host file lock."""
 
     def __init__(self, settings: Settings, storage: Storage, signing_key: Callable[[], SigningKey]) -> None:
         self.settings = settings
         self.storage = storage
         self._signing_key = signing_key
         self._lock = threading.Lock()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @property
     def path(self) -> Path:
         return self.settings.audit_checkpoint_path
 
-    def write(self, now: int) -> Checkpoint:
-        """Sign the current head and replace the checkpoint file; the held one when the log has not grown.
+    @property
+    def lease_s(self) -> float:
+        """How long a writer that stops renewing keeps the others waiting."""
+        return max(3 * self.settings.audit_checkpoint_s, 10.0)
+
+    def write(self, now: int, keep_lease: bool = False) -> Checkpoint | None:
+        """Sign the current head, store it for every node and replace the checkpoint file; the held one when
+        the log has not grown. While another process holds the writer's lease, sign nothing: the file gets
+        the shared checkpoint, which is returned (None when none is stored yet). ``keep_lease``: a serving
+        process keeps writing them; a command lets go at once.
 
         Raises:
-            CheckpointRefused: the held checkpoint does not verify, or the database contradicts it.
+            CheckpointRefused: a held checkpoint (the file's or the database's) does not verify, or the
+                database contradicts it.
             NoSigningKey, KeyFileError: no usable signing key.
+            StorageUnavailable: the database is unavailable.
             OSError: the file cannot be written.
         """
         keys = issuer_public_keys(self.settings)
         private_dir(self.path.parent)
         with self._lock, self._file_lock():
-            try:
-                held = read_checkpoint(self.path, keys)
-            except ListError as exc:
-                raise CheckpointRefused(
-                    Problem.CHECKPOINT_DOES_NOT_VERIFY, path=self.path, reason=exc.reason.value, why=exc.detail
-                ) from None
-            if held is not None:
-                problems = disagreements(held, self.settings.issuer_id, self.storage)
+            local, shared = self._held(keys)
+            for cp, _ in (local, shared):
+                problems = disagreements(cp, self.settings.issuer_id, self.storage) if cp else []
                 if problems:
                     raise CheckpointRefused(Problem.CHECKPOINT_CONTRADICTED, problems="; ".join(problems))
-            seq, head = self.storage.audit_head()
-            if held is not None and held.seq == seq:
-                return held
+            if not self.storage.lease(LEASE, self.holder, now, self.lease_s):
+                if shared[0] is not None and (local[0] is None or local[0].seq < shared[0].seq):
+                    write_private(self.path, shared[1])  # another process writes them: follow the shared one
+                    return shared[0]
+                return local[0] or shared[0]
+            try:
+                return self._sign(now, local, shared)
+            finally:
+                if not keep_lease:
+                    self.release(now)
+
+    def release(self, now: int) -> None:
+        """Let another process write checkpoints at once (a serving process, when it stops).
+
+        Raises: StorageUnavailable.
+        """
+        self.storage.lease(LEASE, self.holder, now, -1.0)
+
+    def _held(self, keys: dict[bytes, VerificationKey]) -> tuple[_Held, _Held]:
+        """(checkpoint, body) of the file and of the database, each (None, b"") when there is none.
+
+        Raises: CheckpointRefused (CHECKPOINT_DOES_NOT_VERIFY).
+        """
+        try:
+            shared = self.storage.checkpoint_get(self.settings.issuer_id)
+            return _parsed(_file_bytes(self.path), keys), _parsed(shared, keys)
+        except ListError as exc:
+            raise CheckpointRefused(
+                Problem.CHECKPOINT_DOES_NOT_VERIFY, path=self.path, reason=exc.reason.value, why=exc.detail
+            ) from None
+
+    def _sign(self, now: int, local: _Held, shared: _Held) -> Checkpoint:
+        seq, head = self.storage.audit_head()
+        unchanged = [(cp, body) for cp, body in (local, shared) if cp is not None and cp.seq == seq]
+        if unchanged:
+            cp, body = unchanged[0]
+        else:
             key = self._signing_key()
             body = sign_checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), key, now=now)
+            cp = Checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), now, key.kid)
+        if shared[1] != body:
+            self.storage.checkpoint_put(cp.issuer, cp.seq, body, cp.issued_at)
+        if local[1] != body:
             write_private(self.path, body)
-            return Checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), now, key.kid)
+        return cp
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:

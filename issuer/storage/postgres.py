@@ -2,9 +2,10 @@
 
 Every node's workers share one database (a primary; a streaming replica takes over on failover, see
 docs/capacity.md). Audited writes take a transaction-scoped advisory lock, so the audit chain has one
-head across every process; other writes (mint counters, rate buckets, leases) rely on row locks. A
-database that cannot be reached, or drops a connection mid-request, raises ``StorageUnavailable``: the
-open transaction is rolled back by the server, so nothing is half written.
+head across every process (once per group of concurrent ones: ``group_commit``); other writes (mint
+counters, rate buckets, leases) rely on row locks. A database that cannot be reached, or drops a
+connection mid-request, raises ``StorageUnavailable``: the open transaction is rolled back by the server,
+so nothing is half written.
 
 While the database is away, requests fail at once rather than each waiting out the pool's timeout
 (handlers run on the event loop: a wait would stall every request of the worker), and at most once a
@@ -183,6 +184,16 @@ class PostgresStorage(SqlStorage):
 
     @contextmanager
     def _write(self, serial: bool = True) -> Iterator[Tx]:
+        # A member of a group runs its statements on the leader's connection: when that connection is lost
+        # under them, they raise what the leader's transaction raises (StorageUnavailable).
+        try:
+            with super()._write(serial) as c:
+                yield c
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"the database is unavailable: {_first_line(exc)}") from None
+
+    @contextmanager
+    def _transaction(self, serial: bool) -> Iterator[Tx]:
         with self._connection() as conn, conn.transaction():
             if serial:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
@@ -198,6 +209,23 @@ class PostgresStorage(SqlStorage):
         with self._connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield _PgTx(conn)
+
+    # One statement over arrays, where a row each would cost the client a statement each (even pipelined).
+    def _insert_audit_rows(self, c: Tx, rows: Sequence[tuple[object, ...]]) -> None:
+        c.execute(
+            "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) SELECT * FROM"
+            " unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+
+    def _update_statuses(self, c: Tx, rows: Sequence[tuple[object, ...]]) -> None:
+        last = list({r[4]: r for r in rows}.values())  # one row per subject, the latest: an UPDATE sets a row once
+        c.execute(
+            "UPDATE subjects SET status = v.status, status_reason = v.reason, status_until = v.until,"
+            " updated_at = v.at FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::text[])"
+            " AS v(status, reason, until, at, subject) WHERE subjects.subject = v.subject",
+            [list(column) for column in zip(*last, strict=True)],
+        )
 
     def _reserve_audit_ids(self, c: Tx, n: int) -> int:
         top = int(c.execute("UPDATE audit_seq SET n = n + ? RETURNING n", (n,)).fetchone()[0])

@@ -66,4 +66,9 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT NOT NULL, version BIGINT NOT NULL, digest BYTEA NOT NULL, size BIGINT NOT NULL,
         issued_at BIGINT NOT NULL, delta BYTEA, PRIMARY KEY (name, version));
     """,
+    # 4: the newest signed audit checkpoint, shared by every worker and node (one writes it, under a lease).
+    """
+    CREATE TABLE audit_checkpoints (
+        issuer TEXT PRIMARY KEY, seq BIGINT NOT NULL, body BYTEA NOT NULL, issued_at BIGINT NOT NULL);
+    """,
 )

@@ -246,6 +246,14 @@ class AuditStore(Protocol):
         """The hash stored in row ``row_id``, or None when there is no such row."""
         ...
 
+    def checkpoint_get(self, issuer: str) -> bytes | None:
+        """The newest signed audit checkpoint stored for every node to serve (as signed), or None."""
+        ...
+
+    def checkpoint_put(self, issuer: str, seq: int, body: bytes, issued_at: int) -> bool:
+        """Store a signed checkpoint of row ``seq``; False (nothing stored) when one of a later row is held."""
+        ...
+
     def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult:
         """Store the records not yet held. A record whose (kiosk, seq) is held with the same content is a
         duplicate (a resend); with other content it is a conflict: reported, never stored or overwritten."""

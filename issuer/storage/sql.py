@@ -4,11 +4,19 @@ groups by concept (``sql_codes``, ``sql_lists``, ``sql_keys``, ``sql_audit``) an
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from issuer.errors import AlreadyEnrolled, NotFound, Problem
-from issuer.storage.records import BatchResult, ImportMark, StatusChange, SubjectRecord, normalise_id_number
+from issuer.storage.records import (
+    REVOKED,
+    BatchResult,
+    ImportMark,
+    StatusChange,
+    SubjectRecord,
+    normalise_id_number,
+)
 from issuer.storage.sql_audit import AuditSql
 from issuer.storage.sql_base import IN_CHUNK, Cursor, SqlBase, Tx, in_chunks, placeholders
 from issuer.storage.sql_codes import CodesSql
@@ -213,9 +221,14 @@ class SqlStorage(CodesSql, ListsSql, KeysSql, AuditSql):
             events: list[tuple[int, str, str, str, dict[str, object]]] = []
             deferred: list[tuple[object, ...]] = []
             bad = {pos for pos, _ in failed}
+            times = Counter(s for pos, s in enumerate(named) if pos not in bad and s is not None)
+            together: dict[str, tuple[str, dict[str, object]]] = {}  # subject -> (new status, its event's detail)
             for pos, (ch, subject) in enumerate(zip(changes, named, strict=True)):
                 if pos in bad or subject is None:
                     continue
+                # the codes of a person named once in the batch change with everyone else's, a few statements
+                # for the whole batch; a person named twice goes change by change, in order
+                grouped = subject in with_codes and times[subject] == 1
                 self._apply_status(
                     c,
                     subject,
@@ -226,12 +239,16 @@ class SqlStorage(CodesSql, ListsSql, KeysSql, AuditSql):
                     now,
                     actor,
                     events,
-                    subject in with_codes,
+                    subject in with_codes and not grouped,
                     deferred,
                 )
+                if grouped:
+                    together[subject] = (ch.status, events[-1][4])
                 current[subject] = ch.status
             if deferred:
-                c.executemany(_SET_STATUS, deferred)
+                self._update_statuses(c, deferred)
+            if together:
+                self._codes_follow_statuses(c, together, now)
             self._audit_many(c, events)
             result = BatchResult(len(events), failed)
             if mark is not None:
@@ -243,6 +260,45 @@ class SqlStorage(CodesSql, ListsSql, KeysSql, AuditSql):
                     (m.digest, m.line, m.applied, m.failed, now),
                 )
             return result
+
+    def _codes_follow_statuses(self, c: Tx, changed: dict[str, tuple[str, dict[str, object]]], now: int) -> None:
+        """For people whose status changed (subject -> (new status, its audit event's detail)), the statements of
+        ``_apply_status`` for their paper codes and phones, run for many people at once; the indices each
+        changed go into that person's detail as ``_apply_status`` puts them."""
+        paper: dict[str, list[int]] = defaultdict(list)
+        phones: dict[str, list[int]] = defaultdict(list)
+        green = sorted(s for s, (status, _) in changed.items() if status == "green")
+        other = sorted(s for s, (status, _) in changed.items() if status != "green")
+        statements = (
+            (
+                green,
+                "SET state = 0, auto_suspended = 0 WHERE state = 2 AND auto_suspended = 1 AND device_id IS NULL",
+                (),
+            ),
+            (other, "SET state = 2, auto_suspended = 1 WHERE state = 0 AND device_id IS NULL", ()),
+            (
+                sorted(changed),
+                "SET state = ? WHERE device_id IS NOT NULL AND expires_at > ? AND state != ?",
+                (REVOKED, now, REVOKED),
+            ),
+        )
+        for subjects, change, params in statements:
+            into = phones if params else paper
+            for part in in_chunks(subjects):
+                rows = c.execute(
+                    f"UPDATE offline_codes {change} AND subject IN ({placeholders(len(part))}) RETURNING subject, idx",
+                    (*params, *part),
+                ).fetchall()
+                for subject, index in rows:
+                    into[str(subject)].append(int(index))
+        for subject, (_, detail) in changed.items():
+            if paper[subject]:
+                detail["offline_codes"] = sorted(paper[subject])
+            if phones[subject]:
+                detail["device_indices"] = sorted(phones[subject])
+        touched = sum(1 for s in changed if paper[s] or phones[s])
+        if touched:
+            self._status_lists_changed(c, touched)
 
     def import_mark(self, digest: str) -> ImportMark | None:
         with self._read() as c:

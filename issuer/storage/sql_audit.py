@@ -1,4 +1,5 @@
-"""The audit log's reads (rows, head, a row's hash), events with no other change, and kiosk scan logs."""
+"""The audit log's reads (rows, head, a row's hash), events with no other change, the checkpoint every node
+serves, and kiosk scan logs."""
 
 from __future__ import annotations
 
@@ -56,6 +57,24 @@ class AuditSql(SqlBase):
         with self._read() as c:
             row = c.execute("SELECT hash FROM audit WHERE id = ?", (row_id,)).fetchone()
         return str(row[0]) if row else None
+
+    # --- the shared checkpoint ---------------------------------------------------------------------------
+    def checkpoint_get(self, issuer: str) -> bytes | None:
+        with self._read() as c:
+            row = c.execute("SELECT body FROM audit_checkpoints WHERE issuer = ?", (issuer,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def checkpoint_put(self, issuer: str, seq: int, body: bytes, issued_at: int) -> bool:
+        # Not audited (a checkpoint changes no state, and auditing it would grow the log it vouches for);
+        # never moved back to an earlier row.
+        with self._write(serial=False) as c:
+            row = c.execute(
+                "INSERT INTO audit_checkpoints (issuer, seq, body, issued_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (issuer) DO UPDATE SET seq = excluded.seq, body = excluded.body,"
+                " issued_at = excluded.issued_at WHERE audit_checkpoints.seq <= excluded.seq RETURNING seq",
+                (issuer, seq, body, issued_at),
+            ).fetchone()
+        return row is not None
 
     # --- kiosk scan logs ----------------------------------------------------------------------------------
     def scan_logs_add(self, kiosk_id: str, records: Sequence[ScanRecord], now: int) -> ScanLogResult:

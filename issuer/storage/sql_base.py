@@ -4,7 +4,8 @@ append, and the tables as ``db copy`` reads them.
 Statements use ``?`` placeholders and the functions both databases know (``GREATEST``/``LEAST`` are added
 to SQLite); a backend supplies connections and transactions (``_write``, ``_read``, ``_snapshot``), the
 audit sequence, and its schema. Write transactions that touch audited state run one at a time on either
-backend (SQLite's single writer; a PostgreSQL advisory lock), so the audit chain has one head. The
+backend (SQLite's single writer; a PostgreSQL advisory lock), so the audit chain has one head; concurrent
+ones of a process share one such transaction, one chained append and one commit (``group_commit``). The
 methods are spread by concept over ``sql`` (people, status changes), ``sql_codes`` (paper codes,
 devices), ``sql_lists`` (published lists), ``sql_keys`` (API and signing keys, coordination, minting) and
 ``sql_audit`` (the audit log's reads, scan logs), all on this base.
@@ -13,10 +14,11 @@ devices), ``sql_lists`` (published lists), ``sql_keys`` (API and signing keys, c
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from issuer.audit_chain import GENESIS, canonical, row_hash
+from issuer.storage.group_commit import AuditEvent, GroupCommit, GroupTx
 from issuer.storage.protocols import FieldSealer
 from issuer.storage.records import REVOKED
 
@@ -24,7 +26,7 @@ EXPIRY_STEP = 600
 IN_CHUNK = 500  # parameters per ``IN (...)`` list, well under either database's limit
 COPY_CHUNK = 5_000  # rows per read of ``table_rows``
 # Every table as ``db copy`` moves it: (columns, key order). Parents before children (foreign keys); the
-# audit log last but one, import marks last.
+# audit log and its checkpoint next to last, import marks last.
 TABLES: dict[str, tuple[str, str]] = {
     "api_keys": ("id, name, key_hash, scopes, rate_per_s, created_at, revoked_at", "id"),
     "subjects": (
@@ -36,10 +38,11 @@ TABLES: dict[str, tuple[str, str]] = {
     "devices": ("id, subject, thumbprint, alg, current_idx, created_at, last_issued_at, revoked_at", "id"),
     "offline_codes": ("idx, subject, kid, issued_at, expires_at, state, auto_suspended, device_id", "idx"),
     "lists": ("name, version, body, etag, issued_at, expires_at, dirty, size", "name"),
+    "list_versions": ("name, version, digest, size, issued_at, delta", "name, version"),
     "scan_logs": ("kiosk_id, seq, at, scenario, decision, reason, subject, issuer, received_at", "kiosk_id, seq"),
     "mint_counts": ("actor, minute, kid, scenario, n", "actor, minute, kid, scenario"),
-    "list_versions": ("name, version, digest, size, issued_at, delta", "name, version"),
     "audit": ("id, at, actor, action, target, detail, prev_hash, hash", "id"),
+    "audit_checkpoints": ("issuer, seq, body, issued_at", "issuer"),
     "imports": ("digest, line, applied, failed, updated_at", "digest"),
 }
 
@@ -76,9 +79,21 @@ class SqlBase:
     def __init__(self, sealer: FieldSealer) -> None:
         self.sealer = sealer
         self._expiry_marks: dict[str, int] = {}
+        self.group_commit = GroupCommit(lambda: self._transaction(True), self._append_chain, self._expiry_marks.clear)
+
+    @contextmanager
+    def _write(self, serial: bool = True) -> Iterator[Tx]:
+        """A write transaction, committed before the block's caller goes on. ``serial`` (audited state): one at a
+        time across processes, shared with the concurrent serial writes of this process (group commit)."""
+        if not serial:
+            with self._transaction(False) as c:
+                yield c
+            return
+        with self.group_commit.member() as c:
+            yield c
 
     # --- hooks a backend provides -------------------------------------------------------------------------
-    def _write(self, serial: bool = True) -> AbstractContextManager[Tx]:
+    def _transaction(self, serial: bool) -> AbstractContextManager[Tx]:
         """A write transaction, committed when the block ends; ``serial``: one at a time across processes."""
         raise NotImplementedError
 
@@ -125,7 +140,15 @@ class SqlBase:
         move under it."""
         self._audit_many(c, [(now, actor, action, target, detail)])
 
-    def _audit_many(self, c: Tx, events: Sequence[tuple[int, str, str, str, dict[str, object]]]) -> None:
+    def _audit_many(self, c: Tx, events: Sequence[AuditEvent]) -> None:
+        """Append events to the chain; in a group, when the group commits (they wait with the member's writes)."""
+        if isinstance(c, GroupTx):
+            c.events += events
+        else:
+            self._append_chain(c, events)
+
+    def _append_chain(self, c: Tx, events: Sequence[AuditEvent]) -> None:
+        """Chain ``events`` after the head in one append; the caller holds the serial write transaction."""
         if not events:
             return
         row = c.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
@@ -137,8 +160,21 @@ class SqlBase:
             h = row_hash(prev, row_id, now, actor, action, target, text)
             rows.append((row_id, now, actor, action, target, text, prev, h))
             prev = h
+        self._insert_audit_rows(c, rows)
+
+    # --- bulk statements a backend may do its own way -----------------------------------------------------
+    def _insert_audit_rows(self, c: Tx, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert (id, at, actor, action, target, detail, prev_hash, hash) rows."""
         c.executemany(
             "INSERT INTO audit (id, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)", rows
+        )
+
+    def _update_statuses(self, c: Tx, rows: Sequence[tuple[object, ...]]) -> None:
+        """Set (status, reason, until, updated_at) of subjects, from (status, reason, until, now, subject) rows in
+        order (a later row for a subject wins)."""
+        c.executemany(
+            "UPDATE subjects SET status = ?, status_reason = ?, status_until = ?, updated_at = ? WHERE subject = ?",
+            rows,
         )
 
     # --- shared by several groups -------------------------------------------------------------------------
@@ -162,6 +198,6 @@ class SqlBase:
         return sorted(int(r[0]) for r in rows)
 
     @staticmethod
-    def _status_lists_changed(c: Tx) -> None:
+    def _status_lists_changed(c: Tx, changes: int = 1) -> None:
         # Counts changes not yet published; see status_snapshot and list_put.
-        c.execute("UPDATE lists SET dirty = dirty + 1 WHERE name LIKE 'status:%'")
+        c.execute("UPDATE lists SET dirty = dirty + ? WHERE name LIKE 'status:%'", (changes,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from issuer.errors import Conflict, DeviceLimit, DeviceRevoked, NotFound, Problem
 from issuer.storage.records import (
@@ -19,45 +20,66 @@ from issuer.storage.sql_base import SqlBase, Tx
 
 _RANDOM = random.SystemRandom()  # the OS's generator: an index must not be predictable from earlier ones
 _DRAWS = 8  # occupied draws before the list grows: at 3/4 full, 1 batch in 10 grows it
+# Stores the free ones of a round's candidates (a row whose holder expired long enough ago is replaced).
+_PLACE = (
+    "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at, device_id) VALUES {}"
+    " ON CONFLICT (idx) DO UPDATE SET subject = excluded.subject, kid = excluded.kid,"
+    " issued_at = excluded.issued_at, expires_at = excluded.expires_at, device_id = excluded.device_id,"
+    " state = 0, auto_suspended = 0 WHERE offline_codes.expires_at <= ? RETURNING idx"
+)
+Entry = tuple[str, str, int, int, int | None]  # subject, kid, issued_at, expires_at, device_id
 
 
 class CodesSql(SqlBase):
     """Paper codes and devices: each holds status-list entries (one table, one index space)."""
 
     # --- the index space ---------------------------------------------------------------------------------
-    def _draw_index(self, c: Tx, capacity: int, now: int) -> int:
-        """A status-list index drawn at random among the free ones, and cleared for its new holder.
+    def _place_entries(self, c: Tx, entries: Sequence[Entry], capacity: int, now: int) -> list[int]:
+        """Store each entry (subject, kid, issued_at, expires_at, device_id) at a status-list index drawn at
+        random among the free ones; return the indices in the entries' order.
 
-        Free: never used, or its last holder expired ``REUSE_AFTER_S`` ago, so that no index ever names two
-        live entries and an index says nothing about who held it before. The space is the list's size (the
-        capacity, doubled until it holds the highest index); after ``_DRAWS`` occupied draws the list grows,
-        and the draw moves to its new half.
+        Free: never used, or its last holder expired ``REUSE_AFTER_S`` ago (that row is replaced, state
+        valid), so that no index ever names two live entries and an index says nothing about who held it
+        before. The space is the list's size (the capacity, doubled until it holds the highest index); after
+        ``_DRAWS`` occupied draws the list grows, and the draw moves to its new half. A round's candidates
+        are tried in one statement, which stores those that are free: an audited write holds the audit
+        chain's lock, so its round trips are what the city's issuing rate is made of.
         """
         top = int(c.execute("SELECT COALESCE(MAX(idx), 0) FROM offline_codes").fetchone()[0])
         low, high = 1, capacity
         while high <= top:
             high *= 2
-        while True:
-            for _ in range(_DRAWS):
+        placed: dict[int, int] = {}  # entry's position -> its index
+        occupied = 0
+        while len(placed) < len(entries):
+            room = high - low - sum(low <= i < high for i in placed.values())
+            if room == 0:  # a tiny list, filled by this very call
+                low, high, occupied = high, high * 2, 0
+                continue
+            waiting = [pos for pos in range(len(entries)) if pos not in placed][:room]
+            picks: list[int] = []
+            while len(picks) < len(waiting):
                 index = _RANDOM.randrange(low, high)
-                row = c.execute("SELECT expires_at FROM offline_codes WHERE idx = ?", (index,)).fetchone()
-                if row is None:
-                    return index
-                if int(row[0]) + REUSE_AFTER_S <= now:
-                    c.execute("DELETE FROM offline_codes WHERE idx = ?", (index,))
-                    return index
-            low, high = high, high * 2
+                if index not in picks and index not in placed.values():
+                    picks.append(index)
+            values = [v for pos, index in zip(waiting, picks, strict=True) for v in (index, *entries[pos])]
+            marks = ",".join(["(?,?,?,?,?,?)"] * len(picks))
+            taken = {int(r[0]) for r in c.execute(_PLACE.format(marks), [*values, now - REUSE_AFTER_S]).fetchall()}
+            for pos, index in zip(waiting, picks, strict=True):
+                if index in taken:
+                    placed[pos] = index
+                    continue
+                occupied += 1
+                if occupied == _DRAWS:
+                    low, high, occupied = high, high * 2, 0
+        return [placed[pos] for pos in range(len(entries))]
 
     # --- paper codes --------------------------------------------------------------------------------------
     def offline_issue(
         self, subject: str, kid: str, expires_at: int, now: int, actor: str, capacity: int = DEFAULT_CAPACITY
     ) -> int:
         with self._write() as c:
-            index = self._draw_index(c, capacity, now)
-            c.execute(
-                "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (index, subject, kid, now, expires_at),
-            )
+            (index,) = self._place_entries(c, [(subject, kid, now, expires_at, None)], capacity, now)
             self._raise_last_expiry(c, kid, expires_at)
             self._audit(c, now, actor, "offline.issue", subject, {"index": index, "kid": kid, "exp": expires_at})
             return index
@@ -94,38 +116,15 @@ class CodesSql(SqlBase):
     # --- phones -------------------------------------------------------------------------------------------
     def device_batch(self, issue: DeviceIssue, max_devices: int, capacity: int = DEFAULT_CAPACITY) -> list[int]:
         with self._write() as c:
+            # a renewal, the usual request, is found and stamped in one statement
             row = c.execute(
-                "SELECT id, revoked_at FROM devices WHERE subject = ? AND thumbprint = ?",
-                (issue.subject, issue.thumbprint),
+                "UPDATE devices SET last_issued_at = ? WHERE subject = ? AND thumbprint = ? AND revoked_at IS NULL"
+                " RETURNING id",
+                (issue.at, issue.subject, issue.thumbprint),
             ).fetchone()
-            if row is not None and row[1] is not None:
-                raise DeviceRevoked()
-            if row is None:
-                active = c.execute(
-                    "SELECT COUNT(*) FROM devices WHERE subject = ? AND revoked_at IS NULL", (issue.subject,)
-                ).fetchone()[0]
-                if active >= max_devices:
-                    raise DeviceLimit(issue.subject, active)
-                device_id = int(
-                    c.execute(
-                        "INSERT INTO devices (subject, thumbprint, alg, created_at, last_issued_at) VALUES (?,?,?,?,?)"
-                        " RETURNING id",
-                        (issue.subject, issue.thumbprint, issue.alg, issue.at, issue.at),
-                    ).fetchone()[0]
-                )
-                self._audit(c, issue.at, issue.actor, "device.register", issue.subject, {"device": device_id})
-            else:
-                device_id = int(row[0])
-            indices = []
-            for start, end in issue.slots:
-                index = self._draw_index(c, capacity, issue.at)
-                c.execute(
-                    "INSERT INTO offline_codes (idx, subject, kid, issued_at, expires_at, device_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (index, issue.subject, issue.kid, start, end, device_id),
-                )
-                indices.append(index)
-            c.execute("UPDATE devices SET last_issued_at = ? WHERE id = ?", (issue.at, device_id))
+            device_id = int(row[0]) if row is not None else self._register_device(c, issue, max_devices)
+            entries = [(issue.subject, issue.kid, start, end, device_id) for start, end in issue.slots]
+            indices = self._place_entries(c, entries, capacity, issue.at)
             last = max((end for _, end in issue.slots), default=issue.at)
             self._raise_last_expiry(c, issue.kid, last)
             detail: dict[str, object] = {
@@ -137,6 +136,27 @@ class CodesSql(SqlBase):
             }
             self._audit(c, issue.at, issue.actor, "device.batch", issue.subject, detail)
             return indices
+
+    def _register_device(self, c: Tx, issue: DeviceIssue, max_devices: int) -> int:
+        """Raises: DeviceRevoked (the phone's key was revoked), DeviceLimit."""
+        if c.execute(
+            "SELECT 1 FROM devices WHERE subject = ? AND thumbprint = ?", (issue.subject, issue.thumbprint)
+        ).fetchone():
+            raise DeviceRevoked()
+        active = c.execute(
+            "SELECT COUNT(*) FROM devices WHERE subject = ? AND revoked_at IS NULL", (issue.subject,)
+        ).fetchone()[0]
+        if active >= max_devices:
+            raise DeviceLimit(issue.subject, active)
+        device_id = int(
+            c.execute(
+                "INSERT INTO devices (subject, thumbprint, alg, created_at, last_issued_at) VALUES (?,?,?,?,?)"
+                " RETURNING id",
+                (issue.subject, issue.thumbprint, issue.alg, issue.at, issue.at),
+            ).fetchone()[0]
+        )
+        self._audit(c, issue.at, issue.actor, "device.register", issue.subject, {"device": device_id})
+        return device_id
 
     def device_revoke(self, index: int, now: int, actor: str) -> bool:
         with self._write() as c:

@@ -107,5 +107,10 @@ MIGRATIONS: tuple[Step, ...] = (
         name TEXT NOT NULL, version INTEGER NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL,
         issued_at INTEGER NOT NULL, delta BLOB, PRIMARY KEY (name, version)) WITHOUT ROWID;
     """,
+    # 8: the newest signed audit checkpoint, shared by every worker and node (one writes it, under a lease).
+    """
+    CREATE TABLE audit_checkpoints (
+        issuer TEXT PRIMARY KEY, seq INTEGER NOT NULL, body BLOB NOT NULL, issued_at INTEGER NOT NULL);
+    """,
 )
 SEALING_STEP = 4  # the migration after which no clear name or ID number is left

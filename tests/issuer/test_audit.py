@@ -162,6 +162,7 @@ def test_checkpoint_kept_by_a_monitor_catches_a_truncation_the_local_one_hides(
     # someone with the host cuts the tail and, holding the signing key, re-anchors the shorter log
     _cut_tail(served, last - 1)
     (served / "var" / "audit-checkpoint.cwt").unlink()
+    write_underneath(served, "DELETE FROM audit_checkpoints")  # and the copy every node serves
     assert main(["--dir", str(served), "api-key", "revoke", "--name", "mint"]) == 0  # any CLI change re-anchors
     assert _audit(served, capsys)[0] == 0  # the local checkpoint now agrees with the cut log
     code, out = _audit(served, capsys, "--checkpoint", str(monitor))  # row {last} is now the revocation's
@@ -171,6 +172,7 @@ def test_checkpoint_kept_by_a_monitor_catches_a_truncation_the_local_one_hides(
 def test_checkpoint_endpoint_is_404_until_one_is_written(home: Path) -> None:
     settings = Settings(base_dir=home)
     settings.audit_checkpoint_path.unlink()
+    write_underneath(home, "DELETE FROM audit_checkpoints")
     client = TestClient(create_app(settings))  # no lifespan: no checkpoint thread to write one
     r = client.get("/v1/audit/checkpoint")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
