@@ -21,6 +21,7 @@ from issuer.lists.freshness import Freshness
 from issuer.lists.publisher import Publisher
 from issuer.mint_meter import MintMeter
 from issuer.settings import DAY, Settings
+from issuer.signing_times import DEVICE_CREDENTIAL, DYNAMIC, OFFLINE, timed
 from issuer.storage import (
     REVOKED,
     SUSPENDED,
@@ -210,7 +211,8 @@ class IssuerService:
         )
         active = self.key
         kid = active.record.kid
-        code = mint(claims, active.key)
+        with timed(DYNAMIC):
+            code = mint(claims, active.key)
         self.storage.signing_key_extend(kid, claims.expires_at)
         self.mints.add(actor, now, kid, scenario)
         return MintedCode(code, claims.expires_at, rec.status, rec.masked_name)
@@ -239,7 +241,9 @@ class IssuerService:
             name=rec.name,
             id_number=rec.id_number,
         )
-        return MintedCode(mint(claims, active.key), expires_at, rec.status, rec.masked_name, index)
+        with timed(OFFLINE):
+            code = mint(claims, active.key)
+        return MintedCode(code, expires_at, rec.status, rec.masked_name, index)
 
     def issue_device_batch(
         self,
@@ -298,7 +302,9 @@ class IssuerService:
                 name=rec.name if identity else None,
                 id_number=rec.id_number if identity else None,
             )
-            text = credential_text(mint_credential(claims, active.key))
+            with timed(DEVICE_CREDENTIAL):
+                signed = mint_credential(claims, active.key)
+            text = credential_text(signed)
             credentials.append(SlotCredential(text, begins, ends, index))
         return DeviceBatch(credentials, rec.status, rec.masked_name)
 

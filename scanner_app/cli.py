@@ -19,6 +19,8 @@ from .config import ScannerConfig, load_config
 from .cues import GateHook, Sound
 from .decode import Decoder
 from .dedup import Dedup
+from .display import window_problem
+from .errors import NO_STATE, STATE_REQUIRED
 from .hid import HidSource, StdinSource, open_evdev
 from .loop import Scanner, SyncThread
 from .sources import CaptureSource, FrameSource, ImageFolderSource, VideoFileSource
@@ -27,7 +29,7 @@ log = logging.getLogger("scanner")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suishenma-scanner", description="随申码扫码终端 / Suishenma kiosk scanner")
+    p = cliutil.BilingualParser(prog="suishenma-scanner", description="随申码扫码终端 / Suishenma kiosk scanner")
     p.add_argument("--version", action="version", version=f"%(prog)s {cliutil.version()}")
     p.add_argument("--state", help="verifier state folder (suishenma-verifier init)")
     src = p.add_mutually_exclusive_group()
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hook-url", help="POST the verdict JSON here on ALLOW (local turnstile controller)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (testing)")
     p.add_argument("--no-sync", action="store_true", help="do not sync in the background")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus GET /metrics on this port (off)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default loopback)")
     return p
 
 
@@ -88,28 +92,43 @@ def main(argv: list[str] | None = None) -> int:
             hook_command=args.hook_command,
             hook_url=args.hook_url,
         )
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}\n错误：配置无效（{exc}）", file=sys.stderr)
+    except cliutil.CliError as exc:
+        cliutil.print_exception(exc)
         return 2
     logging.basicConfig(
         level=cfg.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the verdicts
     if not cfg.state:
-        print(
-            "error: --state (or state in the config) is required\n错误：需要 --state（或配置中的 state）",
-            file=sys.stderr,
-        )
+        cliutil.print_error(*STATE_REQUIRED)
         return 2
-    from suishenma import SuishenmaError
+    if not cfg.headless and (problem := window_problem()) is not None:  # before Qt can abort the process
+        cliutil.print_error(*problem)
+        return 2
+    from suishenma import SuishenmaError, UsageError
     from verifier import Verifier
 
     try:
         verifier = Verifier.open(cfg.state)
         source = _typed_source(args) or make_source(cfg)
-    except (SuishenmaError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UsageError:  # Verifier.open's only one: a folder never initialised
+        cliutil.print_error(*NO_STATE.format(state=cfg.state))
         return 2
+    except (SuishenmaError, cliutil.CliError) as exc:
+        cliutil.print_exception(exc)
+        return 2
+    from .metrics_server import KioskMetrics, MetricsPortError
+
+    metrics = None
+    if args.metrics_port is not None:
+        try:
+            metrics = KioskMetrics.start(verifier, args.metrics_host, args.metrics_port)
+        except MetricsPortError as exc:
+            cliutil.print_exception(exc)
+            getattr(source, "close", lambda: None)()
+            verifier.close()
+            return 2
+    checked = verifier if metrics is None else metrics.metered  # verdicts and syncs counted for /metrics
     display = None
     if not cfg.headless:
         from .window import Window
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         display = Window(cfg.fullscreen)
     scanner = Scanner(
         source,
-        verifier,
+        checked,
         decoder=Decoder(cfg.retry, cfg.retry_every, cfg.max_side),
         dedup=Dedup(cfg.forget_s),
         out=sys.stdout if cfg.headless else None,
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         # a live camera paces itself; files run as fast as they decode unless shown in a window or from a folder
         max_fps=cfg.max_fps if isinstance(source, ImageFolderSource) or not cfg.headless else 0.0,
     )
-    sync = None if args.no_sync else SyncThread(verifier, cfg.sync_interval_s)
+    sync = None if args.no_sync else SyncThread(checked, cfg.sync_interval_s)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if sync:
@@ -146,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         getattr(source, "close", lambda: None)()
         if display is not None:
             display.close()
+        if metrics is not None:
+            metrics.close()
         verifier.close()
     log.info("%d frames, %d codes read, %d verdicts", stats.frames, stats.decoded, stats.verdicts)
     return 0

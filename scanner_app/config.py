@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ScannerConfig:
@@ -36,26 +38,34 @@ def load_config(path: Path | None, **overrides: Any) -> ScannerConfig:
     """TOML values, then command-line overrides (None means not given).
 
     Raises:
-        ValueError: invalid TOML, an unknown option, or a value of the wrong type.
+        ConfigError (a ValueError, its message in both languages): the file cannot be read, invalid TOML,
+            an unknown option, or a value of the wrong type.
     """
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            why: str = getattr(exc, "strerror", None) or str(exc)
+            missing, denied = isinstance(exc, FileNotFoundError), isinstance(exc, PermissionError)
+            why_zh = "文件不存在" if missing else "没有读取权限" if denied else why
+            raise ConfigError(
+                f"无法读取配置文件 {path}（{why_zh}）", f"cannot read the config file {path}: {why}"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ConfigError(f"配置文件 {path} 不是有效的 TOML（{exc}）", f"{path}: {exc}") from None
     known = {f.name: f for f in fields(ScannerConfig)}
-    unknown = set(data) - set(known)
+    unknown = ", ".join(sorted(set(data) - set(known)))
     if unknown:
-        raise ValueError(f"unknown scanner options: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"未知的扫码终端选项：{unknown}", f"unknown scanner options: {unknown}")
     data.update({k: v for k, v in overrides.items() if v is not None and v is not False})
     for name, value in data.items():
         default = getattr(ScannerConfig, name)
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false")
+            raise ConfigError(f"{name} 须为 true 或 false", f"{name} must be true or false")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number")
+            raise ConfigError(f"{name} 须为数字", f"{name} must be a number")
     cfg = ScannerConfig(**data)
     if cfg.retry not in ("auto", "always", "never"):
-        raise ValueError("retry must be auto, always or never")
+        raise ConfigError("retry 须为 auto、always 或 never", "retry must be auto, always or never")
     return cfg

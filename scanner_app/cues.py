@@ -17,8 +17,16 @@ import wave
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-# (frequency Hz, duration s) per tone: one high beep passes, two low ones stop, a rising pair refers
-TONES = {"ALLOW": [(1320, 0.15)], "DENY": [(330, 0.18), (0, 0.08), (330, 0.18)], "REFER": [(660, 0.12), (880, 0.12)]}
+# (frequency Hz, duration s) per tone: one high beep passes, two low ones stop, a rising pair refers, a
+# short falling pair says "that is not a Suishenma code" (neither a pass nor a refusal)
+TONES = {
+    "ALLOW": [(1320, 0.15)],
+    "DENY": [(330, 0.18), (0, 0.08), (330, 0.18)],
+    "REFER": [(660, 0.12), (880, 0.12)],
+    "NOT_A_CODE": [(784, 0.07), (523, 0.1)],
+}
+# Verdicts whose reason, not decision, picks the sound (as it picks the banner in ui.py)
+REASON_CUES = {"not_a_code": "NOT_A_CODE"}
 PLAYERS = ("aplay", "paplay", "pw-play")
 
 
@@ -37,6 +45,11 @@ def wav_bytes(tones: list[tuple[int, float]], rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
+def cue(decision: str, reason: str) -> str:
+    """The sound for a verdict (a key of ``TONES``): its decision's, unless its reason has its own."""
+    return REASON_CUES.get(reason, decision)
+
+
 class Sound:
     """Plays a short WAV per decision with the first audio player found, else rings the terminal bell."""
 
@@ -48,6 +61,7 @@ class Sound:
             (self._dir / f"{decision}.wav").write_bytes(wav_bytes(tones))
 
     def play(self, decision: str) -> None:
+        """Play ``decision``'s sound (a key of ``TONES``, see ``cue``) in the background."""
         if not self.enabled:
             return
         if self.player is None:

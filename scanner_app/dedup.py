@@ -1,4 +1,8 @@
-"""The same code held in front of the camera is verified once; a new code gets a verdict at once."""
+"""The same code held in front of the camera is verified once; a new code gets a verdict at once.
+
+While ``fresh`` says False for the code whose verdict is showing, the loop keeps that verdict on screen: it
+goes back to waiting only once the code has been out of view for the hold time.
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from .errors import ReaderUnavailable
 from .sources import EndOfStream
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class HidSource:
         try:
             self._device = self._open()
         except OSError as exc:
-            log.error("cannot open the keyboard-wedge reader (%s); retrying", exc)
+            log.error("无法打开扫码器（%s），稍后重试 | cannot open the keyboard-wedge reader (%s); retrying", exc, exc)
             self._retry_at = self.clock() + self._backoff
             self._backoff = min(self._max_backoff, self._backoff * 2)
             return False
@@ -272,9 +273,15 @@ def open_evdev(path: str) -> KeyDevice:
 
     Raises:
         OSError: the device cannot be opened or grabbed (missing, or no permission: add the kiosk's user
-            to the ``input`` group).
+            to the ``input`` group); ReaderUnavailable (an OSError) when python-evdev is not installed.
     """
-    import evdev  # only the --hid source needs it
+    try:
+        import evdev  # only the --hid source needs it
+    except ImportError:
+        raise ReaderUnavailable(
+            "未安装 python-evdev：请安装扫码终端的依赖（pip install 'suishenma[scanner]'）",
+            "python-evdev is not installed: install the scanner's extras (pip install 'suishenma[scanner]')",
+        ) from None
 
     device = evdev.InputDevice(path)
     device.grab()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
 from ._types import Frame
-from .cues import GateHook, Sound
+from .cues import GateHook, Sound, cue
 from .decode import Decoder
 from .dedup import Dedup
 from .sources import EndOfStream, FrameSource
@@ -137,6 +137,8 @@ class Scanner:
             self.stats.frames += 1
             try:
                 self.step(frame)
+            except BrokenPipeError:  # the reader of the verdict lines went away: the command ends (exit 141)
+                raise
             except Exception:
                 self.stats.bad_frames += 1
                 log.exception("frame %d could not be processed", self.stats.frames)
@@ -162,6 +164,8 @@ class Scanner:
         self._unreadable = 0
         self.stats.decoded += 1
         if not self.dedup.fresh(decoded.text, now):
+            if self._screen.decision is not None:  # the same code still in view: its verdict stays up
+                self._shown_at = now
             return
         verdict = self.verifier.verify(decoded.text, now=now)
         self.stats.verdicts += 1
@@ -207,11 +211,12 @@ class Scanner:
             # the rider just let in still holds the phone up (its code changes every second): the gate stays
             # open on screen, without a refusal sound, rather than turning red behind them
             self._admitted = (subject, now)
+            self._shown_at = now
             return
         if decision == "ALLOW":
             self._admitted = (verdict.subject, now)
         if self.sound:
-            self.sound.play(decision)
+            self.sound.play(cue(decision, record["reason"]))
         if decision == "ALLOW" and self.hook:
             self.hook.fire(line.encode())
         shown = replace(

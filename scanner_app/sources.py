@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ._types import Frame
+from .errors import SourceMissing
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -90,8 +91,14 @@ class CaptureSource:
             self._cap = None
         if self.connected:
             log.warning("camera %s %s; reconnecting", self.device, why)
-        elif self.reconnects == 0:  # never opened at start-up: say so once, naming the device
-            log.error("camera %s %s: check that it is plugged in; retrying every few seconds", self.device, why)
+        elif self.reconnects == 0:  # never opened at start-up: say so once, naming the device, in both languages
+            # (only a camera that never opened gets here: one that opened is "connected" until it fails)
+            log.error(
+                "摄像头 %s 无法打开：请检查是否已插好；每隔几秒重试 | camera %s cannot open: check that it is "
+                "plugged in; retrying every few seconds",
+                self.device,
+                self.device,
+            )
         self.connected = False
         self.reconnects += 1
         self._retry_at = self._clock() + self._backoff
@@ -117,11 +124,12 @@ class VideoFileSource:
     """A video file, once through (``loop`` to repeat); an unreadable file raises at once."""
 
     def __init__(self, path: Path, loop: bool = False) -> None:
+        """Raises: SourceMissing (a FileNotFoundError): no such file, or not a video OpenCV can read."""
         self.path = path
         self.loop = loop
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
-            raise FileNotFoundError(f"cannot open video {path}")
+            raise SourceMissing(f"无法打开视频 {path}（文件不存在或格式无法读取）", f"cannot open video {path}")
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 15.0
 
     def read(self) -> Frame | None:
@@ -141,8 +149,9 @@ class ImageFolderSource:
     """Every image in a folder, in name order; files that are not images are skipped."""
 
     def __init__(self, folder: Path, repeat: int = 1) -> None:
+        """Raises: SourceMissing (a FileNotFoundError): ``folder`` is not a folder."""
         if not folder.is_dir():
-            raise FileNotFoundError(f"no image folder {folder}")
+            raise SourceMissing(f"图片文件夹 {folder} 不存在", f"no image folder {folder}")
         self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         self.repeat = max(1, repeat)  # each image shown for several frames, like a held phone
         self._i = 0

@@ -2,7 +2,8 @@
 
 Large, high-contrast text readable from two metres, in Chinese and English (a CJK font through
 Pillow; OpenCV's own fonts have no Chinese). Green ALLOW, red DENY, amber REFER, grey for idle,
-unreadable or stale lists.
+unreadable or stale lists, slate blue for a QR code that is not a Suishenma code at all (neither a
+refusal nor waiting). Each look has its own headline too, so no one has to tell colours apart.
 """
 
 from __future__ import annotations
@@ -23,14 +24,32 @@ from ._types import Frame
 
 W, H = 1280, 720
 STATUS_H, BANNER_H = 56, 300
-# RGB; amber carries black text, the others white (contrast ratio above 4.5 each)
-COLOURS = {"ALLOW": (0, 135, 60), "DENY": (200, 30, 30), "REFER": (255, 176, 0), "GREY": (85, 85, 85)}
-TEXT_ON = {"ALLOW": (255, 255, 255), "DENY": (255, 255, 255), "REFER": (0, 0, 0), "GREY": (255, 255, 255)}
+# RGB; amber carries black text, the others white (contrast ratio above 4.5 each). NOT_A_CODE's slate
+# blue stays apart from the others under protan, deutan and tritan vision too (a test checks it).
+COLOURS = {
+    "ALLOW": (0, 135, 60),
+    "DENY": (200, 30, 30),
+    "REFER": (255, 176, 0),
+    "GREY": (85, 85, 85),
+    "NOT_A_CODE": (60, 60, 150),
+}
+TEXT_ON = {
+    "ALLOW": (255, 255, 255),
+    "DENY": (255, 255, 255),
+    "REFER": (0, 0, 0),
+    "GREY": (255, 255, 255),
+    "NOT_A_CODE": (255, 255, 255),
+}
 HEADLINE = {"ALLOW": "通过  PASS", "DENY": "禁止通行  STOP", "REFER": "请找工作人员  SEE STAFF"}
+# Verdicts whose reason, not decision, sets the look: a shop's or a payment QR code held up by mistake is
+# no one's refusal, and must not read STOP to the person nor look like the waiting screen.
+REASON_LOOK = {"not_a_code": "NOT_A_CODE"}
+REASON_HEADLINE = {"not_a_code": "无法识别  NOT A CODE"}
 # With no verdict showing, the headline says whether the kiosk can decide at all, and if not, why:
 # it never invites a scan it cannot judge.
 IDLE_HEADLINE = {
     "": "请出示随申码  SHOW CODE",
+    "starting": "正在启动  STARTING",
     "camera": "摄像头未连接  NO CAMERA",
     "no_trust_list": "暂停服务  NOT READY",
     "stale_lists": "名单过期  LISTS OUT OF DATE",
@@ -38,6 +57,7 @@ IDLE_HEADLINE = {
 }
 IDLE_MESSAGES: dict[str, Text] = {
     "": Text("请将随申码对准摄像头", "Hold your code up to the camera"),
+    "starting": Text("正在启动，请稍候", "Starting up, please wait"),
     "camera": Text("摄像头未连接，正在重连；请检查线缆", "Camera disconnected: reconnecting; check the cable"),
     "no_trust_list": Text("尚未同步名单，请联系工作人员", "Lists not synced yet: call staff"),
     "stale_lists": Text("名单已过期，请联网同步或联系工作人员", "Lists out of date: connect to sync, or call staff"),
@@ -51,7 +71,7 @@ FONT_PATHS = (
     "/usr/share/fonts/noto-cjk/NotoSansCJK-{w}.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJKsc-{w}.otf",
 )
-GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "not_a_code", "malformed", "clock_wrong"}
+GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "malformed", "clock_wrong"}
 
 
 class FontMissing(RuntimeError):
@@ -99,13 +119,17 @@ class Screen:
     def headline(self) -> str:
         if self.decision is None:
             return IDLE_HEADLINE.get(self.reason, IDLE_HEADLINE[""])
-        return HEADLINE[self.decision]
+        return REASON_HEADLINE.get(self.reason, HEADLINE[self.decision])
 
     @property
     def colour_key(self) -> str:
         if self.decision is None or self.reason in GREY_REASONS:
             return "GREY"
-        return self.decision
+        return REASON_LOOK.get(self.reason, self.decision)
+
+
+# What the window shows the moment it opens, before the camera, the lists or the first frame are ready.
+STARTING = Screen(reason="starting", message_zh=IDLE_MESSAGES["starting"].zh, message_en=IDLE_MESSAGES["starting"].en)
 
 
 def _age(seconds: int | None) -> tuple[str, str]:
@@ -136,6 +160,8 @@ def status_line(
     wide screen: the label keeps its size, the text shrinks, then drops its English, then the count."""
     label = SCENARIO_LABELS.get(screen.scenario, screen.scenario)
     label_font = font(30, bold=False)
+    if screen.reason == "starting":  # nothing read from the lists yet: "never synced" would be untrue
+        return "", font(30, bold=False), label, label_font
     room = w - 3 * MARGIN - (draw.textlength(label, font=label_font) if label else 0)
     zh, en = _age(screen.sync_age_s)
     flags = [("离线", "OFFLINE")] * screen.offline + [("名单过期", "LISTS STALE")] * screen.stale

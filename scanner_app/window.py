@@ -2,18 +2,20 @@
 
 Kiosks often run a bare X server with no window manager, where asking OpenCV for full screen leaves a
 small window: the window is also moved to the corner and sized to the screen, read from Xlib.
+
+The window says STARTING the moment it opens: opening a camera or an RTSP stream can take seconds, and a
+black screen at a gate looks broken.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 
 import cv2
 
 from ._types import Frame
-from .ui import H, Screen, W, render
+from .display import xlib
+from .ui import STARTING, H, Screen, W, render
 
 TITLE = "Suishenma 随申码"
 log = logging.getLogger(__name__)
@@ -21,24 +23,17 @@ log = logging.getLogger(__name__)
 
 def screen_size() -> tuple[int, int] | None:
     """The X display's size in pixels, or None when there is no display or no libX11."""
-    name = ctypes.util.find_library("X11")
-    if name is None:
+    lib = xlib()
+    if lib is None:
         return None
-    xlib = ctypes.CDLL(name)
-    xlib.XOpenDisplay.restype = ctypes.c_void_p
-    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    for fn in (xlib.XDefaultScreen, xlib.XCloseDisplay):
-        fn.argtypes = [ctypes.c_void_p]
-    for fn in (xlib.XDisplayWidth, xlib.XDisplayHeight):
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    display = xlib.XOpenDisplay(None)
+    display = lib.XOpenDisplay(None)
     if not display:
         return None
     try:
-        screen = xlib.XDefaultScreen(display)
-        return int(xlib.XDisplayWidth(display, screen)), int(xlib.XDisplayHeight(display, screen))
+        screen = lib.XDefaultScreen(display)
+        return int(lib.XDisplayWidth(display, screen)), int(lib.XDisplayHeight(display, screen))
     finally:
-        xlib.XCloseDisplay(display)
+        lib.XCloseDisplay(display)
 
 
 class Window:
@@ -56,6 +51,7 @@ class Window:
             cv2.setWindowProperty(TITLE, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         else:
             cv2.resizeWindow(TITLE, *size)
+        self.show(None, STARTING)
 
     def show(self, frame: Frame | None, screen: Screen) -> bool:
         cv2.imshow(TITLE, render(frame, screen, self.size))

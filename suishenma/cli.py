@@ -1,16 +1,19 @@
 """``suishenma``: keys, mint, verify, qr, inspect, device, trust-list and status-list (thin CLI over the library).
 
-Exit codes: 0 success (a code verified), 1 verification failed, 2 usage or file error.
+Exit codes: 0 success (a code verified), 1 verification failed, 2 usage or file error, 141 when the
+reader of standard output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from . import cli_device, cliutil, codes, dcc, qr
 from ._clock import format_instant, parse_instant
@@ -26,27 +29,64 @@ from .trustlist import IssuerEntry, parse_trust_list, sign_trust_list
 DAY = 86400
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+_Parser = cliutil.BilingualParser
 
 
 def _read(path: str, limit: int = 64 * 1024 * 1024) -> bytes:
+    """Raises: CliError when the file cannot be read or is too large."""
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise cliutil.CliError(f"无法读取 {path}（{exc.strerror}）", f"cannot read {path}: {exc.strerror}") from None
     if len(data) > limit:
-        raise UsageError(f"{path} is too large")
+        raise cliutil.CliError(f"{path} 太大", f"{path} is too large")
     return data
 
 
-def _write(path: str, data: bytes) -> None:
+def _writable_folder(path: str) -> Path:
+    """The folder that will hold ``path``, checked before anything is made.
+
+    Raises:
+        CliError: the folder does not exist or is not a folder (no file is written).
+    """
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise cliutil.CliError(
+            f"文件夹 {folder} 不存在，无法写入 {path}：请先创建它",
+            f"the folder {folder} does not exist, so {path} cannot be written: create it first",
+        )
+    return folder
+
+
+def _write_atomically(path: str, write: Any) -> Any:
+    """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it into place, so a
+    failure never leaves a partial file. Returns what ``write`` returned.
+
+    Raises:
+        CliError: the folder is missing or the file cannot be written.
+    """
+    folder = _writable_folder(path)
+    # the umask applies, as to a file written in place (mkstemp would make every file 0600)
+    temp = str(folder / f".{Path(path).stem}.{os.getpid()}.{secrets.token_hex(4)}{Path(path).suffix}")
     try:
-        Path(path).write_bytes(data)
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise cliutil.CliError(f"无法写入 {path}（{exc.strerror}）", f"cannot write {path}: {exc.strerror}") from None
+    try:
+        result = write(temp)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise cliutil.CliError(f"无法写入 {path}（{exc.strerror}）", f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return result
+
+
+def _write(path: str, data: bytes) -> None:
+    """Raises: CliError when the folder is missing or the file cannot be written."""
+    _write_atomically(path, lambda temp: Path(temp).write_bytes(data))
 
 
 def _claims_json(c: Claims) -> dict[str, Any]:
@@ -68,7 +108,7 @@ def _cmd_keys_generate(a: argparse.Namespace) -> int:
     key = SigningKey.generate(Alg[a.alg])
     priv, pub = write_key_pair(key, a.out, passphrase_from_env())
     print(key.kid.hex())
-    print(f"wrote {priv} (private, 0600) and {pub}", file=sys.stderr)
+    print(f"已写入 {priv}（私钥，权限 0600）和 {pub} / wrote {priv} (private, 0600) and {pub}", file=sys.stderr)
     return 0
 
 
@@ -148,7 +188,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
         if a.json:
             print(json.dumps(out, ensure_ascii=False))
         else:
-            print(f"INVALID: {exc.reason.value}: {exc.message_en} / {exc.message_zh}")
+            print(f"INVALID: {exc.reason.value}: {exc.message_zh} / {exc.message_en}")
         return 1
     if a.json:
         print(json.dumps(result, ensure_ascii=False, default=str))
@@ -158,8 +198,12 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_qr(a: argparse.Namespace) -> int:
-    version = qr.save_qr(a.code, a.out, a.ecc)
-    print(f"wrote {a.out} (QR version {version}, ECC {a.ecc})")
+    if Path(a.out).suffix.lower() not in (".png", ".svg"):
+        raise cliutil.CliError(
+            f"{a.out}：输出文件名须以 .png 或 .svg 结尾", f"{a.out}: the output file name must end in .png or .svg"
+        )
+    version = _write_atomically(a.out, lambda temp: qr.save_qr(a.code, temp, a.ecc))
+    print(f"已写入 {a.out}（QR 版本 {version}，纠错等级 {a.ecc}）/ wrote {a.out} (QR version {version}, ECC {a.ecc})")
     return 0
 
 
@@ -167,7 +211,9 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
     try:
         i = codes.inspect(a.code)
     except CodeError as exc:
-        print(f"cannot decode: {exc.reason.value}: {exc.message_en}\n无法解码：{exc.message_zh}", file=sys.stderr)
+        cliutil.print_error(
+            f"无法解码：{exc.reason.value}：{exc.message_zh}", f"cannot decode: {exc.reason.value}: {exc.message_en}"
+        )
         return 1
     out = {
         "verified": False,
@@ -206,7 +252,7 @@ def _cmd_trust_sign(a: argparse.Namespace) -> int:
     now = parse_instant(a.at)
     root = load_signing_key(a.root_key)
     _write(a.out, sign_trust_list(_entries(a, now), root, version=a.version, now=now, ttl=a.ttl_days * DAY))
-    print(f"wrote {a.out} (version {a.version})")
+    print(f"已写入 {a.out}（版本 {a.version}）/ wrote {a.out} (version {a.version})")
     return 0
 
 
@@ -264,7 +310,8 @@ def _cmd_status_build(a: argparse.Namespace) -> int:
         ttl=a.ttl,
     )
     _write(a.out, token)
-    print(f"wrote {a.out} ({len(token)} bytes, version {a.version})")
+    size = len(token)
+    print(f"已写入 {a.out}（{size} 字节，版本 {a.version}）/ wrote {a.out} ({size} bytes, version {a.version})")
     return 0
 
 
@@ -400,10 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "code" in args and "file" in args:
             args.code = cliutil.read_code(args)
         return int(args.func(args))
-    except SystemExit as exc:  # --help
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
         return int(exc.code or 0)
+    except cliutil.CliError as exc:
+        cliutil.print_exception(exc)
+        return exc.code
     except SuishenmaError as exc:
-        print(f"error: {exc.message_en}\n错误：{exc.message_zh}", file=sys.stderr)
+        cliutil.print_exception(exc)
         return 2
 
 

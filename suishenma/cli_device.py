@@ -63,7 +63,7 @@ def _keygen(a: argparse.Namespace) -> int:
     key = SigningKey.generate(Alg[a.alg])
     priv, pub = write_key_pair(key, a.out, passphrase_from_env())
     print(json.dumps(DeviceKey.of(key).to_jwk(), separators=(",", ":")))
-    print(f"wrote {priv} (private, 0600) and {pub}", file=sys.stderr)
+    print(f"已写入 {priv}（私钥，权限 0600）和 {pub} / wrote {priv} (private, 0600) and {pub}", file=sys.stderr)
     return 0
 
 

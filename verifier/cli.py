@@ -1,6 +1,7 @@
 """``suishenma-verifier``: init, sync, verify, status, serve, log export. ``main(argv) -> int``, tested in-process.
 
-verify exits 0 ALLOW, 1 DENY, 3 REFER, 2 on a usage error.
+verify exits 0 ALLOW, 1 DENY, 3 REFER, 2 on a usage error. serve runs until SIGTERM or SIGINT and then exits
+0; 2 on a usage error or an address it cannot listen on (a port in use), 1 when the service failed to start.
 """
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import errno
 import ipaddress
 import json
+import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +30,7 @@ EXIT = {Decision.ALLOW: 0, Decision.DENY: 1, Decision.REFER: 3}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suishenma-verifier", description="随申码离线核验 / Suishenma offline verifier")
+    p = cliutil.BilingualParser(prog="suishenma-verifier", description="随申码离线核验 / Suishenma offline verifier")
     cliutil.add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create a state folder pinned to a root key")
@@ -46,10 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list versions, ages and staleness")
     st.add_argument("--state", type=Path, required=True)
     st.add_argument("--json", action="store_true")
-    sv = sub.add_parser("serve", help="the local HTTP service for gate controllers (POST /v1/verify)")
+    sv = sub.add_parser(
+        "serve",
+        help="the local HTTP service for gate controllers (POST /v1/verify)",
+        description="本地核验服务 / the local HTTP service for gate controllers (POST /v1/verify). Runs until "
+        "SIGTERM or SIGINT (Ctrl-C). Exit 0 after such a clean stop; 2 on a usage error or when the address "
+        "cannot be listened on (the port is already in use); 1 when the service failed to start.",
+    )
     sv.add_argument("--state", type=Path, required=True)
     sv.add_argument("--host", default="127.0.0.1", help="default loopback; any other address needs --token-file")
-    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765)")
     sv.add_argument("--token-file", type=Path, default=None, help="bearer token, in a file only its owner can read")
     sv.add_argument("--sync-interval", type=float, default=300.0, help="seconds between background syncs")
     sv.add_argument("--no-sync", action="store_true", help="no background sync")
@@ -84,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                 return _serve(v, args)
             return _export(v, args)
     except SuishenmaError as exc:
-        print(f"error: {exc.message_en}\n错误：{exc.message_zh}", file=sys.stderr)
+        cliutil.print_exception(exc)
         return 2
+    except BrokenPipeError:  # the reader went away (| head): cliutil.run ends quietly with 141
+        raise
     except OSError as exc:
-        print(f"error: cannot read or write {exc.filename or 'a file'}: {exc.strerror or exc}", file=sys.stderr)
-        print(f"错误：无法读写 {exc.filename or '文件'}（{exc.strerror or exc}）", file=sys.stderr)
+        cliutil.print_error(
+            f"无法读写 {exc.filename or '文件'}（{exc.strerror or exc}）",
+            f"cannot read or write {exc.filename or 'a file'}: {exc.strerror or exc}",
+        )
         return 2
     except ValueError as exc:
-        print(f"error: invalid value: {exc}\n错误：值无效（{exc}）", file=sys.stderr)
+        cliutil.print_error(f"值无效（{exc}）", f"invalid value: {exc}")
         return 2
 
 
@@ -115,7 +129,7 @@ def _sync(v: Verifier, args: argparse.Namespace) -> int:
         f"updated {report.updated or 'nothing'}; uploaded {report.uploaded} scan records"
     )
     for e in report.errors:
-        print(f"warning: {e}", file=sys.stderr)
+        cliutil.print_warning(f"同步未完成：{e}", e)
     return 0 if report.ok else 1
 
 
@@ -171,27 +185,111 @@ def _serve(v: Verifier, args: argparse.Namespace) -> int:
     """
     token = read_key_file(args.token_file, "token file") if args.token_file else None
     if token is None and not _loopback(args.host):
-        print(
-            f"error: --host {args.host} is not loopback: give --token-file (a 0600 file holding a bearer token)\n"
-            f"错误：--host {args.host} 不是本机回环地址：请给出 --token-file（权限 0600、内含 Bearer 令牌的文件）",
-            file=sys.stderr,
+        cliutil.print_error(
+            f"--host {args.host} 不是本机回环地址：请给出 --token-file（权限 0600、内含 Bearer 令牌的文件）",
+            f"--host {args.host} is not loopback: give --token-file (a 0600 file holding a bearer token)",
         )
         return 2
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        if exc.errno == errno.EADDRINUSE:
+            cliutil.print_error(
+                f"端口 {args.port} 已被占用（{args.host}）：请先停止占用它的程序，或用 --port 换一个端口",
+                f"port {args.port} on {args.host} is already in use: stop what holds it, or choose another --port",
+            )
+        else:
+            cliutil.print_error(f"无法在 {where} 上监听（{exc.strerror or exc}）", f"cannot listen on {where}: {exc}")
+        return cliutil.EXIT_USAGE
+    with sock:
+        return _run_service(v, args, token, sock)
+
+
+def _run_service(v: Verifier, args: argparse.Namespace, token: str | None, sock: socket.socket) -> int:
+    """Serve on the bound ``sock`` until SIGTERM or SIGINT; one line on stdout when listening, one when stopped.
+
+    Exit 0 after a clean stop, 1 when the service failed to start on the socket (its log says why).
+    """
     import uvicorn  # the web stack is loaded only here: the library never imports it
 
     from .local_service import create_app
 
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    state = args.state.resolve()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # listening, the lifespan (background sync) started
+                print(
+                    f"随申码本地核验服务已启动：{url}，状态目录 {state} · "
+                    f"Suishenma local verifier listening on {url}, state folder {state}",
+                    flush=True,
+                )
+
     app = create_app(v, token=token, sync_interval=None if args.no_sync else args.sync_interval)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
         access_log=False,
         limit_concurrency=args.limit_concurrency,
         timeout_keep_alive=5,
         log_level="warning",
     )
+    server = Server(config)
+    signals: list[int] = []
+
+    def stop(signum: int, _: object) -> None:
+        # Uvicorn takes these signals over while it serves, and once it has shut down raises the one it got
+        # again, into the handler it found: this one, so that the stop is reported and the exit is 0 (Python's
+        # own handlers would end the process with KeyboardInterrupt or SIGTERM's default action instead).
+        signals.append(signum)
+        server.should_exit = True  # a signal before uvicorn took over still stops it
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        zh, en = (
+            "本地核验服务未能启动（原因见上方日志）",
+            "the local verifier service did not start (see the log above)",
+        )
+        cliutil.print_error(zh, en)
+        return 1
+    by = signal.Signals(signals[0]).name if signals else ""
+    zh, en = (f"（{by}）", f" ({by})") if by else ("", "")
+    print(f"随申码本地核验服务已停止{zh} · Suishenma local verifier stopped{en}", flush=True)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` as uvicorn would bind it, for uvicorn to listen on: binding here
+    is what lets a port already taken be reported plainly, with no window for another process to take it.
+
+    Raises:
+        OSError: the port is taken (``errno.EADDRINUSE``), the address is not this machine's, the name does
+            not resolve, or the port needs privileges.
+    """
+    literal = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in literal else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses a port in TIME_WAIT
+        sock.bind((literal, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _port(text: str) -> int:
+    """Raises: argparse.ArgumentTypeError: not a TCP port number."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def _loopback(host: str) -> bool:

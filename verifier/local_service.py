@@ -5,18 +5,20 @@ the verifier that imports FastAPI, and nothing imports it but ``cli serve``: the
 web frameworks. Pydantic lives here only, at the HTTP boundary; the verifier's own model is dataclasses.
 
 - ``POST /v1/verify`` ``{"code": "..."}`` -> the verdict; always 200 for a code (a refusal is a verdict);
-  413 for a body over the cap, 415 for a body not declared ``application/json``, 422 for a body that is
-  not ``{"code": string}``.
+  400 ``invalid_json`` for a body that is not JSON at all, 413 for a body over the cap, 415 for a body not
+  declared ``application/json``, 422 ``invalid_body`` for JSON that is not ``{"code": string}``.
 - ``GET /healthz`` (never needs the token), ``GET /v1/status`` (lists, staleness, clock skew),
-  ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` and ``/docs``.
-- A bearer token, read from a 0600 file, guards everything but /healthz when one is configured; the CLI
+  ``GET /metrics`` (Prometheus text: the families of ``ops_metrics``, and the service's request counters),
+  ``GET /openapi.json`` and ``/docs`` (Swagger UI served from here, no network needed: ``service_docs``).
+- A bearer token, read from a 0600 file, guards every route but /healthz and the API's description
+  (/openapi.json, /docs and its assets) when one is configured; the CLI
   requires one when the service is bound to anything other than loopback.
 - Without a token, a request's Host must name the address it reached (421 otherwise), and every request but
   GET, HEAD and OPTIONS must declare ``Content-Type: application/json`` (415 otherwise): without a token,
   these keep a web page open on the kiosk from driving the service (DNS rebinding; cross-site form and
   ``text/plain`` posts, which browsers send without asking the service first). No route redirects: a
   wrong path is a 404.
-- Lists sync in a background thread every ``sync_interval`` seconds.
+- Lists sync in a background thread every ``sync_interval`` seconds; its failures are counted by reason.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +43,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._verifier import Health, Verifier
+from ._verifier import Verifier
+from .ops_metrics import CONTENT_TYPE, SyncFailures, VerdictCounters, family, render
+from .service_docs import add_docs
 from .store import GroupCommitter
 
 log = logging.getLogger(__name__)
@@ -72,67 +77,54 @@ class Problem(BaseModel):
 
 
 class Metrics:
-    """Counters for /metrics, kept without a lock-free trick: one lock, a few increments per request."""
+    """The service's /metrics: the verifier families every verifier exports (``ops_metrics``), and the
+    service's own request counters; thread-safe."""
 
     def __init__(self) -> None:
-        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self.verdicts = VerdictCounters()
+        self.sync_failures = SyncFailures()
         self.rejected: Counter[str] = Counter()
-        self.verify_seconds = 0.0
         self._lock = threading.Lock()
 
     def verdict(self, decision: str, reason: str, seconds: float) -> None:
-        with self._lock:
-            self.verdicts[(decision, reason)] += 1
-            self.verify_seconds += seconds
+        self.verdicts.verdict(decision, reason, seconds)
 
     def reject(self, why: str) -> None:
         with self._lock:
             self.rejected[why] += 1
 
-    def render(self, health: Health) -> str:
+    def render(self, verifier: Verifier, now: float | None = None) -> str:
+        """Raises: sqlite3.Error when the state cannot be read (as ``ops_metrics.render``)."""
         with self._lock:
-            verdicts, rejected, seconds = dict(self.verdicts), dict(self.rejected), self.verify_seconds
-        out = ["# TYPE suishenma_verifier_verdicts_total counter"]
-        out += [
-            f'suishenma_verifier_verdicts_total{{decision="{d}",reason="{r}"}} {n}' for (d, r), n in verdicts.items()
-        ]
-        out += ["# TYPE suishenma_verifier_verify_seconds_total counter"]
-        out += [f"suishenma_verifier_verify_seconds_total {seconds:.6f}"]
-        out += ["# TYPE suishenma_verifier_requests_rejected_total counter"]
-        out += [f'suishenma_verifier_requests_rejected_total{{why="{w}"}} {n}' for w, n in rejected.items()]
-        out += ["# TYPE suishenma_verifier_stale gauge", f"suishenma_verifier_stale {int(health.stale)}"]
-        out += ["# TYPE suishenma_verifier_offline gauge", f"suishenma_verifier_offline {int(health.offline)}"]
-        out += [
-            "# TYPE suishenma_verifier_clock_wrong gauge",
-            f"suishenma_verifier_clock_wrong {int(health.clock_wrong)}",
-        ]
-        if health.clock_skew_s is not None:
-            out += ["# TYPE suishenma_verifier_clock_skew_seconds gauge"]
-            out += [f"suishenma_verifier_clock_skew_seconds {health.clock_skew_s}"]
-        out += ["# TYPE suishenma_verifier_list_age_seconds gauge"]
-        if health.trust_list_age_s is not None:
-            out += [f'suishenma_verifier_list_age_seconds{{list="trust"}} {health.trust_list_age_s}']
-        out += [
-            f'suishenma_verifier_list_age_seconds{{list="status:{i}"}} {h.age_s}'
-            for i, h in health.status_lists.items()
-        ]
-        out += ["# TYPE suishenma_verifier_pending_uploads gauge"]
-        out += [f"suishenma_verifier_pending_uploads {health.pending_uploads}"]
-        return "\n".join(out) + "\n"
+            rejected = sorted(self.rejected.items())
+        _, seconds = self.verdicts.snapshot()
+        out = family("verify_seconds_total", "counter", "Seconds spent deciding verdicts.", [({}, round(seconds, 6))])
+        help_rejected = "Requests refused before a verdict, by why."
+        out += family("requests_rejected_total", "counter", help_rejected, [({"why": w}, n) for w, n in rejected])
+        return render(verifier, self.verdicts, self.sync_failures, now=now) + "\n".join(out) + "\n"
 
 
 class BackgroundSync(threading.Thread):
-    """``verifier.sync()`` now and every ``interval`` seconds until stopped; never raises."""
+    """``verifier.sync()`` now and every ``interval`` seconds until stopped; never raises. Each report's
+    problems are counted in ``failures`` (``sync_failures_total``)."""
 
-    def __init__(self, verifier: Verifier, interval: float, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        interval: float,
+        clock: Callable[[], float] | None = None,
+        failures: SyncFailures | None = None,
+    ) -> None:
         super().__init__(name="verifier-sync", daemon=True)
         self.verifier, self.interval, self.clock = verifier, interval, clock
+        self.failures = failures if failures is not None else SyncFailures()
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
                 report = self.verifier.sync(now=self.clock() if self.clock else None)
+                self.failures.count(report)
                 if not report.ok:
                     log.warning("sync incomplete: %s", "; ".join(report.errors))
             except Exception:
@@ -288,6 +280,16 @@ def _problem(error: str, zh: str, en: str) -> bytes:
     return json.dumps({"error": error, "message_zh": zh, "message_en": en}, ensure_ascii=False).encode()
 
 
+def _invalid_json(detail: str) -> bytes:
+    """The 400 problem for a body that is not JSON at all; ``detail``: the parser's message, e.g. ``Invalid
+    JSON: expected value at line 1 column 1``."""
+    detail = detail.removeprefix("Invalid JSON: ")
+    place = re.search(r"at line (\d+) column (\d+)$", detail)
+    where_zh = f"（第 {place[1]} 行第 {place[2]} 列）" if place else ""
+    zh = f'请求体不是有效的 JSON{where_zh}：应为 {{"code": "…"}}'
+    return _problem("invalid_json", zh, f'the body is not valid JSON ({detail}): send {{"code": "..."}}')
+
+
 def create_app(
     verifier: Verifier,
     *,
@@ -307,7 +309,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        sync = BackgroundSync(verifier, sync_interval, clock) if sync_interval else None
+        sync = BackgroundSync(verifier, sync_interval, clock, metrics.sync_failures) if sync_interval else None
         committer.start()
         if sync:
             sync.start()
@@ -334,8 +336,11 @@ def create_app(
         version="1",
         lifespan=lifespan,
         redirect_slashes=False,  # a redirect would be built from the request's Host: a wrong path is a 404
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: service_docs serves it from here
+        redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
+    add_docs(app)
 
     @app.exception_handler(_Unauthorised)
     async def unauthorised(_: Request, __: Exception) -> Response:
@@ -348,12 +353,9 @@ def create_app(
             metrics.reject("too_large")
             zh, en = f"请求体超过 {max_body} 字节", f"body over {max_body} bytes"
             return Response(_problem("body_too_large", zh, en), 413, media_type=JSON)
-        if exc.status_code == 400:  # a body FastAPI could not even parse (e.g. nested too deep)
-            metrics.reject("invalid_body")
-            zh = '请求体应为 JSON：{"code": "…"}（无法解析）'
-            return Response(
-                _problem("invalid_body", zh, f"the body could not be parsed: {exc.detail}"), 400, media_type=JSON
-            )
+        if exc.status_code == 400:  # a body FastAPI's own parser could not read
+            metrics.reject("invalid_json")
+            return Response(_invalid_json(str(exc.detail)), 400, media_type=JSON)
         if exc.status_code == 404:
             return Response(_problem("not_found", "没有这个路径", "no such path"), 404, media_type=JSON)
         if exc.status_code == 405:
@@ -365,7 +367,8 @@ def create_app(
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
         metrics.reject("invalid_body")
         first = exc.errors()[0] if exc.errors() else {}
-        detail = f"{first.get('msg', 'invalid')} at {'.'.join(str(x) for x in first.get('loc', ()))}"
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        detail = f"{first.get('msg', 'invalid')}" + (f" at {where}" if where else "")
         zh = f'请求体应为 JSON：{{"code": "…"}}（{detail}）'
         return Response(
             _problem("invalid_body", zh, f'the body must be JSON {{"code": "..."}} ({detail})'), 422, media_type=JSON
@@ -377,6 +380,7 @@ def create_app(
         openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": VerifyIn.model_json_schema()}}}},
         responses={
             200: {"model": VerdictOut},
+            400: {"model": Problem},
             401: {"model": Problem},
             413: {"model": Problem},
             415: {"model": Problem},
@@ -395,6 +399,10 @@ def create_app(
         try:
             body = VerifyIn.model_validate_json(await request.body())
         except ValidationError as exc:
+            unparsed = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+            if unparsed is not None:
+                metrics.reject("invalid_json")
+                return Response(_invalid_json(unparsed["msg"]), 400, media_type=JSON)
             raise RequestValidationError(exc.errors()) from None
         verdict = await verifier.verify_grouped(body.code, committer, now=clock() if clock else None)
         metrics.verdict(verdict.decision.value, verdict.reason.value, verdict.elapsed_ms / 1000)
@@ -414,8 +422,7 @@ def create_app(
     @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
         """Prometheus text format."""
-        h = verifier.health(now=clock() if clock else None)
-        return PlainTextResponse(metrics.render(h), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics.render(verifier, clock() if clock else None), media_type=CONTENT_TYPE)
 
     async def fast_verify(request: Request) -> Response:
         await authorised(request)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
@@ -25,7 +26,7 @@ from issuer.http import mint_route, wallet
 from issuer.http import routes as api
 from issuer.http.app_state import Context
 from issuer.http.guard import Guard
-from issuer.http.metrics import Metrics
+from issuer.http.metrics import Metrics, Scraper
 from issuer.http.problems import error_response, problem_response
 from issuer.keys.checkpoints import Ticker
 from issuer.opening import open_storage
@@ -100,7 +101,8 @@ def create_app(
     )
     app.state.ctx = ctx
 
-    health = SigningHealth(ctx.service)
+    health = SigningHealth(ctx.service)  # shared by /healthz and /metrics: one key check, logged once
+    scraper = Scraper(health, store, settings.issuer_id)
 
     @app.get(
         "/healthz",
@@ -118,9 +120,11 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
-        """Prometheus text format."""
-        ctx.metrics.counters[("suishenma_scan_records_stored", "")] = float(store.scan_log_count())
-        return PlainTextResponse(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+        """Prometheus text format: this worker's counters and histograms, and gauges read at scrape time
+        (whether the issuer can sign, whether the database answers, how far audit checkpoints lag). Always
+        200: what is broken shows as a 0, never as a failed scrape."""
+        gauges = await run_in_threadpool(scraper.gauges, ctx.now())  # database reads off the event loop
+        return PlainTextResponse(ctx.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
     app.router.routes.append(mint_route.route)  # before the API router's routes: matched first
     app.include_router(api.router)

@@ -1,18 +1,124 @@
-"""Prometheus text exposition (format 0.0.4) of a few counters and one latency histogram per endpoint."""
+"""Prometheus text exposition (format 0.0.4) of the issuer: what it did, how fast, and whether it can work.
+
+Families (each with its HELP and TYPE lines):
+
+- counters: ``suishenma_codes_minted_total{type}`` (every kind the issuer hands out: ``dynamic``,
+  ``offline``, ``device_credential``; each at 0 from the start so that ``rate()`` has a series),
+  ``suishenma_scan_records_received_total{outcome}``, ``suishenma_http_responses_total{endpoint,code}``,
+  ``suishenma_http_errors_total{endpoint}``, ``suishenma_internal_errors_total``;
+- histograms: ``suishenma_http_request_seconds{endpoint}``; ``suishenma_issuer_signing_seconds{kind}``, the
+  signing call alone (``issuer.signing_times``: dynamic, offline, device_credential, status_list, timestamp,
+  trust_list, audit_checkpoint);
+- gauges, evaluated when scraped: ``suishenma_issuer_can_sign`` (the check ``/healthz`` makes, which looks at
+  the key file's ``stat`` and opens it again only when it changed; a PKCS#11 key is checked with one signature),
+  ``suishenma_issuer_database_up``, and while the database answers ``suishenma_issuer_audit_unanchored_rows``,
+  ``suishenma_issuer_audit_lag_seconds``, ``suishenma_issuer_audit_checkpoint_timestamp_seconds`` (only once
+  a checkpoint exists; it stays old while the log does not grow) and ``suishenma_scan_records_stored``.
+
+``/metrics`` answers 200 whatever is broken: a database that does not answer gives ``database_up 0`` and leaves
+out the families read from it; a key that cannot sign gives ``can_sign 0``.
+
+Several workers (``serve --workers N``): each process keeps its own counters and histograms, and a scrape
+reaches one of them. Scrape each worker as its own instance, or sum over instances
+(``sum without (instance) (rate(suishenma_codes_minted_total[5m]))``); the gauges are read from the shared
+database and key files and say the same in every worker (take ``max`` or any one, never the sum).
+"""
 
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from issuer.signing_health import SigningHealth
+from issuer.signing_times import BUCKETS as SIGNING_BUCKETS
+from issuer.signing_times import SIGNING_TIMES, KindTimes, SigningTimes
+from issuer.storage import Storage
+from issuer.storage.sql_anchoring import Anchoring, anchoring
+from issuer.storage.sql_base import SqlBase
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CODE_TYPES = ("dynamic", "offline", "device_credential")
+
+log = logging.getLogger(__name__)
+
+# name: (type, help), in the order they are rendered
+COUNTERS: dict[str, tuple[str, str]] = {
+    "suishenma_codes_minted_total": ("counter", "Codes and device credentials issued, by type."),
+    "suishenma_scan_records_received_total": ("counter", "Kiosk verification records received, by outcome."),
+    "suishenma_http_responses_total": ("counter", "HTTP responses by endpoint and status code."),
+    "suishenma_http_errors_total": ("counter", "HTTP responses with a 5xx status."),
+    "suishenma_internal_errors_total": ("counter", "Requests that failed with an unexpected error."),
+}
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What a scrape found: ``anchoring`` and ``scan_records_stored`` are None when the database did not answer."""
+
+    now: int
+    can_sign: bool
+    database_up: bool
+    anchoring: Anchoring | None = None
+    scan_records_stored: int | None = None
+
+
+class Scraper:
+    """Evaluates the gauges at scrape time; never raises, so ``/metrics`` never answers 500."""
+
+    def __init__(self, health: SigningHealth, storage: Storage, issuer_id: str) -> None:
+        self.health, self.storage, self.issuer_id = health, storage, issuer_id
+        self._db_was_up = True
+
+    def gauges(self, now: int) -> Gauges:
+        can_sign = self.health.check().ok  # logs a change itself
+        try:
+            found = anchoring(self.storage, self.issuer_id) if isinstance(self.storage, SqlBase) else None
+            stored = self.storage.scan_log_count()
+        except Exception as exc:  # StorageUnavailable, or a database error of either driver: the answer is 0
+            if self._db_was_up:
+                log.error("metrics: the database does not answer: %s: %s", type(exc).__name__, exc)
+            self._db_was_up = False
+            return Gauges(now, can_sign, database_up=False)
+        if not self._db_was_up:
+            log.info("metrics: the database answers again")
+        self._db_was_up = True
+        return Gauges(now, can_sign, True, found, stored)
+
+
+def _number(value: float) -> str:
+    # Counters past a million must keep every digit: ``:g`` would print 1.23457e+06.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _histogram(name: str, label: str, series: Iterable[tuple[str, KindTimes]], bounds: tuple[float, ...]) -> list[str]:
+    lines = []
+    for value, times in series:
+        running = 0
+        for bound, n in zip((*bounds, float("inf")), times.counts, strict=True):
+            running += n
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            lines.append(f'{name}_bucket{{{label}="{value}",le="{le}"}} {running}')
+        lines.append(f'{name}_sum{{{label}="{value}"}} {times.total:.6f}')
+        lines.append(f'{name}_count{{{label}="{value}"}} {running}')
+    return lines
+
+
+def _gauge(name: str, help_text: str, value: float) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
 
 
 class Metrics:
     """Plain in-process counters: cheap enough to update on every request of a single worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, signing: SigningTimes = SIGNING_TIMES) -> None:
         self.counters: dict[tuple[str, str], float] = defaultdict(float)
+        for code_type in CODE_TYPES:
+            self.counters[("suishenma_codes_minted_total", f'type="{code_type}"')] = 0.0
+        self.counters[("suishenma_internal_errors_total", "")] = 0.0
+        self.signing = signing
         self._hist: dict[str, list[int]] = {}
         self._sum: dict[str, float] = defaultdict(float)
 
@@ -29,29 +135,54 @@ class Metrics:
         if status >= 500:
             self.counters[("suishenma_http_errors_total", f'endpoint="{endpoint}"')] += 1
 
-    def render(self) -> str:
-        lines = [
-            "# HELP suishenma_codes_minted_total Codes signed, by type.",
-            "# TYPE suishenma_codes_minted_total counter",
-            "# HELP suishenma_scan_records_received_total Kiosk verification records received, by outcome.",
-            "# TYPE suishenma_scan_records_received_total counter",
-            "# HELP suishenma_http_responses_total HTTP responses by endpoint and status code.",
-            "# TYPE suishenma_http_responses_total counter",
-            "# HELP suishenma_http_errors_total HTTP responses with a 5xx status.",
-            "# TYPE suishenma_http_errors_total counter",
-        ]
+    def render(self, gauges: Gauges | None = None) -> str:
+        """The exposition; the scrape-time gauges only when ``gauges`` is given."""
+        lines: list[str] = []
+        by_family: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for (name, label), value in sorted(self.counters.items()):
-            lines.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
+            by_family[name].append((label, value))
+        families = [*COUNTERS, *sorted(n for n in by_family if n not in COUNTERS)]
+        for name in families:
+            kind, help_text = COUNTERS.get(name, ("counter", name.removeprefix("suishenma_").replace("_", " ") + "."))
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            for label, value in by_family.get(name, []):
+                lines.append(f"{name}{{{label}}} {_number(value)}" if label else f"{name} {_number(value)}")
         lines += [
             "# HELP suishenma_http_request_seconds Request latency by endpoint.",
             "# TYPE suishenma_http_request_seconds histogram",
         ]
-        for endpoint, counts in sorted(self._hist.items()):
-            running = 0
-            for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):
-                running += n
-                le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                lines.append(f'suishenma_http_request_seconds_bucket{{endpoint="{endpoint}",le="{le}"}} {running}')
-            lines.append(f'suishenma_http_request_seconds_sum{{endpoint="{endpoint}"}} {self._sum[endpoint]:.6f}')
-            lines.append(f'suishenma_http_request_seconds_count{{endpoint="{endpoint}"}} {running}')
+        requests = ((e, KindTimes(tuple(c), self._sum[e])) for e, c in sorted(self._hist.items()))
+        lines += _histogram("suishenma_http_request_seconds", "endpoint", requests, BUCKETS)
+        lines += [
+            "# HELP suishenma_issuer_signing_seconds Time to sign one item (the signing call alone), by kind.",
+            "# TYPE suishenma_issuer_signing_seconds histogram",
+        ]
+        signed = sorted(self.signing.snapshot().items())
+        lines += _histogram("suishenma_issuer_signing_seconds", "kind", signed, SIGNING_BUCKETS)
+        if gauges is not None:
+            lines += _render_gauges(gauges)
         return "\n".join(lines) + "\n"
+
+
+def _render_gauges(g: Gauges) -> list[str]:
+    lines = _gauge("suishenma_issuer_can_sign", "1 while the issuer can sign (the check /healthz makes).", g.can_sign)
+    lines += _gauge("suishenma_issuer_database_up", "1 while the database answers a read.", g.database_up)
+    if g.anchoring is not None:
+        a = g.anchoring
+        lines += _gauge(
+            "suishenma_issuer_audit_unanchored_rows", "Audit rows after the newest checkpoint.", a.unanchored_rows
+        )
+        lines += _gauge(
+            "suishenma_issuer_audit_lag_seconds",
+            "Age of the oldest audit row no checkpoint covers (0 when all are covered).",
+            a.lag(g.now),
+        )
+        if a.checkpoint_at is not None:
+            lines += _gauge(
+                "suishenma_issuer_audit_checkpoint_timestamp_seconds",
+                "Unix time the newest audit checkpoint was signed.",
+                a.checkpoint_at,
+            )
+    if g.scan_records_stored is not None:
+        lines += _gauge("suishenma_scan_records_stored", "Kiosk verification records held.", g.scan_records_stored)
+    return lines

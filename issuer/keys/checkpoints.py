@@ -35,6 +35,7 @@ from issuer.audit_chain import AuditReport, verify_chain
 from issuer.errors import CheckpointRefused, Problem
 from issuer.files import FILE_MODE, private_dir, write_private
 from issuer.settings import Settings
+from issuer.signing_times import AUDIT_CHECKPOINT, timed
 from issuer.storage import Storage
 from suishenma import (
     Checkpoint,
@@ -246,7 +247,8 @@ class Anchor:
             cp, body = unchanged[0]
         else:
             key = self._signing_key()
-            body = sign_checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), key, now=now)
+            with timed(AUDIT_CHECKPOINT):
+                body = sign_checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), key, now=now)
             cp = Checkpoint(self.settings.issuer_id, seq, bytes.fromhex(head), now, key.kid)
         if shared[1] != body:
             self.storage.checkpoint_put(cp.issuer, cp.seq, body, cp.issued_at)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from issuer.lists.publisher import Publisher, status_list_name
 from issuer.settings import Settings
+from issuer.signing_times import TIMESTAMP, timed
 from issuer.storage import ListVersion, PublishedList, Storage
 from suishenma import ListError, SigningKey
 from suishenma.freshness import sign_timestamp
@@ -52,7 +53,11 @@ class Freshness:
             NoSigningKey, KeyFileError: no usable signing key.
         """
         held = self.publisher.status_list(now)
-        record = self._record(held.version)
+        with self._lock:
+            cached = self._stamp
+        if cached is not None and self._current(cached, held.version, now):
+            return cached
+        record = self._record(held.version)  # a database read, only when a new stamp is due
         if record is None:  # a version published before versions were recorded: publish one that is
             held = self.publisher.status_list(now, force=True)
             record = self._record(held.version)
@@ -60,18 +65,19 @@ class Freshness:
                 raise RuntimeError(f"status list version {held.version} was published without its record")
         with self._lock:
             stamp = self._stamp
-            due = stamp is None or not 0 <= now - stamp.issued_at < self.settings.timestamp_interval
-            if due or stamp is None or stamp.version != held.version:
+            if stamp is None or not self._current(stamp, held.version, now):
                 valid_for = self.settings.timestamp_valid_for
-                body = sign_timestamp(
-                    self._key(),
-                    issuer=self.settings.issuer_id,
-                    version=held.version,
-                    size=record.size,
-                    digest=record.digest,
-                    now=now,
-                    valid_for=valid_for,
-                )
+                key = self._key()
+                with timed(TIMESTAMP):
+                    body = sign_timestamp(
+                        key,
+                        issuer=self.settings.issuer_id,
+                        version=held.version,
+                        size=record.size,
+                        digest=record.digest,
+                        now=now,
+                        valid_for=valid_for,
+                    )
                 stamp = self._stamp = Timestamp(body, held.version, now, now + valid_for)
             return stamp
 
@@ -95,6 +101,10 @@ class Freshness:
                 _, dropped = self._deltas.popitem(last=False)
                 self._delta_bytes -= len(dropped or b"")
         return out
+
+    def _current(self, stamp: Timestamp, version: int, now: int) -> bool:
+        """Whether ``stamp`` names ``version`` and is younger than ``timestamp_interval``."""
+        return stamp.version == version and 0 <= now - stamp.issued_at < self.settings.timestamp_interval
 
     def _record(self, version: int) -> ListVersion | None:
         rows = self.storage.list_versions(self.name, version, version)

@@ -22,6 +22,9 @@ from issuer.errors import Conflict, NoTrustList
 from issuer.keys.signing_keys import ROOT_KEY, load_active_key, root_signing_key, trust_entries
 from issuer.lists.status_versions import StatusContent, content_of, version_record
 from issuer.settings import Settings
+from issuer.signing_times import STATUS_LIST as SIGNED_STATUS_LIST
+from issuer.signing_times import TRUST_LIST as SIGNED_TRUST_LIST
+from issuer.signing_times import timed
 from issuer.storage import ListVersion, PublishedList, StatusSnapshot, Storage
 from suishenma import (
     EntryStatus,
@@ -163,9 +166,9 @@ class Publisher:
                 if not mine and held is not None and not force:
                     return held
                 version = (held.version if held else 0) + 1
-                body = sign_trust_list(
-                    trust_entries(self.settings, self.storage, now), root, version=version, now=now, ttl=ttl
-                )
+                entries = trust_entries(self.settings, self.storage, now)
+                with timed(SIGNED_TRUST_LIST):
+                    body = sign_trust_list(entries, root, version=version, now=now, ttl=ttl)
                 lst = PublishedList(TRUST_LIST, version, body, etag_of(body), now, now + ttl, 0)
                 out = self._publish(lst, actor, 0, lambda: self.storage.list_get(TRUST_LIST))
                 if out is lst:
@@ -213,16 +216,17 @@ class Publisher:
             before = content_of(held, self.settings, self.storage)
         record = version_record(name, self.settings.issuer_id, before, new, now)
         uri = self.settings.status_list_uri
-        body = sign_status_list(
-            lst,
-            key,
-            uri=uri,
-            issuer=self.settings.issuer_id,
-            version=version,
-            now=now,
-            valid_for=self.settings.status_list_valid_for,
-            ttl=self.settings.status_list_ttl,
-        )
+        with timed(SIGNED_STATUS_LIST):
+            body = sign_status_list(
+                lst,
+                key,
+                uri=uri,
+                issuer=self.settings.issuer_id,
+                version=version,
+                now=now,
+                valid_for=self.settings.status_list_valid_for,
+                ttl=self.settings.status_list_ttl,
+            )
         out = PublishedList(name, version, body, etag_of(body), now, now + self.settings.status_list_valid_for, 0, size)
         published = self._publish(out, actor, snap.pending, lambda: self.storage.list_get(name), record)
         if published is out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from suishenma import parse_delta, parse_status_list, parse_timestamp
@@ -107,3 +108,20 @@ def test_every_version_is_recorded_with_the_list_in_one_transaction(
     [(held,)] = query(store, "SELECT version FROM lists WHERE name = 'status:SH'")
     [record] = store.list_versions("status:SH", version, version)
     assert held == version and record.digest == digest and record.delta is not None
+
+
+def test_a_current_timestamp_is_served_without_reading_the_database(
+    client: TestClient, home: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kiosk asks every few minutes: within the interval the held stamp is served from memory."""
+    first = _timestamp(client, home, int(clock.t))
+    storage = client.app.state.ctx.service.storage  # type: ignore[attr-defined]
+    reads: list[tuple[int, int]] = []
+    real = storage.list_versions
+    monkeypatch.setattr(storage, "list_versions", lambda name, a, b: reads.append((a, b)) or real(name, a, b))
+    clock.t += 30
+    assert _timestamp(client, home, int(clock.t)) == first
+    assert reads == []
+    clock.t += 31
+    assert _timestamp(client, home, int(clock.t))[2] == int(clock.t)
+    assert reads == [(first[0], first[0])]  # re-signed: the version's record read once

@@ -1,8 +1,9 @@
 """The issuer's layout keeps its arrows: every import points down a layer, and none runs in a circle (DESIGN §6).
 
 Layers, from the bottom: the foundation (errors and their catalogue, settings, private files, the audit hash
-chain); ``storage``; ``keys``; ``lists``; the domain (the service and what it uses); the HTTP edge; the command
-line. A module may import its own layer and the ones below. No product module imports the ``testing`` harnesses.
+chain, signing times); ``storage``; ``keys``; ``lists``; the domain (the service and what it uses); the HTTP
+edge; the command line. A module may import its own layer and the ones below. No product module imports the
+``testing`` harnesses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
-FOUNDATION = {"issuer.errors", "issuer.settings", "issuer.files", "issuer.audit_chain"}
+FOUNDATION = {"issuer.errors", "issuer.settings", "issuer.files", "issuer.audit_chain", "issuer.signing_times"}
 DOMAIN = {
     "issuer.service",
     "issuer.api_keys",
