@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (testing)")
     p.add_argument("--no-sync", action="store_true", help="do not sync in the background")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus GET /metrics on this port (off)")
-    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default loopback)")
+    p.add_argument("--metrics-host", default=None, help="address for --metrics-port (default loopback)")
     return p
 
 
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             headless=args.headless,
             hook_command=args.hook_command,
             hook_url=args.hook_url,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
     except cliutil.CliError as exc:
         cliutil.print_exception(exc)
@@ -120,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from .metrics_server import KioskMetrics, MetricsPortError
 
     metrics = None
-    if args.metrics_port is not None:
+    if cfg.metrics_port is not None:
         try:
-            metrics = KioskMetrics.start(verifier, args.metrics_host, args.metrics_port)
+            metrics = KioskMetrics.start(verifier, cfg.metrics_host, cfg.metrics_port)
         except MetricsPortError as exc:
             cliutil.print_exception(exc)
             getattr(source, "close", lambda: None)()

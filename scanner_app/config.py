@@ -32,6 +32,8 @@ class ScannerConfig:
     image_repeat: int = 3
     max_fps: float = 30.0
     log_level: str = "INFO"
+    metrics_port: int | None = None  # Prometheus GET /metrics on this port; None: not served
+    metrics_host: str = "127.0.0.1"
 
 
 def load_config(path: Path | None, **overrides: Any) -> ScannerConfig:
@@ -65,6 +67,9 @@ def load_config(path: Path | None, **overrides: Any) -> ScannerConfig:
             raise ConfigError(f"{name} 须为 true 或 false", f"{name} must be true or false")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
             raise ConfigError(f"{name} 须为数字", f"{name} must be a number")
+    port = data.get("metrics_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise ConfigError("metrics_port 须为 1 至 65535 的端口号", "metrics_port must be a port number from 1 to 65535")
     cfg = ScannerConfig(**data)
     if cfg.retry not in ("auto", "always", "never"):
         raise ConfigError("retry 须为 auto、always 或 never", "retry must be auto, always or never")

@@ -142,3 +142,19 @@ def test_metrics_port_out_of_range_is_refused(state: Path) -> None:
         assert "70000" in exc.value.zh and "70000" in exc.value.en
     finally:
         verifier.close()
+
+
+def test_metrics_port_from_the_config_file(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kiosk under systemd is configured by its TOML file: the port there is served like the flag."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "scanner.toml"
+        config.write_text(f'metrics_port = {port}\nmetrics_host = "127.0.0.1"\n', "utf-8")
+        assert main(["--state", str(state), "--stdin", "--headless", "--no-sync", "--config", str(config)]) == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err  # the file's port was the one tried
+    config.write_text('metrics_port = "9464"\n', "utf-8")
+    assert main(["--state", str(state), "--stdin", "--headless", "--no-sync", "--config", str(config)]) == 2
+    zh, en = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert "metrics_port" in zh and en == "error: metrics_port must be a port number from 1 to 65535"
