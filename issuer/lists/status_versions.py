@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 from issuer.keys.signing_keys import trust_entries
 from issuer.settings import Settings
@@ -25,8 +26,10 @@ class StatusContent:
     bits: int
     data: bytes
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
+        """``list_digest`` of the content, once: a held version's digest is the next version's from-digest
+        (SHA-256 over 16 MB of a city's list is about 10 ms)."""
         return list_digest(self.bits, self.size, self.data)
 
 
