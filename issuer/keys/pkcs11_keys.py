@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
@@ -116,7 +116,26 @@ def _refuse_export() -> NoReturn:
     raise KeyFileError(Reason.KEY_FILE, "the private key stays in its token: it cannot be written out")
 
 
-class TokenP256Key(ec.EllipticCurvePrivateKey):
+class _HeldInToken:
+    """What a token-held key answers for ``cryptography``'s export and copy methods: no export, and a copy is
+    the same handle (the key cannot be duplicated out of the token)."""
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        _refuse_export()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+
+class TokenP256Key(_HeldInToken, ec.EllipticCurvePrivateKey):
     """A P-256 private key in a token, as a ``cryptography`` key: signs there, never serialises."""
 
     def __init__(self, signer: TokenSigner, public: ec.EllipticCurvePublicKey) -> None:
@@ -152,22 +171,8 @@ class TokenP256Key(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         _refuse_export()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _refuse_export()
 
-    def __copy__(self) -> TokenP256Key:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenP256Key:
-        return self
-
-
-class TokenEd25519Key(ed25519.Ed25519PrivateKey):
+class TokenEd25519Key(_HeldInToken, ed25519.Ed25519PrivateKey):
     """An Ed25519 private key in a token, as a ``cryptography`` key: signs there, never serialises."""
 
     def __init__(self, signer: TokenSigner, public: ed25519.Ed25519PublicKey) -> None:
@@ -180,22 +185,8 @@ class TokenEd25519Key(ed25519.Ed25519PrivateKey):
         """Raises: KeyUnusable: the token cannot sign now."""
         return self._signer.sign(bytes(data))
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _refuse_export()
-
     def private_bytes_raw(self) -> bytes:
         _refuse_export()
-
-    def __copy__(self) -> TokenEd25519Key:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenEd25519Key:
-        return self
 
 
 def _octets(point: bytes) -> bytes:

@@ -5,6 +5,7 @@ mid-burst or a wrong PIN turns ``/healthz`` and mints 503 with the reason, and t
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
@@ -251,6 +253,21 @@ def test_the_private_key_never_leaves_the_token(softhsm: SoftHSM, tmp_path: Path
     assert refused.value.detail == "the private key stays in its token: it cannot be written out"
     again, out = _cli("keys", "generate", "--signing-key", f"pkcs11:token={label};object=k1")
     assert again == 1 and "the token already holds" in out  # never a second k1, never an overwrite
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_the_token_key_refuses_export_and_copies_are_the_same_handle(softhsm: SoftHSM, alg: str) -> None:
+    """Code handed the ``cryptography`` key (a serialiser, a deep copy of settings) gets no key material."""
+    label = softhsm.make()
+    code, out = _cli("keys", "generate", "--signing-key", f"pkcs11:token={label};object=k2", "--alg", alg, "--json")
+    assert code == 0, out
+    private = open_token_key(parse_uri(json.loads(out)["signing_key"])).private_key
+    with pytest.raises(KeyFileError) as refused:
+        private.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    assert refused.value.detail == "the private key stays in its token: it cannot be written out"
+    assert copy.copy(private) is private and copy.deepcopy(private) is private
 
 
 # --- failures: a pulled token, a wrong PIN ----------------------------------------------------------------
