@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from suishenma import (
@@ -376,6 +376,11 @@ def test_every_rejection_is_a_code_error(issuer_key: SigningKey, phone: SigningK
 
 @settings(max_examples=500, deadline=None)
 @given(st.integers(0, 2**63 - 1))
+@example(23)
+@example(24)  # the first time that needs a byte after the head
+@example(255)
+@example(256)
+@example(2**32)
 def test_presentation_time_is_the_shortest_cbor_encoding(t: int) -> None:
     """The external AAD written by hand equals a general encoder's deterministic output."""
     assert _time_claims(t) == cbor2.dumps({6: t})

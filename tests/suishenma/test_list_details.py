@@ -6,6 +6,8 @@ reads when a list is refused and what a signer writes, so a changed limit or mes
 
 from __future__ import annotations
 
+import tracemalloc
+import zlib
 from typing import Any
 
 import cbor2
@@ -13,6 +15,7 @@ import pytest
 
 from suishenma import (
     CodeType,
+    EntryStatus,
     IssuerEntry,
     ListError,
     Reason,
@@ -24,7 +27,7 @@ from suishenma import (
     sign_status_list,
     sign_trust_list,
 )
-from suishenma.labels import TRUST_LIST_TYP
+from suishenma.labels import STATUS_LIST_TYP, TRUST_LIST_TYP
 from suishenma.statuslist import list_digest
 from tests.conftest import NOW
 from tests.suishenma import forge
@@ -265,3 +268,106 @@ def test_list_digest_is_pinned() -> None:
     expected = hashlib.sha256(b"suishenma status list\x00" + b"\x02" + (300).to_bytes(8, "big") + b"\xab" * 75)
     assert list_digest(2, 300, b"\xab" * 75) == expected.digest()
     assert list_digest(1, 600, b"\xab" * 75) != list_digest(2, 300, b"\xab" * 75)
+
+
+# --- caps on what is decoded, and how a list is inflated ---------------------------------------------
+
+
+def _items(value: Any) -> int:
+    """CBOR data items in ``value``, as RFC 8949 counts them: a map or array is one, plus its contents."""
+    if isinstance(value, dict):
+        return 1 + sum(_items(k) + _items(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 1 + sum(_items(v) for v in value)
+    return 1
+
+
+def _status_claims(**extra: Any) -> dict[Any, Any]:
+    lst = {"bits": 1, "lst": zlib.compress(bytes(2))}
+    claims: dict[Any, Any] = {1: "SH", 2: "u", 6: NOW, 4: NOW + DAY, 65534: 60, 65533: lst, -65537: {10: 1, 12: 16}}
+    claims.update(extra)
+    return claims
+
+
+def _status_token(key: SigningKey, claims: dict[Any, Any]) -> bytes:
+    return forge.sign1(cbor2.dumps(claims), key, protected={1: -8, 4: key.kid, 16: STATUS_LIST_TYP})
+
+
+def _padded(claims: dict[Any, Any], total: int) -> dict[Any, Any]:
+    """``claims`` with one more claim (900, an array of zeros) making ``total`` items in all."""
+    padded = {**claims, 900: []}
+    padded[900] = [0] * (total - _items(padded))
+    assert _items(padded) == total
+    return padded
+
+
+def test_a_status_list_token_holds_at_most_64_cbor_items(ed_key: SigningKey) -> None:
+    keys = {ed_key.kid: ed_key.public()}
+    assert parse_status_list(_status_token(ed_key, _padded(_status_claims(), 64)), keys, now=NOW).size == 16
+    with pytest.raises(ListError) as exc:
+        parse_status_list(_status_token(ed_key, _padded(_status_claims(), 65)), keys, now=NOW)
+    assert (exc.value.reason, exc.value.detail) == (Reason.LIST_MALFORMED, "too many CBOR items")
+
+
+def test_a_trust_list_holds_at_most_20020_cbor_items(ed_key: SigningKey) -> None:
+    """1,000 issuers of up to 20 items each, and 20 for the rest."""
+    claims = {1: "root", 6: NOW, 4: NOW + 60, -65537: {10: 1, 11: [_entry(ed_key)]}}
+    token = forge.sign1(
+        cbor2.dumps(_padded(claims, 20020)), ed_key, protected={1: -8, 4: ed_key.kid, 16: TRUST_LIST_TYP}
+    )
+    assert len(parse_trust_list(token, ed_key.public(), now=NOW).issuers) == 1
+    token = forge.sign1(
+        cbor2.dumps(_padded(claims, 20021)), ed_key, protected={1: -8, 4: ed_key.kid, 16: TRUST_LIST_TYP}
+    )
+    err = _refused(token, ed_key)
+    assert (err.reason, err.detail) == (Reason.LIST_MALFORMED, "too many CBOR items")
+
+
+def test_a_zero_ttl_is_named(ed_key: SigningKey) -> None:
+    with pytest.raises(ListError) as exc:
+        parse_status_list(_status_token(ed_key, _status_claims() | {65534: 0}), {ed_key.kid: ed_key.public()}, now=NOW)
+    assert (exc.value.reason, exc.value.detail) == (Reason.LIST_MALFORMED, "ttl must be a positive number of seconds")
+
+
+def test_bad_zlib_data_is_named(ed_key: SigningKey) -> None:
+    claims = _status_claims() | {65533: {"bits": 1, "lst": b"\x78\x9c\xff\xff"}}
+    with pytest.raises(ListError) as exc:
+        parse_status_list(_status_token(ed_key, claims), {ed_key.kid: ed_key.public()}, now=NOW)
+    assert exc.value.reason is Reason.LIST_MALFORMED and exc.value.detail.startswith("bad zlib data: ")
+
+
+def test_a_list_without_its_zlib_trailer_is_refused(ed_key: SigningKey) -> None:
+    """The bits are all there but the stream never ends (its checksum cut off): nothing vouches for them."""
+    claims = _status_claims() | {65533: {"bits": 1, "lst": zlib.compress(b"\x01\x00")[:-4]}}
+    with pytest.raises(ListError) as exc:
+        parse_status_list(_status_token(ed_key, claims), {ed_key.kid: ed_key.public()}, now=NOW)
+    assert (exc.value.reason, exc.value.detail) == (
+        Reason.LIST_MALFORMED,
+        "list does not decompress to its declared size",
+    )
+
+
+def test_a_bomb_is_refused_without_inflating_it(ed_key: SigningKey) -> None:
+    """64 MiB of zeros declared as 16 entries: inflation stops at the 2 bytes declared."""
+    claims = _status_claims() | {65533: {"bits": 1, "lst": zlib.compress(bytes(64 << 20), 9)}}
+    token = _status_token(ed_key, claims)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ListError) as exc:
+            parse_status_list(token, {ed_key.kid: ed_key.public()}, now=NOW)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert exc.value.reason is Reason.LIST_MALFORMED
+    assert peak < 4 * len(token) + (1 << 20), peak
+
+
+def test_a_status_list_built_on_given_bytes_uses_them() -> None:
+    data = bytearray(b"\x04\x00")
+    lst = StatusList(16, data=data)
+    assert lst.data is data and lst.get(2) is EntryStatus.INVALID
+    with pytest.raises(UsageError) as exc:
+        StatusList(16, data=bytearray(3))
+    assert exc.value.detail == "data length does not match size and bits"
+    with pytest.raises(UsageError):
+        StatusList(17, data=bytearray(2))  # 17 entries need a third byte
