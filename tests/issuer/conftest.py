@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from issuer import Settings, create_app
 from issuer.api_keys import SCOPES, hash_api_key, new_api_key
 from issuer.keys.pseudonym_keys import load_pseudonym_keys
+from issuer.keys.sealing import Sealer
 from issuer.opening import open_storage
 from issuer.storage.sql import SqlStorage
 from issuer.storage.sqlite import SQLiteStorage
@@ -69,6 +70,21 @@ def home(tmp_path: Path, database_url: str) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         init_dir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture()
+def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SqlStorage]:
+    """A bare storage on each backend (a fresh SQLite file, or a fresh PostgreSQL database), no issuer folder."""
+    sealer = Sealer.generate()
+    if backend == "sqlite":
+        s: SqlStorage = SQLiteStorage(tmp_path / "i.db", sealer)
+    else:
+        from issuer.storage.postgres import PostgresStorage
+
+        server: PgServer = request.getfixturevalue("pg")
+        s = PostgresStorage(server.create_database(), sealer)
+    yield s
+    s.close()
 
 
 @pytest.fixture()

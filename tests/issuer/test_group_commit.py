@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,32 +20,15 @@ from issuer.audit_chain import verify_chain
 from issuer.cli import main
 from issuer.errors import AlreadyEnrolled, Problem, StorageUnavailable
 from issuer.keys.checkpoints import shared_checkpoint
-from issuer.keys.sealing import Sealer
 from issuer.storage.sql import SqlStorage
-from issuer.storage.sqlite import SQLiteStorage
 from suishenma import DeviceKey, SigningKey
 from testing.live_issuer import LiveIssuer
 
-from ..pg_server import PgServer
 from .conftest import new_person, query, storage_of
 from .test_audit import _cut_tail
 from .test_city_scale import _wait, _workers
 
 NOW = 1_790_000_000
-
-
-@pytest.fixture()
-def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SqlStorage]:
-    sealer = Sealer.generate()
-    if backend == "sqlite":
-        s: SqlStorage = SQLiteStorage(tmp_path / "i.db", sealer)
-    else:
-        from issuer.storage.postgres import PostgresStorage
-
-        server: PgServer = request.getfixturevalue("pg")
-        s = PostgresStorage(server.create_database(), sealer)
-    yield s
-    s.close()
 
 
 def _enrol_in(store: SqlStorage, subject: str, may_go: threading.Event | None = None) -> None:

@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,20 +25,6 @@ from ..pg_server import PgServer
 
 NAME, ID_NUMBER = "张小三", "31010119900101123x"
 NOW = 1_790_000_000
-
-
-@pytest.fixture()
-def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SqlStorage]:
-    sealer = Sealer.generate()
-    if backend == "sqlite":
-        s: SqlStorage = SQLiteStorage(tmp_path / "i.db", sealer)
-    else:
-        from issuer.storage.postgres import PostgresStorage
-
-        server: PgServer = request.getfixturevalue("pg")
-        s = PostgresStorage(server.create_database(), sealer)
-    yield s
-    s.close()
 
 
 def _subject(n: int) -> str:

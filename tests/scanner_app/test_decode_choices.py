@@ -32,6 +32,8 @@ from testing import synthetic_frames as synthetic
 from tests.conftest import NOW
 from verifier import Verifier
 
+from .fakes import CountingVerifier
+
 DAY = 86400
 A, B = "SM1:" + "6BFOXN*TS0BI$ZD" * 6, "SM1:" + "P9UOL97O4-2HH77" * 6
 
@@ -171,33 +173,6 @@ class _Frames:
         return self.frames.pop(0)
 
 
-class _CountingVerifier:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def verify(self, text: str, now: float | None = None) -> Any:
-        self.texts.append(text)
-        return type(
-            "V",
-            (),
-            {
-                "decision": "ALLOW",
-                "reason": "ok",
-                "message_zh": "通过",
-                "message_en": "Pass",
-                "display": {},
-                "subject": None,
-                "elapsed_ms": 0.1,
-            },
-        )()
-
-    def sync(self, now: float | None = None) -> Any:
-        return None
-
-    def health(self, now: float | None = None) -> Any:
-        return None
-
-
 def test_code_flickering_in_and_out_of_focus_gets_one_verdict() -> None:
     """Two seconds of a hand going in and out of focus at 15 fps: read, unreadable, read again... one verdict."""
     sharp = synthetic.frame(A, 3, hard=False)
@@ -205,7 +180,7 @@ def test_code_flickering_in_and_out_of_focus_gets_one_verdict() -> None:
     frames = [sharp if i % 3 != 1 else soft for i in range(30)]
     decoder = Decoder(retry="never")
     assert decoder.decode(soft).text is None and decoder.decode(sharp).text == A
-    clock, verifier = _Clock(), _CountingVerifier()
+    clock, verifier = _Clock(), CountingVerifier()
     stats = Scanner(_Frames(frames, clock, 1 / 15), verifier, out=io.StringIO(), clock=clock).run()
     assert stats.frames == 30 and stats.decoded == 20
     assert verifier.texts == [A]

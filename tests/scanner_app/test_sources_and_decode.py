@@ -14,6 +14,7 @@ from scanner_app.sources import usable
 from testing import synthetic_frames as synthetic
 
 from ..conftest import shared_data
+from .fakes import CountingVerifier
 
 CODE = "SM1:" + "6BFOXN*TS0BI$ZD.P9UOL97O4-2HH77HRM3DSPTLRR+%3" * 4
 
@@ -83,31 +84,7 @@ def test_scanner_loop_survives_a_camera_that_disappears() -> None:
         calls["n"] += 1
         return FakeCapture(5, image)
 
-    class Verifier:
-        verdicts = 0
-
-        def verify(self, text: str, now: float | None = None) -> object:
-            Verifier.verdicts += 1
-            return type(
-                "V",
-                (),
-                {
-                    "decision": "ALLOW",
-                    "reason": "ok",
-                    "message_zh": "通过",
-                    "message_en": "Pass",
-                    "display": {},
-                    "subject": None,
-                    "elapsed_ms": 0.1,
-                },
-            )()
-
-        def sync(self, now: float | None = None) -> object:
-            return None
-
-        def health(self, now: float | None = None) -> object:
-            return None
-
+    verifier = CountingVerifier()
     clock = FakeClock()
     src = CaptureSource(0, opener=opener, clock=clock, max_backoff=0.01)
 
@@ -116,8 +93,8 @@ def test_scanner_loop_survives_a_camera_that_disappears() -> None:
             clock.t += 0.02
             return src.read()
 
-    stats = Scanner(Ticking(), Verifier()).run(max_frames=20)
-    assert stats.frames == 20 and calls["n"] == 4 and Verifier.verdicts == 1
+    stats = Scanner(Ticking(), verifier).run(max_frames=20)
+    assert stats.frames == 20 and calls["n"] == 4 and len(verifier.texts) == 1
 
 
 @pytest.mark.parametrize(
