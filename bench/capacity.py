@@ -47,6 +47,17 @@ from testing.live_issuer import LiveIssuer, init_dir  # noqa: E402
 PEOPLE = 2_000
 
 
+def _enrolled_issuer(base: Path) -> tuple[Settings, IssuerService, int, list[str]]:
+    """An issuer folder made in ``base`` (on the database SUISHENMA_ISSUER_DATABASE_URL names, else SQLite),
+    its service, the time, and PEOPLE people enrolled."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_dir(base)
+    settings = Settings(base_dir=base, max_devices=20)
+    service = IssuerService(settings, open_storage(settings))
+    now = int(time.time())
+    return settings, service, now, [service.enrol("张小三", f"310101{i:08d}1234", now, "bench") for i in range(PEOPLE)]
+
+
 def rate(fn: object, n: int) -> float:
     """Operations per second: the median of three runs of ``n``."""
     runs = []
@@ -151,12 +162,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
-            with contextlib.redirect_stdout(io.StringIO()):
-                init_dir(base)
-            settings = Settings(base_dir=base, max_devices=20)
-            service = IssuerService(settings, open_storage(settings))
-            now = int(time.time())
-            subjects = [service.enrol("张小三", f"310101{i:08d}1234", now, "bench") for i in range(PEOPLE)]
+            settings, service, now, subjects = _enrolled_issuer(base)
             mint_rate = rate(lambda i: service.mint_dynamic(subjects[i % PEOPLE], "venue", now, "bench"), 2000)
             phones = [DeviceKey.of(SigningKey.generate()).to_jwk() for _ in range(PEOPLE)]
             k = settings.device_batch
@@ -208,12 +214,7 @@ def audited_rates(seconds: float, writers: int = 16) -> dict[str, tuple[_audited
             os.environ["SUISHENMA_ISSUER_DATABASE_URL"] = url
             with tempfile.TemporaryDirectory() as tmp:
                 base = Path(tmp)
-                with contextlib.redirect_stdout(io.StringIO()):
-                    init_dir(base)
-                settings = Settings(base_dir=base, max_devices=20)
-                service = IssuerService(settings, open_storage(settings))
-                now = int(time.time())
-                subjects = [service.enrol("张小三", f"310101{i:08d}1234", now, "bench") for i in range(PEOPLE)]
+                settings, service, now, subjects = _enrolled_issuer(base)
                 # each person a phone with a batch of live credentials, as the changes below revoke
                 k = settings.device_batch
                 for subject in subjects:
