@@ -6,8 +6,9 @@ lists, freshness for timestamps, the anchor for audit checkpoints) wrap the sign
 signs can record without importing the HTTP edge.
 
 One histogram per process: a worker's signatures, whichever app or command made them. With several workers
-each keeps its own, and Prometheus sums them over instances. Only signatures that completed are recorded;
-one that raised (a token pulled out, a key file gone) shows as ``suishenma_issuer_can_sign`` 0 instead.
+each keeps its own, and the one that answers a scrape adds the others' (``issuer.http.worker_metrics``) with
+``KindTimes.plus``. Only signatures that completed are recorded; one that raised (a token pulled out, a key
+file gone) shows as ``suishenma_issuer_can_sign`` 0 instead.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class KindTimes:
     @property
     def count(self) -> int:
         return sum(self.counts)
+
+    def plus(self, other: KindTimes) -> KindTimes:
+        """Both histograms in one: bucket by bucket, and the totals.
+
+        Raises:
+            ValueError: the two have different buckets.
+        """
+        if len(self.counts) != len(other.counts):
+            raise ValueError(f"{len(self.counts)} buckets and {len(other.counts)} cannot be added")
+        return KindTimes(tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)), self.total + other.total)
 
 
 class SigningTimes:

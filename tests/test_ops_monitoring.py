@@ -4,9 +4,12 @@ issuer and real verifier services.
 The live test loads ops/alerts.yml with one documented change, every ``for:`` rewritten to ``0s``, so that an
 alert fires at the first evaluation that sees its condition instead of minutes later; the expressions, labels
 and annotations are the file's own. The ``for:`` durations themselves are checked by the promtool unit tests
-(ops/alerts_test.yml), which also cover what cannot be caused on a live service without a test hook: clock
-skew (the issuer's clock would have to be wrong), a growing scan-log backlog (an hour of growth) and a sync
-failing for 30 minutes.
+(ops/alerts_test.yml).
+
+The verifier alerts have real causes too: a proxy between a verifier service and the issuer
+(testing/skew_proxy.py) moves the issuer's ``Date`` header a minute ahead (clock skew, as a slow local clock
+would show), answers 503 to scan-log uploads while the gate keeps verifying (a growing backlog), or stops
+(list sync failing).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +36,9 @@ import pytest
 from suishenma import load_verification_key
 from testing.live_issuer import LiveIssuer, create_api_key, free_port, init_dir
 from testing.prometheus import LivePrometheus, prometheus_binary, promtool_binary
+from testing.skew_proxy import SkewProxy
 from verifier import Verifier
+from verifier.cli import main as verifier_cli
 
 from .pg_server import PgServer
 
@@ -345,7 +351,8 @@ def test_alerts_fire_on_a_real_issuer_and_verifiers_and_only_then(
             # A counter's first sample gives rate() nothing to go on: let Prometheus see the error series
             # before the burst, as it would in production, where a first error is rarely alone.
             assert {enrol(n) for n in range(3)} == {503}
-            _until(lambda: _value(prom, f'suishenma_http_errors_total{{instance="{i}"}}'), "the first 5xx scraped")
+            errors = f'sum(suishenma_http_errors_total{{instance="{i}"}})'  # one series per endpoint, maybe at 0
+            _until(lambda: _value(prom, errors), "the first 5xx scraped")
             assert {enrol(n) for n in range(3, 123)} == {503}
         _fires(
             prom,
@@ -369,4 +376,105 @@ def test_alerts_fire_on_a_real_issuer_and_verifiers_and_only_then(
             prom.close()
         for service in services:
             service.stop()
+        issuer.stop()
+
+
+def test_verifier_alerts_fire_on_real_causes_on_the_path_to_the_issuer(tmp_path: Path, prometheus_ready: None) -> None:
+    """Clock skew, a growing scan-log backlog and a failing list sync, each caused for real on a verifier service
+    of its own that reaches the issuer through a proxy (testing/skew_proxy.py); each alert fires once its cause
+    is there and not before, nothing else fires meanwhile, and each resolves once its cause is gone."""
+    home = tmp_path / "issuer"
+    with contextlib.redirect_stdout(io.StringIO()):
+        init_dir(home)
+    ops_key = create_api_key(home, "ops", "enrol,mint")
+    kiosk_key = create_api_key(home, "gate-backlog", "kiosk")
+    issuer = LiveIssuer(home).start()
+    gates = ("gate-clock", "gate-backlog", "gate-sync")
+    proxies = {g: SkewProxy(issuer.url) for g in gates}
+    services: list[VerifierService] = []
+    prom: LivePrometheus | None = None
+    try:
+        for gate, proxy in proxies.items():
+            proxy.start()
+            init = ["init", "--issuer", proxy.url, "--root", str(home / "keys" / "root.pub"), "--scenario", "venue"]
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert verifier_cli([*init, "--state", str(tmp_path / gate), "--kiosk-id", gate]) == 0
+            # Only the backlog's gate uploads (the others verify nothing); each syncs every second, as soon as
+            # it starts, through its proxy.
+            key = kiosk_key if gate == "gate-backlog" else ""
+            services.append(VerifierService(tmp_path / gate, key, "--sync-interval", "1").start())
+        c, b, s = (v.address for v in services)
+        i = f"127.0.0.1:{issuer.port}"
+        prom = LivePrometheus({ISSUER_JOB: [i], VERIFIER_JOB: [c, b, s]}, _zero_for(RULES.read_text())).start()
+
+        # Healthy: every gate synced through its proxy and measured its clock close to the issuer's.
+        _until(lambda: _value(prom, "count(up == 1)") == 4, "the issuer and the three gates to be scraped")
+        _until(lambda: _value(prom, "count(suishenma_verifier_offline == 0)") == 3, "every gate to sync")
+        _until(
+            lambda: _value(prom, "count(abs(suishenma_verifier_clock_skew_seconds) < 5)") == 3,
+            "every gate to measure its clock against the issuer's Date header",
+        )
+        _evaluations(prom, 3)
+        assert prom.alerts() == [], "healthy gates raise no alert"
+
+        # Clock skew: the issuer's Date header arrives a minute ahead, as it would on a gate whose clock is a
+        # minute slow. No list carries a signed time in the future, so the Date header is the whole evidence.
+        proxies["gate-clock"].date_offset_s = 60.0
+        _fires(prom, {("SuishenmaVerifierClockSkew", c)})
+        skew = _value(prom, f'suishenma_verifier_clock_skew_seconds{{instance="{c}"}}')
+        assert skew is not None and -62 < skew < -58, f"this clock reads as a minute behind, not {skew}"
+        (alert,) = prom.alerts()
+        about_a_minute = r"(5[89](\.\d+)?s|1m [0-2]s)"  # the Date header has whole seconds
+        summary = alert["annotations"]["summary"]
+        assert re.fullmatch(rf"{re.escape(c)}: clock is {about_a_minute} off the issuers'", summary), summary
+        proxies["gate-clock"].date_offset_s = 0.0
+        _quiet(prom, "once the Date header is right again")
+
+        # Scan-log backlog: the issuer's front end answers 503 to every upload of gate B while people keep
+        # passing it. Under the floor of 1,000 records nothing fires; past it, the growing backlog does.
+        proxies["gate-backlog"].refuse.add(("POST", "/v1/scan-logs"))
+        auth = {"Authorization": f"Bearer {ops_key}"}
+        with httpx.Client(base_url=issuer.url, headers=auth) as cl:
+            subject = cl.post("/v1/subjects", json={"name": "王小明", "id_number": "310101200001011234"}).json()
+            code = cl.post(f"/v1/subjects/{subject['subject']}/codes", json={"scenario": "venue"}).json()["code"]
+        with httpx.Client(base_url=f"http://{b}", limits=httpx.Limits(max_connections=8)) as gate_b:
+
+            def scan(_: int) -> str:
+                decision: str = gate_b.post("/v1/verify", json={"code": code}).json()["decision"]
+                return decision
+
+            def feed(n: int) -> None:
+                with ThreadPoolExecutor(8) as pool:
+                    assert set(pool.map(scan, range(n))) == {"ALLOW"}
+
+            pending = f'suishenma_verifier_scan_log_pending_records{{instance="{b}"}}'
+            feed(600)
+            _until(lambda: _value(prom, pending) == 600, "gate B's 600 records to be pending")
+            refused = f'suishenma_verifier_sync_failures_total{{instance="{b}",reason="upload_failed"}}'
+            _until(lambda: _value(prom, refused), "an upload of gate B to be refused")
+            _evaluations(prom, 2)
+            assert prom.alerts() == [], "600 records waiting are under the floor"
+            feed(500)
+        _fires(prom, {("SuishenmaVerifierScanLogBacklogGrowing", b)})
+        (alert,) = prom.alerts()
+        assert alert["annotations"]["summary"] == f"{b}: 1.1k scan-log records wait to upload and the backlog grows"
+        assert _value(prom, f'suishenma_verifier_offline{{instance="{b}"}}') == 0, "its lists still sync"
+        proxies["gate-backlog"].refuse.clear()
+        _until(lambda: _value(prom, pending) == 0, "gate B to upload its backlog")
+        _quiet(prom, "once gate B's backlog is uploaded")
+
+        # Sync failing: gate S's path to the issuer is gone (connections refused), sync after sync.
+        proxies["gate-sync"].stop()
+        _fires(prom, {("SuishenmaVerifierSyncFailing", s)})
+        failed = f'suishenma_verifier_sync_failures_total{{instance="{s}",reason="no_issuer_answered"}}'
+        assert (_value(prom, failed) or 0) >= 1, "the failures counted are the issuer not answering"
+        proxies["gate-sync"].start()
+        _quiet(prom, "once gate S syncs again")
+    finally:
+        if prom is not None:
+            prom.close()
+        for service in services:
+            service.stop()
+        for proxy in proxies.values():
+            proxy.stop()
         issuer.stop()

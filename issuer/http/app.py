@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -26,8 +27,9 @@ from issuer.http import mint_route, wallet
 from issuer.http import routes as api
 from issuer.http.app_state import Context
 from issuer.http.guard import Guard
-from issuer.http.metrics import Metrics, Scraper
+from issuer.http.metrics import Metrics, Scraper, render
 from issuer.http.problems import error_response, problem_response
+from issuer.http.worker_metrics import METRICS_DIR_ENV, WorkerShare
 from issuer.keys.checkpoints import Ticker
 from issuer.opening import open_storage
 from issuer.service import IssuerService
@@ -49,7 +51,8 @@ def app_from_environment() -> FastAPI:
     Raises: KeyError when not started by ``serve``; SealError, StorageUnavailable as ``open_storage``.
     """
     settings = Settings.model_validate_json(os.environ[SERVE_SETTINGS_ENV])
-    return create_app(settings, open_storage(settings))
+    folder = os.environ.get(METRICS_DIR_ENV)  # where the workers of this serve share their counters
+    return create_app(settings, open_storage(settings), metrics_dir=Path(folder) if folder else None)
 
 
 def create_app(
@@ -57,13 +60,17 @@ def create_app(
     storage: Storage | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
     """Build the app on ``storage`` (default: the one ``settings`` name). ``clock`` is the time codes and
-    lists are signed with and shared rate buckets are filled by; ``monotonic`` paces the API-key cache."""
+    lists are signed with and shared rate buckets are filled by; ``monotonic`` paces the API-key cache.
+    ``metrics_dir``: the folder where the workers of one ``serve --workers N`` publish their counters, so
+    that ``/metrics`` reports their sum (``issuer.http.worker_metrics``); None for a single process."""
     store = storage or open_storage(settings)
     service = IssuerService(settings, store)
     limiter = RateLimiter(store, clock=clock)
     ctx = Context(service, Metrics(), clock, limiter, monotonic)
+    share = WorkerShare(metrics_dir, ctx.metrics) if metrics_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,9 +85,13 @@ def create_app(
         app.state.audit_ticker, app.state.mint_ticker = tickers
         for ticker in tickers:
             ticker.start()
+        if share is not None:
+            share.start()
         yield
         for ticker in tickers:
             ticker.stop()
+        if share is not None:
+            share.stop()  # after the tickers: their last signatures are counted
         with contextlib.suppress(IssuerError):  # the database away: the lease runs out by itself
             service.anchor.release(ctx.now())
         store.close()
@@ -120,11 +131,17 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
-        """Prometheus text format: this worker's counters and histograms, and gauges read at scrape time
-        (whether the issuer can sign, whether the database answers, how far audit checkpoints lag). Always
-        200: what is broken shows as a 0, never as a failed scrape."""
-        gauges = await run_in_threadpool(scraper.gauges, ctx.now())  # database reads off the event loop
-        return PlainTextResponse(ctx.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+        """Prometheus text format: the counters and histograms (summed over the workers of a `serve
+        --workers N`, the others' part up to about a second old), and gauges read at scrape time (whether the
+        issuer can sign, whether the database answers, how far audit checkpoints lag). Always 200: what is
+        broken shows as a 0, never as a failed scrape."""
+
+        def exposition() -> str:
+            gauges = scraper.gauges(ctx.now())
+            return render(share.merged() if share is not None else ctx.metrics.snapshot(), gauges)
+
+        text = await run_in_threadpool(exposition)  # database reads and snapshot files off the event loop
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     app.router.routes.append(mint_route.route)  # before the API router's routes: matched first
     app.include_router(api.router)
@@ -166,6 +183,9 @@ def create_app(
         max_body=settings.max_body_bytes,
         larger={api.STATUS_UPDATES: settings.max_batch_body_bytes},
     )
+    # every endpoint the guard can name (it names a request no route matched ``unmatched``): errors start at 0
+    named = (getattr(getattr(route, "endpoint", None), "__name__", None) for route in app.routes)
+    ctx.metrics.declare_endpoints({name for name in named if isinstance(name, str)} | {"unmatched"})
     return app
 
 

@@ -4,8 +4,10 @@ Families (each with its HELP and TYPE lines):
 
 - counters: ``suishenma_codes_minted_total{type}`` (every kind the issuer hands out: ``dynamic``,
   ``offline``, ``device_credential``; each at 0 from the start so that ``rate()`` has a series),
-  ``suishenma_scan_records_received_total{outcome}``, ``suishenma_http_responses_total{endpoint,code}``,
-  ``suishenma_http_errors_total{endpoint}``, ``suishenma_internal_errors_total``;
+  ``suishenma_scan_records_received_total{outcome}``, ``suishenma_http_responses_total{endpoint,code}`` (a series
+  appears with its first response: the codes are not known before), ``suishenma_http_errors_total{endpoint}``
+  (at 0 from the start for every endpoint of the app and ``unmatched``, so the first 5xx is a rise that
+  ``rate()`` sees), ``suishenma_internal_errors_total``;
 - histograms: ``suishenma_http_request_seconds{endpoint}``; ``suishenma_issuer_signing_seconds{kind}``, the
   signing call alone (``issuer.signing_times``: dynamic, offline, device_credential, status_list, timestamp,
   trust_list, audit_checkpoint);
@@ -18,18 +20,20 @@ Families (each with its HELP and TYPE lines):
 ``/metrics`` answers 200 whatever is broken: a database that does not answer gives ``database_up 0`` and leaves
 out the families read from it; a key that cannot sign gives ``can_sign 0``.
 
-Several workers (``serve --workers N``): each process keeps its own counters and histograms, and a scrape
-reaches one of them. Scrape each worker as its own instance, or sum over instances
-(``sum without (instance) (rate(suishenma_codes_minted_total[5m]))``); the gauges are read from the shared
-database and key files and say the same in every worker (take ``max`` or any one, never the sum).
+Several workers (``serve --workers N``): each process counts its own requests and signatures, and whichever
+answers a scrape reports the sum over all the workers of this ``serve`` (``issuer.http.worker_metrics``: each
+publishes a snapshot to a shared folder at most every second and on its own scrapes). The other workers'
+part can be up to about a second old; totals never go down while the ``serve`` runs, even when a worker dies
+and is replaced. The gauges are read by the answering worker alone (they are the same in every worker).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from issuer.signing_health import SigningHealth
@@ -110,58 +114,114 @@ def _gauge(name: str, help_text: str, value: float) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one worker counted, or the sum over workers: counter values by (family, labels), and the request
+    (by endpoint) and signing (by kind) histograms."""
+
+    counters: Mapping[tuple[str, str], float]
+    requests: Mapping[str, KindTimes]
+    signing: Mapping[str, KindTimes]
+
+
+def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """The sum of workers' snapshots: counters add by series, histograms bucket by bucket.
+
+    Raises:
+        ValueError: two histograms of one series have different buckets (``KindTimes.plus``).
+    """
+    counters: dict[tuple[str, str], float] = defaultdict(float)
+    requests: dict[str, KindTimes] = {}
+    signing: dict[str, KindTimes] = {}
+    for snap in snapshots:
+        for key, value in snap.counters.items():
+            counters[key] += value
+        for into, series in ((requests, snap.requests), (signing, snap.signing)):
+            for name, times in series.items():
+                into[name] = into[name].plus(times) if name in into else times
+    return Snapshot(dict(counters), requests, signing)
+
+
 class Metrics:
-    """Plain in-process counters: cheap enough to update on every request of a single worker."""
+    """One worker's counters and histograms, updated on every request.
+
+    A lock makes an update from a threadpool route and a snapshot from the publishing thread safe; it is held
+    for a dictionary update, or for the copy a snapshot makes (microseconds), never across any I/O.
+    """
 
     def __init__(self, signing: SigningTimes = SIGNING_TIMES) -> None:
-        self.counters: dict[tuple[str, str], float] = defaultdict(float)
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, str], float] = defaultdict(float)
         for code_type in CODE_TYPES:
-            self.counters[("suishenma_codes_minted_total", f'type="{code_type}"')] = 0.0
-        self.counters[("suishenma_internal_errors_total", "")] = 0.0
+            self._counters[("suishenma_codes_minted_total", f'type="{code_type}"')] = 0.0
+        self._counters[("suishenma_internal_errors_total", "")] = 0.0
         self.signing = signing
         self._hist: dict[str, list[int]] = {}
         self._sum: dict[str, float] = defaultdict(float)
 
     def inc(self, name: str, label: str = "", by: float = 1.0) -> None:
-        self.counters[(name, label)] += by
+        with self._lock:
+            self._counters[(name, label)] += by
+
+    def declare_endpoints(self, endpoints: Iterable[str]) -> None:
+        """Start ``suishenma_http_errors_total`` at 0 for these endpoints, so that ``rate()`` sees the first 5xx.
+
+        The app names every route's endpoint when it is built; ``unmatched`` keeps the label set bounded.
+        ``suishenma_http_responses_total`` is left to appear with its first response: its ``code`` label is
+        not known before.
+        """
+        with self._lock:
+            for endpoint in endpoints:
+                self._counters.setdefault(("suishenma_http_errors_total", f'endpoint="{endpoint}"'), 0.0)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        counts = self._hist.get(endpoint)
-        if counts is None:
-            counts = self._hist[endpoint] = [0] * (len(BUCKETS) + 1)
-        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self._sum[endpoint] += seconds
-        self.counters[("suishenma_http_responses_total", f'endpoint="{endpoint}",code="{status}"')] += 1
-        if status >= 500:
-            self.counters[("suishenma_http_errors_total", f'endpoint="{endpoint}"')] += 1
+        with self._lock:
+            counts = self._hist.get(endpoint)
+            if counts is None:
+                counts = self._hist[endpoint] = [0] * (len(BUCKETS) + 1)
+            counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+            self._sum[endpoint] += seconds
+            self._counters[("suishenma_http_responses_total", f'endpoint="{endpoint}",code="{status}"')] += 1
+            if status >= 500:
+                self._counters[("suishenma_http_errors_total", f'endpoint="{endpoint}"')] += 1
+
+    def snapshot(self) -> Snapshot:
+        """A copy of this worker's values, consistent as of one instant."""
+        with self._lock:
+            counters = dict(self._counters)
+            requests = {e: KindTimes(tuple(c), self._sum[e]) for e, c in self._hist.items()}
+        return Snapshot(counters, requests, self.signing.snapshot())
 
     def render(self, gauges: Gauges | None = None) -> str:
-        """The exposition; the scrape-time gauges only when ``gauges`` is given."""
-        lines: list[str] = []
-        by_family: dict[str, list[tuple[str, float]]] = defaultdict(list)
-        for (name, label), value in sorted(self.counters.items()):
-            by_family[name].append((label, value))
-        families = [*COUNTERS, *sorted(n for n in by_family if n not in COUNTERS)]
-        for name in families:
-            kind, help_text = COUNTERS.get(name, ("counter", name.removeprefix("suishenma_").replace("_", " ") + "."))
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            for label, value in by_family.get(name, []):
-                lines.append(f"{name}{{{label}}} {_number(value)}" if label else f"{name} {_number(value)}")
-        lines += [
-            "# HELP suishenma_http_request_seconds Request latency by endpoint.",
-            "# TYPE suishenma_http_request_seconds histogram",
-        ]
-        requests = ((e, KindTimes(tuple(c), self._sum[e])) for e, c in sorted(self._hist.items()))
-        lines += _histogram("suishenma_http_request_seconds", "endpoint", requests, BUCKETS)
-        lines += [
-            "# HELP suishenma_issuer_signing_seconds Time to sign one item (the signing call alone), by kind.",
-            "# TYPE suishenma_issuer_signing_seconds histogram",
-        ]
-        signed = sorted(self.signing.snapshot().items())
-        lines += _histogram("suishenma_issuer_signing_seconds", "kind", signed, SIGNING_BUCKETS)
-        if gauges is not None:
-            lines += _render_gauges(gauges)
-        return "\n".join(lines) + "\n"
+        """This worker's exposition alone; the scrape-time gauges only when ``gauges`` is given."""
+        return render(self.snapshot(), gauges)
+
+
+def render(snap: Snapshot, gauges: Gauges | None = None) -> str:
+    """The exposition of ``snap`` (one worker's, or a merged one); the scrape-time gauges when given."""
+    lines: list[str] = []
+    by_family: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (name, label), value in sorted(snap.counters.items()):
+        by_family[name].append((label, value))
+    families = [*COUNTERS, *sorted(n for n in by_family if n not in COUNTERS)]
+    for name in families:
+        kind, help_text = COUNTERS.get(name, ("counter", name.removeprefix("suishenma_").replace("_", " ") + "."))
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for label, value in by_family.get(name, []):
+            lines.append(f"{name}{{{label}}} {_number(value)}" if label else f"{name} {_number(value)}")
+    lines += [
+        "# HELP suishenma_http_request_seconds Request latency by endpoint.",
+        "# TYPE suishenma_http_request_seconds histogram",
+    ]
+    lines += _histogram("suishenma_http_request_seconds", "endpoint", sorted(snap.requests.items()), BUCKETS)
+    lines += [
+        "# HELP suishenma_issuer_signing_seconds Time to sign one item (the signing call alone), by kind.",
+        "# TYPE suishenma_issuer_signing_seconds histogram",
+    ]
+    lines += _histogram("suishenma_issuer_signing_seconds", "kind", sorted(snap.signing.items()), SIGNING_BUCKETS)
+    if gauges is not None:
+        lines += _render_gauges(gauges)
+    return "\n".join(lines) + "\n"
 
 
 def _render_gauges(g: Gauges) -> list[str]:
