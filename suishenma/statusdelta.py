@@ -115,16 +115,17 @@ class StatusDelta:
         """The bit string of the result from ``data``, the bit string of a list of ``size`` entries.
 
         Raises:
-            ListError: LIST_DELTA_MISMATCH when the bit widths differ.
+            ListError: LIST_DELTA_MISMATCH when the bit widths differ, or the result would be shorter (lists
+                never shrink: an index once handed out keeps its entry).
         """
         if bits != self.bits:
             raise ListError(Reason.LIST_DELTA_MISMATCH, f"delta of {self.bits}-bit entries for a {bits}-bit list")
+        if self.size < size:
+            raise ListError(Reason.LIST_DELTA_MISMATCH, f"delta to {self.size} entries for a list of {size}")
         nbytes = (self.size * bits + 7) // 8
         out = bytearray(nbytes)
         kept = min(nbytes, len(data))
         out[:kept] = memoryview(data)[:kept]
-        if self.size < size and (self.size * bits) % 8:
-            out[-1] &= (1 << ((self.size * bits) % 8)) - 1  # entries past the new end read as zero
         mask = (1 << bits) - 1
         for index, value in zip(self.indices, self.values, strict=True):
             pos = index * bits

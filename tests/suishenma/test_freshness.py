@@ -272,13 +272,14 @@ def test_a_delta_over_its_cap_is_too_large_and_not_a_map_is_malformed() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(1, 3000),
-    st.integers(1, 3000),
-    st.lists(st.tuples(st.integers(0, 2999), st.integers(0, 3)), max_size=80),
+    st.integers(0, 3000),
+    st.lists(st.tuples(st.integers(0, 5999), st.integers(0, 3)), max_size=80),
     st.sampled_from([1, 2]),
 )
 def test_property_diff_encode_parse_apply_round_trips(
-    old_size: int, new_size: int, changes: list[tuple[int, int]], bits: int
+    old_size: int, grown: int, changes: list[tuple[int, int]], bits: int
 ) -> None:
+    new_size = old_size + grown  # lists never shrink
     old = StatusList(old_size, bits=bits)
     new = StatusList(new_size, bits=bits)
     for i, v in changes:
@@ -323,6 +324,19 @@ def test_property_mutated_deltas_raise_only_our_errors(data: st.DataObject) -> N
         delta = parse_delta(bytes(body))
         assert isinstance(delta, StatusDelta)
         delta.apply(bytes(old.data), 2, 1024)
+
+
+def test_a_delta_to_a_shorter_list_is_refused() -> None:
+    """An index once handed out keeps its entry: a delta that would cut the list off is a mismatch."""
+    old, _ = _list(2048, [1, 1500])
+    new, _ = _list(1024, [1], version=2)
+    delta = parse_delta(_delta(old, new))
+    with pytest.raises(ListError) as exc:
+        delta.apply(bytes(old.data), 2, 2048)
+    assert (exc.value.reason, exc.value.detail) == (
+        Reason.LIST_DELTA_MISMATCH,
+        "delta to 1024 entries for a list of 2048",
+    )
 
 
 def test_changes_between_finds_each_entry_that_differs() -> None:
