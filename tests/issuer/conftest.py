@@ -167,6 +167,15 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
+def staff_headers(base: Path) -> dict[str, str]:
+    """Bearer headers of a new API key in the issuer folder ``base`` with every scope but admin (a desk's)."""
+    key = new_api_key()
+    store = storage_of(base)
+    store.api_key_create("staff", hash_api_key(key), [s for s in SCOPES if s != "admin"], 1000.0, 0, "test")
+    store.close()
+    return bearer(key)
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

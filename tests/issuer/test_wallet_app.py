@@ -19,13 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from issuer.api_keys import SCOPES, hash_api_key, new_api_key
 from suishenma import load_verification_key
 from testing.live_issuer import LiveIssuer, init_dir
 from verifier import Decision, Verifier
 
 from .chromium import chromium, decode_qr, phone_screen, screenshot, wait_for
-from .conftest import new_person, storage_of
+from .conftest import new_person, staff_headers
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +47,8 @@ def base(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def staff(base: Path) -> dict[str, str]:
-    key = new_api_key()
-    store = storage_of(base)
-    store.api_key_create("staff", hash_api_key(key), [s for s in SCOPES if s != "admin"], 1000.0, 0, "test")
-    store.close()
-    return {"Authorization": f"Bearer {key}"}
+    """An API key for enrolling people and setting their status."""
+    return staff_headers(base)
 
 
 @pytest.fixture()

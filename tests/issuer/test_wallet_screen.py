@@ -17,11 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
-from issuer.api_keys import SCOPES, hash_api_key, new_api_key
 from testing.live_issuer import LiveIssuer, init_dir
 
 from .chromium import chromium, decode_qr, phone_screen, screenshot, wait_for
-from .conftest import new_person, storage_of
+from .conftest import new_person, staff_headers
 
 
 @pytest.fixture()
@@ -45,11 +44,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def staff(base: Path) -> dict[str, str]:
     """An API key for enrolling people and setting their status."""
-    key = new_api_key()
-    store = storage_of(base)
-    store.api_key_create("staff", hash_api_key(key), [s for s in SCOPES if s != "admin"], 1000.0, 0, "test")
-    store.close()
-    return {"Authorization": f"Bearer {key}"}
+    return staff_headers(base)
 
 
 @pytest.fixture(scope="module")
