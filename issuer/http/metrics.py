@@ -45,6 +45,7 @@ from issuer.storage.sql_base import SqlBase
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CODE_TYPES = ("dynamic", "offline", "device_credential")
+SCAN_COUNT_EVERY = 300  # seconds between counts of the scan-log table (a full count, see Scraper)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,13 @@ class Scraper:
     def __init__(self, health: SigningHealth, storage: Storage, issuer_id: str) -> None:
         self.health, self.storage, self.issuer_id = health, storage, issuer_id
         self._db_was_up = True
+        self._stored: tuple[int, int] | None = None  # (when counted, count) of the scan-log records
 
     def gauges(self, now: int) -> Gauges:
         can_sign = self.health.check().ok  # logs a change itself
         try:
             found = anchoring(self.storage, self.issuer_id) if isinstance(self.storage, SqlBase) else None
-            stored = self.storage.scan_log_count()
+            stored = self._scan_records(now)
         except Exception as exc:  # StorageUnavailable, or a database error of either driver: the answer is 0
             if self._db_was_up:
                 log.error("metrics: the database does not answer: %s: %s", type(exc).__name__, exc)
@@ -90,6 +92,16 @@ class Scraper:
             log.info("metrics: the database answers again")
         self._db_was_up = True
         return Gauges(now, can_sign, True, found, stored)
+
+    def _scan_records(self, now: int) -> int:
+        """The scan-log records held, counted at most every ``SCAN_COUNT_EVERY`` seconds: a city's table holds
+        hundreds of millions of rows, and a full count on every scrape of every worker would load the database.
+
+        Raises: what the storage raises when the database does not answer.
+        """
+        if self._stored is None or not 0 <= now - self._stored[0] < SCAN_COUNT_EVERY:
+            self._stored = (now, self.storage.scan_log_count())
+        return self._stored[1]
 
 
 def _number(value: float) -> str:
@@ -244,5 +256,9 @@ def _render_gauges(g: Gauges) -> list[str]:
                 a.checkpoint_at,
             )
     if g.scan_records_stored is not None:
-        lines += _gauge("suishenma_scan_records_stored", "Kiosk verification records held.", g.scan_records_stored)
+        lines += _gauge(
+            "suishenma_scan_records_stored",
+            f"Kiosk verification records held, as last counted (at most {SCAN_COUNT_EVERY} s ago).",
+            g.scan_records_stored,
+        )
     return lines

@@ -11,18 +11,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
 from issuer.http.app_state import Context
-from issuer.http.metrics import Metrics
+from issuer.http.metrics import Metrics, Scraper
 from issuer.storage.sqlite import SQLiteStorage
 from suishenma import Alg, DeviceKey, SigningKey
 
 from ..pg_server import PgServer
 from .conftest import Clock, bearer, enrol
+
+NOW = 1_790_000_000
 
 SIGNING = "suishenma_issuer_signing_seconds"
 KINDS = ("dynamic", "offline", "device_credential", "status_list", "timestamp", "trust_list", "audit_checkpoint")
@@ -274,3 +277,22 @@ def test_every_family_has_help_and_type_and_large_counters_keep_every_digit() ->
     assert exposition.value("suishenma_internal_errors_total") == 1
     assert exposition.value("suishenma_http_errors_total", endpoint="mint_code") == 1
     assert exposition.types["suishenma_http_request_seconds"] == "histogram"
+
+
+def test_the_scan_log_is_counted_at_most_every_five_minutes() -> None:
+    """A city's scan log holds hundreds of millions of rows: scrapes every 15 s must not count it each time."""
+    counts: list[int] = []
+
+    def scan_log_count() -> int:
+        counts.append(1)
+        return 1000 + len(counts)
+
+    scraper = Scraper(
+        SimpleNamespace(check=lambda: SimpleNamespace(ok=True)),  # type: ignore[arg-type]
+        SimpleNamespace(scan_log_count=scan_log_count),  # type: ignore[arg-type]
+        "SH",
+    )
+    assert scraper.gauges(NOW).scan_records_stored == 1001
+    assert scraper.gauges(NOW + 299).scan_records_stored == 1001 and len(counts) == 1
+    assert scraper.gauges(NOW + 300).scan_records_stored == 1002
+    assert scraper.gauges(NOW + 10).scan_records_stored == 1003  # a clock set back counts again
