@@ -45,6 +45,15 @@ HEADLINE = {"ALLOW": "通过  PASS", "DENY": "禁止通行  STOP", "REFER": "请
 # no one's refusal, and must not read STOP to the person nor look like the waiting screen.
 REASON_LOOK = {"not_a_code": "NOT_A_CODE"}
 REASON_HEADLINE = {"not_a_code": "无法识别  NOT A CODE"}
+# A verdict the kiosk could not really make (its lists or clock, or a code it could not read) is grey, the
+# colour of "not decided": its headline says why, never STOP, which would tell the person they were refused.
+GREY_HEADLINE = {
+    "stale_lists": "名单过期  LISTS OUT OF DATE",
+    "no_trust_list": "暂停服务  NOT READY",
+    "no_status_list": "名单未同步  LIST NOT SYNCED",
+    "clock_wrong": "时钟错误  CLOCK WRONG",
+    "malformed": "无法读取  CODE UNREADABLE",
+}
 # With no verdict showing, the headline says whether the kiosk can decide at all, and if not, why:
 # it never invites a scan it cannot judge.
 IDLE_HEADLINE = {
@@ -71,7 +80,7 @@ FONT_PATHS = (
     "/usr/share/fonts/noto-cjk/NotoSansCJK-{w}.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJKsc-{w}.otf",
 )
-GREY_REASONS = {"stale_lists", "no_trust_list", "no_status_list", "malformed", "clock_wrong"}
+GREY_REASONS = frozenset(GREY_HEADLINE)
 
 
 class FontMissing(RuntimeError):
@@ -119,7 +128,7 @@ class Screen:
     def headline(self) -> str:
         if self.decision is None:
             return IDLE_HEADLINE.get(self.reason, IDLE_HEADLINE[""])
-        return REASON_HEADLINE.get(self.reason, HEADLINE[self.decision])
+        return GREY_HEADLINE.get(self.reason) or REASON_HEADLINE.get(self.reason, HEADLINE[self.decision])
 
     @property
     def colour_key(self) -> str:

@@ -187,3 +187,21 @@ def test_hospital_referral_says_where_to_go_not_no_entry() -> None:
     zh, en = BUILTIN["hospital"].message(VerdictReason.STATUS_YELLOW)
     assert "发热门诊" in zh and "fever clinic" in en and "不予通行" not in zh
     assert BUILTIN["venue"].message(VerdictReason.OK) != ("通过", "Pass")  # the headline already says PASS
+
+
+@pytest.mark.parametrize(
+    ("reason", "headline"),
+    [
+        ("stale_lists", "名单过期  LISTS OUT OF DATE"),
+        ("no_trust_list", "暂停服务  NOT READY"),
+        ("no_status_list", "名单未同步  LIST NOT SYNCED"),
+        ("clock_wrong", "时钟错误  CLOCK WRONG"),
+        ("malformed", "无法读取  CODE UNREADABLE"),
+    ],
+)
+@pytest.mark.parametrize("decision", ["DENY", "REFER"])
+def test_a_grey_verdict_says_why_and_never_stop(decision: str, reason: str, headline: str) -> None:
+    """Grey means "not decided": telling the person STOP there would say they were refused."""
+    screen = Screen(decision, reason, "无法核验", "Cannot check")
+    assert screen.colour_key == "GREY" and screen.headline == headline
+    assert _rgb_at(render(None, screen), 5, H - 5) == COLOURS["GREY"]
