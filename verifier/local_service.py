@@ -128,6 +128,7 @@ class BackgroundSync(threading.Thread):
                 if not report.ok:
                     log.warning("sync incomplete: %s", "; ".join(report.errors))
             except Exception:
+                self.failures.crashed()
                 log.exception("sync failed; retrying at the next interval")
             self.stop_event.wait(self.interval)
 

@@ -25,7 +25,8 @@ Families (``suishenma_verifier_`` omitted):
 - ``list_max_age_seconds{kind,list}`` gauge: the list is stale, and the codes that need it are refused,
   once its age exceeds this: the scenario's ``max_list_age_s``, or less when the list expires sooner;
 - ``clock_skew_seconds`` gauge (this clock minus the issuers', no sample until a sync measured it);
-  ``clock_wrong``, ``stale``, ``offline`` gauges 1/0 (as ``Verifier.health``);
+  ``clock_wrong``, ``stale``, ``offline`` gauges 1/0 (as ``Verifier.health``; ``offline`` also when the latest
+  sync raised instead of reporting);
 - ``sync_failures_total{reason}`` counter: one per problem a sync reported, by its ``SyncReason`` (every
   reason present from the start, at 0);
 - ``last_sync_success_timestamp_seconds`` gauge: POSIX time of the last list sync without an error (0: never);
@@ -74,12 +75,27 @@ class SyncFailures:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[SyncReason] = Counter()
+        self._last_crashed = False
 
     def count(self, report: SyncReport) -> None:
         """Count every problem of one sync's ``report``: a region down and an upload refused in the same sync
         are two failures, a sync that reported none counts nothing."""
         with self._lock:
             self._counts.update(p.reason for p in report.problems)
+            self._last_crashed = False
+
+    def crashed(self) -> None:
+        """Count a sync that raised instead of reporting (``SyncReason.INTERNAL``): it failed as surely as one
+        whose report lists problems, and the sync-failing alert must see it."""
+        with self._lock:
+            self._counts[SyncReason.INTERNAL] += 1
+            self._last_crashed = True
+
+    @property
+    def last_crashed(self) -> bool:
+        """Whether the latest sync counted here raised: the verifier's own record still shows the sync before."""
+        with self._lock:
+            return self._last_crashed
 
     def snapshot(self) -> dict[SyncReason, int]:
         """The count of every reason (0 for those never seen)."""
@@ -150,7 +166,8 @@ def render(
     out += family("clock_skew_seconds", "gauge", "This clock minus the issuers', as last measured.", skew)
     out += family("clock_wrong", "gauge", "1 when the clock is off: every code is refused.", [({}, health.clock_wrong)])
     out += family("stale", "gauge", "1 when a list this scenario relies on is stale or missing.", [({}, health.stale)])
-    out += family("offline", "gauge", "1 when the last list sync failed, or none succeeded.", [({}, health.offline)])
+    offline = health.offline or sync_failures.last_crashed
+    out += family("offline", "gauge", "1 when the last list sync failed, or none succeeded.", [({}, offline)])
     out += family(
         "sync_failures_total",
         "counter",

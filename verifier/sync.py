@@ -41,6 +41,7 @@ class SyncReason(StrEnum):
     UPLOAD_FAILED = "upload_failed"  # the issuer did not answer the upload, or refused it
     UPLOAD_NOT_ACKNOWLEDGED = "upload_not_acknowledged"  # its reply does not account for every record
     UPLOAD_CONFLICTS = "upload_conflicts"  # it holds other records under some of this kiosk's numbers
+    INTERNAL = "internal"  # the sync itself failed with an unexpected error (the log holds the traceback)
 
     @classmethod
     def of(cls, exc: SuishenmaError) -> SyncReason:

@@ -4,14 +4,17 @@ service's /metrics built on it."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 from verifier import Decision, SyncReason, VerdictReason, Verifier
 from verifier.local_service import create_app
 from verifier.ops_metrics import SyncFailures, VerdictCounters, family, list_gauges, render
+from verifier.sync import SyncReport
 from verifier.trust_state import TRUST, status_name
 
 from .conftest import MakeVerifier
@@ -181,3 +184,32 @@ def test_service_metrics_use_the_shared_families_and_count_background_sync_failu
     assert samples['suishenma_verifier_verdicts_total{decision="ALLOW",reason="ok"}'] == 1
     assert samples["suishenma_verifier_scan_log_pending_records"] == 1
     assert "pending_uploads" not in text
+
+
+def test_a_sync_that_raises_counts_as_internal_and_reads_offline(
+    sim: IssuerSim, make_verifier: MakeVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync that crashes (a locked database, a bug) leaves the verifier's record of the sync before it: the
+    metrics must still say the latest sync failed, or the sync-failing alert never fires."""
+    v = make_verifier()
+    assert v.sync(now=sim.now).ok
+    real_sync = v.sync
+
+    def crash(now: float | None = None) -> SyncReport:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(v, "sync", crash)
+    with TestClient(create_app(v, sync_interval=3600, clock=lambda: sim.now)) as c:
+        deadline = time.monotonic() + 20  # bounds a hang only: the sync at start raises at once
+        while 'sync_failures_total{reason="internal"} 1' not in (text := c.get("/metrics").text):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+    _, samples = parse(text)
+    assert samples["suishenma_verifier_offline"] == 1
+    assert sum(n for k, n in samples.items() if "sync_failures_total" in k) == 1
+    failures = SyncFailures()
+    failures.crashed()
+    failures.count(real_sync(now=sim.now))  # the next sync reports, and succeeds
+    _, samples = parse(render(v, VerdictCounters(), failures, now=sim.now))
+    assert samples["suishenma_verifier_offline"] == 0
+    assert samples['suishenma_verifier_sync_failures_total{reason="internal"}'] == 1
