@@ -279,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         server = prepare_issuer(args.port)
         _subject, codes = step_issuer(server)
-        step_verifier(server.url, codes)
-        step_scanner(codes[0])
+        if step_verifier(server.url, codes) != 0:
+            print("错误：演示的码未全部通过核验\nerror: not every demo code was allowed", file=sys.stderr)
+            return 1
+        if (scanned := step_scanner(codes[0])) != 0:
+            print(f"错误：扫码终端以 {scanned} 退出\nerror: the scanner exited with {scanned}", file=sys.stderr)
+            return 1
         if not args.no_wait and sys.stdin.isatty():
             print("服务中，按 Ctrl-C 停止 / serving; press Ctrl-C to stop")
             while server.proc is not None and server.proc.poll() is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import select
 import signal
 import socket
 import subprocess
@@ -84,6 +85,19 @@ def test_demo_runs_twice_and_leaves_nothing_running(tmp_path: Path) -> None:
     _assert_nothing_left(folder, port)
 
 
+def _wait_for(fd: int, text: str, seconds: float) -> str:
+    """What the process wrote to ``fd`` up to ``text``; fails after ``seconds`` even when it falls silent."""
+    seen, end = b"", time.monotonic() + seconds
+    while text.encode() not in seen:
+        left = end - time.monotonic()
+        assert left > 0, f"no {text!r} within {seconds} s: {seen.decode(errors='replace')[-2000:]}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the demo ended before {text!r}: {seen.decode(errors='replace')[-2000:]}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_stopped_while_serving_stops_its_issuer(tmp_path: Path, sig: signal.Signals) -> None:
     """With a terminal attached the demo serves until Ctrl-C; Ctrl-C or a SIGTERM stops the issuer too."""
@@ -94,11 +108,8 @@ def test_demo_stopped_while_serving_stops_its_issuer(tmp_path: Path, sig: signal
     os.close(tty)
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        for line in proc.stdout:  # the demo prints this line once the issuer serves
-            if "press Ctrl-C" in line or time.monotonic() > deadline:
-                break
-        assert "press Ctrl-C" in line and _listening(port)
+        _wait_for(proc.stdout.fileno(), "press Ctrl-C", 90)  # printed once the issuer serves
+        assert _listening(port)
         proc.send_signal(sig)  # to the demo alone: its own handler must stop the issuer
         _, err = proc.communicate(timeout=30)
     finally:
