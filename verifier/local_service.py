@@ -415,13 +415,13 @@ def create_app(
         return {"ok": True}
 
     @app.get("/v1/status", dependencies=guarded)
-    async def status() -> Response:
+    def status() -> Response:  # a thread, not the event loop: health waits while a sync installs a list
         """Lists (versions, ages, staleness per issuer), the last sync, and the clock's skew."""
         h = verifier.health(now=clock() if clock else None)
         return Response(json.dumps(dataclasses.asdict(h), ensure_ascii=False), media_type=JSON)
 
     @app.get("/metrics", dependencies=guarded, response_class=PlainTextResponse)
-    async def prometheus() -> PlainTextResponse:
+    def prometheus() -> PlainTextResponse:  # a thread, as status(): the event loop keeps verifying
         """Prometheus text format."""
         return PlainTextResponse(metrics.render(verifier, clock() if clock else None), media_type=CONTENT_TYPE)
 
