@@ -16,17 +16,22 @@ import urllib.request
 import wave
 from pathlib import Path
 
+from .ui import GREY_REASONS
+
 log = logging.getLogger(__name__)
 # (frequency Hz, duration s) per tone: one high beep passes, two low ones stop, a rising pair refers, a
-# short falling pair says "that is not a Suishenma code" (neither a pass nor a refusal)
+# short falling pair says "that is not a Suishenma code" (neither a pass nor a refusal), and one longer
+# mid tone says "not decided" (the grey screens: the kiosk's lists or clock, or an unreadable code)
 TONES = {
     "ALLOW": [(1320, 0.15)],
     "DENY": [(330, 0.18), (0, 0.08), (330, 0.18)],
     "REFER": [(660, 0.12), (880, 0.12)],
     "NOT_A_CODE": [(784, 0.07), (523, 0.1)],
+    "GREY": [(587, 0.3)],
 }
-# Verdicts whose reason, not decision, picks the sound (as it picks the banner in ui.py)
-REASON_CUES = {"not_a_code": "NOT_A_CODE"}
+# Verdicts whose reason, not decision, picks the sound, as it picks the banner in ui.py: a grey verdict is the
+# kiosk's own trouble, and must not sound like a refusal while its screen says it is none
+REASON_CUES = {"not_a_code": "NOT_A_CODE"} | {reason: "GREY" for reason in GREY_REASONS}
 PLAYERS = ("aplay", "paplay", "pw-play")
 
 

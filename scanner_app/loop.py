@@ -1,7 +1,8 @@
 """The frame loop: read, decode, verify once per code, show or print the verdict; sync in the background.
 
-Nothing a frame contains can stop the loop: bad frames are skipped, a vanished camera reconnects, and
-sync runs in its own thread so a slow network never stalls the camera.
+Nothing a frame contains can stop the loop: bad frames are skipped, a vanished camera reconnects, a code that
+verify fails on shows CANNOT CHECK and is tried again, and sync runs in its own thread so a slow network never
+stalls the camera. A verdict stays up only while its own code stays in view.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
+from suishenma.texts import Text
+
 from ._types import Frame
 from .cues import GateHook, Sound, cue
 from .decode import Decoder
@@ -24,6 +27,17 @@ from .ui import IDLE_MESSAGES, Screen
 _IDLE_REASONS = frozenset(IDLE_MESSAGES) - {"camera"}  # waiting screens; "camera" is held while away
 log = logging.getLogger(__name__)
 UNREADABLE_FRAMES = 8  # a symbol seen but not decoded this many frames in a row: ask to adjust the phone
+# When verify itself fails (its database locked, its disk full), nothing was decided for the person in front:
+# the screen says so in the grey CANNOT CHECK look (never the previous person's verdict, never STOP), and the
+# code still in view is tried again after RETRY_FIRST_S, then twice as long each time up to RETRY_MAX_S, so a
+# lasting fault neither spins the loop nor leaves the person waiting long once it clears.
+NOT_CHECKED = Text(
+    "暂时无法核验，请稍候再试或联系工作人员", "Cannot check codes right now: try again shortly, or call staff"
+)
+# (decision, reason) of that screen: the gate stays shut; the reason gives its grey CANNOT CHECK banner and
+# neutral sound only (it is the kiosk's, not a verifier's: nothing is recorded under it)
+NOT_CHECKED_LOOK = ("DENY", "cannot_check")
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 4.0
 
 
 class VerifierLike(Protocol):
@@ -71,6 +85,7 @@ class SyncThread(threading.Thread):
 class Stats:
     frames: int = 0
     bad_frames: int = 0
+    verify_errors: int = 0  # verify raised: no verdict for that code
     decoded: int = 0
     verdicts: int = 0
     decode_ms: list[float] = field(default_factory=list)
@@ -111,6 +126,12 @@ class Scanner:
         self._admitted: tuple[str | None, float] = (None, float("-inf"))  # the last ALLOW's subject, and when
         self._unreadable = 0
         self._idle_reason = ""  # "" when the kiosk can decide; else an IDLE_HEADLINE key
+        # the code whose verdict (or CANNOT CHECK) is on screen, and that verdict's subject: only that code in
+        # view keeps it up, never someone else's code that dedup has already seen
+        self._shown_code: str | None = None
+        self._shown_subject: str | None = None
+        self._failed: tuple[str, float] | None = None  # the code verify last failed on, and when to retry it
+        self._failures = 0  # verify failures in a row: the retry delay doubles with each
 
     def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> Stats:
         while (max_frames is None or self.stats.frames < max_frames) and not (stop and stop.is_set()):
@@ -163,31 +184,69 @@ class Scanner:
             return
         self._unreadable = 0
         self.stats.decoded += 1
-        if not self.dedup.fresh(decoded.text, now):
-            if self._screen.decision is not None:  # the same code still in view: its verdict stays up
+        text = decoded.text
+        if not self._fresh(text, now):
+            if self._screen.decision is not None and text == self._shown_code:  # its verdict stays up
                 self._shown_at = now
             return
-        verdict = self.verifier.verify(decoded.text, now=now)
-        self.stats.verdicts += 1
-        self.stats.verify_ms.append(float(getattr(verdict, "elapsed_ms", 0.0)))
-        self._emit(verdict, decoded.decoder, decoded.ms, now)
+        verdict = self._verify(text, now)
+        if verdict is not None:
+            self._emit(verdict, text, decoded.decoder, decoded.ms, now)
 
     def _typed(self, text: str) -> None:
         """A code from a keyboard-wedge source: the same dedup, verify, screen, sound and gate hook."""
         now = self.clock()
         self.stats.decoded += 1
-        if not self.dedup.fresh(text, now):
+        if not self._fresh(text, now):
             return
+        verdict = self._verify(text, now)
+        if verdict is not None:
+            self._emit(verdict, text, "hid", 0.0, now)
+
+    def _fresh(self, text: str, now: float) -> bool:
+        """Whether ``text`` needs a verdict: dedup's answer, except that a code verify failed on is due again
+        at its retry time (dedup has seen it, but it was never decided)."""
+        seen = not self.dedup.fresh(text, now)  # asked either way: it marks the code as in view
+        if self._failed is not None and self._failed[0] == text:
+            return now >= self._failed[1]
+        return not seen
+
+    def _verify(self, text: str, now: float) -> Any | None:
+        """The verdict on ``text``; None when verify raised, after showing CANNOT CHECK in its place."""
         try:
             verdict = self.verifier.verify(text, now=now)
         except Exception:
-            log.exception("a typed code could not be verified")
-            return
+            self.stats.verify_errors += 1
+            self._failures += 1
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
+            self._failed = (text, now + delay)
+            log.exception("the code in view could not be verified; retrying in %.1f s", delay)
+            self._not_checked(text, now)
+            return None
+        self._failed, self._failures = None, 0
         self.stats.verdicts += 1
         self.stats.verify_ms.append(float(getattr(verdict, "elapsed_ms", 0.0)))
-        self._emit(verdict, "hid", 0.0, now)
+        return verdict
 
-    def _emit(self, verdict: Any, decoder: str, decode_ms: float, now: float) -> None:
+    def _not_checked(self, text: str, now: float) -> None:
+        """Take the previous verdict down: this code was not decided. One neutral sound per code, not one per
+        retry."""
+        decision, reason = NOT_CHECKED_LOOK
+        showing = self._screen
+        already = showing.decision is not None and self._shown_code == text and showing.message_en == NOT_CHECKED.en
+        if self.sound and not already:
+            self.sound.play(cue(decision, reason))
+        shown = replace(
+            self._screen,
+            decision=decision,
+            reason=reason,
+            message_zh=NOT_CHECKED.zh,
+            message_en=NOT_CHECKED.en,
+            masked_name="",
+        )
+        self._set_screen(shown, now, code=text)
+
+    def _emit(self, verdict: Any, text: str, decoder: str, decode_ms: float, now: float) -> None:
         decision = str(verdict.decision)
         record = {
             "at": round(now, 3),
@@ -207,11 +266,19 @@ class Scanner:
             self.out.write(line + "\n")
             self.out.flush()
         subject, admitted_at = self._admitted
-        if record["reason"] == "passback" and subject and verdict.subject == subject and now - admitted_at <= self.hold:
-            # the rider just let in still holds the phone up (its code changes every second): the gate stays
-            # open on screen, without a refusal sound, rather than turning red behind them
+        if (
+            record["reason"] == "passback"
+            and subject
+            and verdict.subject == subject
+            and now - admitted_at <= self.hold
+            and self._screen.decision == "ALLOW"
+            and self._shown_subject == subject
+        ):
+            # the rider just let in still holds the phone up (its code changes every second): their ALLOW, still
+            # on screen, stays up without a refusal sound rather than turning red behind them; the new code is
+            # theirs too, so it keeps that verdict up while in view
             self._admitted = (subject, now)
-            self._shown_at = now
+            self._shown_at, self._shown_code = now, text
             return
         if decision == "ALLOW":
             self._admitted = (verdict.subject, now)
@@ -227,7 +294,7 @@ class Scanner:
             message_en=verdict.message_en,
             masked_name=verdict.display.get("masked_name", ""),
         )
-        self._set_screen(shown, now)
+        self._set_screen(shown, now, code=text, subject=verdict.subject)
 
     def _camera_state(self) -> None:
         """Say so on screen while the camera is away (the source keeps reconnecting)."""
@@ -238,8 +305,10 @@ class Scanner:
             self._set_screen(replace(self._screen, decision=None, reason="camera", message_zh=zh, message_en=en), 0.0)
         self._shown_at = self.clock()  # keep the message up while the camera is away
 
-    def _set_screen(self, screen: Screen, now: float) -> None:
+    def _set_screen(self, screen: Screen, now: float, code: str | None = None, subject: str | None = None) -> None:
+        """Show ``screen`` from ``now``: the verdict on ``code`` (for ``subject``), or no code's at all."""
         self._screen, self._shown_at = screen, now
+        self._shown_code, self._shown_subject = code, subject
         self._health_at = -1.0  # refresh the status line (today's count) at once
 
     def _show(self, frame: Frame | None) -> bool:

@@ -50,7 +50,17 @@ class Metered:
         return verdict
 
     def sync(self, now: float | None = None) -> Any:
-        report = self.verifier.sync(now=now)
+        """The verifier's sync, its problems counted; a sync that raised counts as a failure too, or a kiosk
+        whose syncs keep crashing would never raise the SyncFailing alert.
+
+        Raises:
+            Exception: whatever ``Verifier.sync`` raised (the sync thread logs it and tries again later).
+        """
+        try:
+            report = self.verifier.sync(now=now)
+        except Exception:
+            self.sync_failures.crashed()
+            raise
         self.sync_failures.count(report)
         return report
 

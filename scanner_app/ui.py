@@ -53,6 +53,7 @@ GREY_HEADLINE = {
     "no_status_list": "名单未同步  LIST NOT SYNCED",
     "clock_wrong": "时钟错误  CLOCK WRONG",
     "malformed": "无法读取  CODE UNREADABLE",
+    "cannot_check": "无法核验  CANNOT CHECK",  # the kiosk's own fault (scanner_app.loop): nothing was decided
 }
 # With no verdict showing, the headline says whether the kiosk can decide at all, and if not, why:
 # it never invites a scan it cannot judge.

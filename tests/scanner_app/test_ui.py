@@ -197,6 +197,7 @@ def test_hospital_referral_says_where_to_go_not_no_entry() -> None:
         ("no_status_list", "名单未同步  LIST NOT SYNCED"),
         ("clock_wrong", "时钟错误  CLOCK WRONG"),
         ("malformed", "无法读取  CODE UNREADABLE"),
+        ("cannot_check", "无法核验  CANNOT CHECK"),
     ],
 )
 @pytest.mark.parametrize("decision", ["DENY", "REFER"])
