@@ -78,7 +78,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from issuer.http.app import SERVE_SETTINGS_ENV, create_app
-    from issuer.http.worker_metrics import METRICS_DIR_ENV, fresh_folder, serve_folder
+    from issuer.http.worker_metrics import METRICS_DIR_ENV, ServeFolder, metrics_root
 
     require_initialised(settings)
     storage = open_storage(settings, private_data=False)
@@ -98,9 +98,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # Each worker process builds its own app (``app.app_from_environment``) from these settings.
     storage.close()
     os.environ[SERVE_SETTINGS_ENV] = settings.model_dump_json()
-    # The workers share their counters through this folder; emptied now, so a restart is a counter reset.
-    os.environ[METRICS_DIR_ENV] = str(fresh_folder(serve_folder(settings, args.port)))
-    uvicorn.run("issuer.http.app:app_from_environment", factory=True, workers=args.workers, **options)
+    # The workers share their counters through a folder of this serve alone, new (a restart is a counter
+    # reset) and removed when uvicorn returns, also when it could not bind; no other serve touches it.
+    with ServeFolder.create(metrics_root(settings)) as folder:
+        os.environ[METRICS_DIR_ENV] = str(folder.path)
+        uvicorn.run("issuer.http.app:app_from_environment", factory=True, workers=args.workers, **options)
     return 0
 
 

@@ -15,7 +15,8 @@ Families (each with its HELP and TYPE lines):
   the key file's ``stat`` and opens it again only when it changed; a PKCS#11 key is checked with one signature),
   ``suishenma_issuer_database_up``, and while the database answers ``suishenma_issuer_audit_unanchored_rows``,
   ``suishenma_issuer_audit_lag_seconds``, ``suishenma_issuer_audit_checkpoint_timestamp_seconds`` (only once
-  a checkpoint exists; it stays old while the log does not grow) and ``suishenma_scan_records_stored``.
+  a checkpoint exists; it stays old while the log does not grow) and ``suishenma_scan_records_stored`` (the
+  last count, made in the background every 5 minutes, never during a scrape: absent until the first one).
 
 ``/metrics`` answers 200 whatever is broken: a database that does not answer gives ``database_up 0`` and leaves
 out the families read from it; a key that cannot sign gives ``can_sign 0``.
@@ -24,7 +25,8 @@ Several workers (``serve --workers N``): each process counts its own requests an
 answers a scrape reports the sum over all the workers of this ``serve`` (``issuer.http.worker_metrics``: each
 publishes a snapshot to a shared folder at most every second and on its own scrapes). The other workers'
 part can be up to about a second old; totals never go down while the ``serve`` runs, even when a worker dies
-and is replaced. The gauges are read by the answering worker alone (they are the same in every worker).
+and is replaced, a snapshot cannot be written, or another ``serve`` of the same issuer folder starts. The
+gauges are read by the answering worker alone (they are the same in every worker).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import bisect
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from issuer.signing_health import SigningHealth
@@ -45,7 +47,7 @@ from issuer.storage.sql_base import SqlBase
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CODE_TYPES = ("dynamic", "offline", "device_credential")
-SCAN_COUNT_EVERY = 300  # seconds between counts of the scan-log table (a full count, see Scraper)
+SCAN_COUNT_EVERY = 300  # seconds between counts of the scan-log table (a full count, see BackgroundCount)
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +72,94 @@ class Gauges:
     scan_records_stored: int | None = None
 
 
-class Scraper:
-    """Evaluates the gauges at scrape time; never raises, so ``/metrics`` never answers 500."""
+def _in_thread(job: Callable[[], None]) -> None:
+    threading.Thread(target=job, name="scan-log-count", daemon=True).start()
 
-    def __init__(self, health: SigningHealth, storage: Storage, issuer_id: str) -> None:
+
+class BackgroundCount:
+    """A slow count (the scan-log records held) kept off the scrape path: a scrape reads the last count, and
+    starts the next one in a background thread when the last started ``every`` seconds ago or more (or the
+    clock went back). One count at a time: a count slower than ``every`` delays the next, never piles up.
+
+    A city's scan log holds hundreds of millions of rows: a full ``COUNT(*)`` can outlast Prometheus's scrape
+    timeout, and every worker would pay for it on every scrape. A failed count keeps the last value (logged
+    once until a count succeeds) and is tried again ``every`` seconds later.
+    """
+
+    def __init__(
+        self,
+        count: Callable[[], int],
+        every: int = SCAN_COUNT_EVERY,
+        spawn: Callable[[Callable[[], None]], None] = _in_thread,
+    ) -> None:
+        """``spawn`` runs a count: in a daemon thread by default; tests pass their own to run it when they choose."""
+        self._count_fn, self.every, self._spawn = count, every, spawn
+        self._lock = threading.Lock()
+        self._value: int | None = None
+        self._started: int | None = None  # when the last count started, by the scrapes' clock
+        self._running = False
+        self._failing = False
+
+    @property
+    def running(self) -> bool:
+        """A count is under way."""
+        with self._lock:
+            return self._running
+
+    def value(self, now: int) -> int | None:
+        """The last count, None until the first one finishes; never waits for the database."""
+        with self._lock:
+            due = not self._running and (self._started is None or not 0 <= now - self._started < self.every)
+            if due:
+                self._running, self._started = True, now
+            value = self._value
+        if due:
+            try:
+                self._spawn(self._count)
+            except Exception as exc:  # RuntimeError: no thread can be started now; try at the next scrape
+                log.error("metrics: cannot start counting the scan log: %s: %s", type(exc).__name__, exc)
+                with self._lock:
+                    self._running, self._started = False, None
+        return value
+
+    def _count(self) -> None:
+        try:
+            n: int | None = self._count_fn()
+        except Exception as exc:  # the database does not answer, or the count was cancelled: keep the last
+            if not self._failing:
+                log.error("metrics: cannot count the scan log: %s: %s", type(exc).__name__, exc)
+            self._failing, n = True, None
+        else:
+            self._failing = False
+        with self._lock:
+            if n is not None:
+                self._value = n
+            self._running = False
+
+
+class Scraper:
+    """Evaluates the gauges at scrape time; never raises, so ``/metrics`` never answers 500.
+
+    What a scrape reads from the database is cheap (a few index lookups: the audit anchoring, which also says
+    whether the database answers); the scan-log count is read from ``BackgroundCount``.
+    """
+
+    def __init__(
+        self,
+        health: SigningHealth,
+        storage: Storage,
+        issuer_id: str,
+        spawn: Callable[[Callable[[], None]], None] = _in_thread,
+    ) -> None:
+        """``spawn``: how the scan-log count runs (``BackgroundCount``)."""
         self.health, self.storage, self.issuer_id = health, storage, issuer_id
         self._db_was_up = True
-        self._stored: tuple[int, int] | None = None  # (when counted, count) of the scan-log records
+        self.scan_records = BackgroundCount(storage.scan_log_count, SCAN_COUNT_EVERY, spawn)
 
     def gauges(self, now: int) -> Gauges:
         can_sign = self.health.check().ok  # logs a change itself
         try:
             found = anchoring(self.storage, self.issuer_id) if isinstance(self.storage, SqlBase) else None
-            stored = self._scan_records(now)
         except Exception as exc:  # StorageUnavailable, or a database error of either driver: the answer is 0
             if self._db_was_up:
                 log.error("metrics: the database does not answer: %s: %s", type(exc).__name__, exc)
@@ -91,17 +168,7 @@ class Scraper:
         if not self._db_was_up:
             log.info("metrics: the database answers again")
         self._db_was_up = True
-        return Gauges(now, can_sign, True, found, stored)
-
-    def _scan_records(self, now: int) -> int:
-        """The scan-log records held, counted at most every ``SCAN_COUNT_EVERY`` seconds: a city's table holds
-        hundreds of millions of rows, and a full count on every scrape of every worker would load the database.
-
-        Raises: what the storage raises when the database does not answer.
-        """
-        if self._stored is None or not 0 <= now - self._stored[0] < SCAN_COUNT_EVERY:
-            self._stored = (now, self.storage.scan_log_count())
-        return self._stored[1]
+        return Gauges(now, can_sign, True, found, self.scan_records.value(now))
 
 
 def _number(value: float) -> str:
@@ -258,7 +325,7 @@ def _render_gauges(g: Gauges) -> list[str]:
     if g.scan_records_stored is not None:
         lines += _gauge(
             "suishenma_scan_records_stored",
-            f"Kiosk verification records held, as last counted (at most {SCAN_COUNT_EVERY} s ago).",
+            f"Kiosk verification records held, as last counted (in the background, every {SCAN_COUNT_EVERY} s).",
             g.scan_records_stored,
         )
     return lines

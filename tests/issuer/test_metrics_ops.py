@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -279,20 +280,65 @@ def test_every_family_has_help_and_type_and_large_counters_keep_every_digit() ->
     assert exposition.types["suishenma_http_request_seconds"] == "histogram"
 
 
-def test_the_scan_log_is_counted_at_most_every_five_minutes() -> None:
-    """A city's scan log holds hundreds of millions of rows: scrapes every 15 s must not count it each time."""
+def _scraper(scan_log_count: Callable[[], int], spawn: Callable[[Callable[[], None]], None] | None = None) -> Scraper:
+    health = SimpleNamespace(check=lambda: SimpleNamespace(ok=True))
+    storage = SimpleNamespace(scan_log_count=scan_log_count)
+    if spawn is None:
+        return Scraper(health, storage, "SH")  # type: ignore[arg-type]
+    return Scraper(health, storage, "SH", spawn=spawn)  # type: ignore[arg-type]
+
+
+def test_the_scan_log_is_counted_at_most_every_five_minutes_and_never_during_a_scrape() -> None:
+    """A city's scan log holds hundreds of millions of rows: scrapes every 15 s must not count it each time,
+    nor wait for a count (it can outlast the scrape timeout)."""
     counts: list[int] = []
+    jobs: list[Callable[[], None]] = []  # counts started, run when the test says
 
     def scan_log_count() -> int:
         counts.append(1)
         return 1000 + len(counts)
 
-    scraper = Scraper(
-        SimpleNamespace(check=lambda: SimpleNamespace(ok=True)),  # type: ignore[arg-type]
-        SimpleNamespace(scan_log_count=scan_log_count),  # type: ignore[arg-type]
-        "SH",
-    )
-    assert scraper.gauges(NOW).scan_records_stored == 1001
-    assert scraper.gauges(NOW + 299).scan_records_stored == 1001 and len(counts) == 1
-    assert scraper.gauges(NOW + 300).scan_records_stored == 1002
-    assert scraper.gauges(NOW + 10).scan_records_stored == 1003  # a clock set back counts again
+    def run() -> None:
+        assert len(jobs) == 1
+        jobs.pop()()
+
+    scraper = _scraper(scan_log_count, spawn=jobs.append)
+    assert scraper.gauges(NOW).scan_records_stored is None  # not counted yet: the gauge is left out
+    assert counts == [] and len(jobs) == 1  # the scrape started a count and did not run it
+    assert scraper.gauges(NOW + 1).scan_records_stored is None and len(jobs) == 1  # one count at a time
+    run()
+    assert scraper.gauges(NOW + 2).scan_records_stored == 1001
+    assert scraper.gauges(NOW + 299).scan_records_stored == 1001 and not jobs and len(counts) == 1
+    assert scraper.gauges(NOW + 300).scan_records_stored == 1001  # the last count, while the next one runs
+    run()
+    assert scraper.gauges(NOW + 301).scan_records_stored == 1002 and not jobs
+    assert scraper.gauges(NOW + 10).scan_records_stored == 1002  # a clock set back counts again
+    run()
+    assert scraper.gauges(NOW + 11).scan_records_stored == 1003 and not jobs
+
+
+def test_a_slow_or_failing_scan_log_count_never_holds_up_or_fails_a_scrape() -> None:
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    answers: list[int | Exception] = [7, RuntimeError("canceling statement due to statement timeout")]
+
+    def scan_log_count() -> int:
+        started.set()
+        release.wait(10)  # a count on the scrape path would hold the first scrape this long
+        finished.set()
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    scraper = _scraper(scan_log_count)  # real background threads
+    assert scraper.gauges(NOW).scan_records_stored is None
+    assert not finished.is_set()  # the scrape answered while the count was still running
+    assert started.wait(10)
+    release.set()
+    _eventually(lambda: scraper.gauges(NOW + 1).scan_records_stored == 7, "the count to finish")
+    started.clear()
+    assert scraper.gauges(NOW + 300).scan_records_stored == 7
+    assert started.wait(10)
+    _eventually(lambda: not scraper.scan_records.running, "the failed count to end")
+    gauges = scraper.gauges(NOW + 301)
+    assert gauges.database_up and gauges.scan_records_stored == 7  # the last count stays

@@ -4,9 +4,11 @@ and the error-ratio alert as noise. Error counters start at 0, so ``rate()`` see
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from issuer import Settings, create_app
+from issuer.http import worker_metrics
 from issuer.http.metrics import BUCKETS, Metrics, Snapshot, merge, render
-from issuer.http.worker_metrics import WorkerShare, from_json, serve_folder, to_json
+from issuer.http.worker_metrics import ServeFolder, WorkerShare, from_json, metrics_root, to_json
 from issuer.signing_times import BUCKETS as SIGNING_BUCKETS
 from issuer.signing_times import KindTimes, SigningTimes
 from testing.live_issuer import LiveIssuer
@@ -98,6 +101,94 @@ def test_a_worker_reports_its_live_values_plus_the_others_latest_files_even_of_a
     assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.glob("worker-[012].json")} == {"0o600"}
 
 
+def _minted(share: WorkerShare) -> float:
+    return parse(render(share.merged())).value("suishenma_codes_minted_total", type="dynamic")
+
+
+def test_a_worker_whose_snapshot_cannot_be_written_reports_what_its_file_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reporting live values that were never written would make the next scrape, answered by another worker
+    from the older file, go down."""
+    a, b = Metrics(SigningTimes()), Metrics(SigningTimes())
+    share_a, share_b = WorkerShare(tmp_path, a, name="worker-a.json"), WorkerShare(tmp_path, b, name="worker-b.json")
+    a.inc("suishenma_codes_minted_total", 'type="dynamic"', 5)
+    assert _minted(share_a) == _minted(share_b) == 5
+    blocker = tmp_path / ".worker-a.json.tmp"
+    blocker.mkdir()  # the next write fails (EISDIR), whoever runs the test, as a full disk would
+    a.inc("suishenma_codes_minted_total", 'type="dynamic"', 2)
+    with caplog.at_level(logging.INFO, logger=worker_metrics.__name__):
+        for _ in range(3):
+            assert _minted(share_a) == 5  # what worker b reads from a's file
+            assert _minted(share_b) == 5
+        share_a.own()  # the publishing thread fails too: still one line for the outage
+        assert [r.levelname for r in caplog.records if "cannot write" in r.getMessage()] == ["ERROR"]
+        blocker.rmdir()
+        assert _minted(share_a) == _minted(share_b) == 7
+        assert any("written again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_that_never_could_write_reports_its_series_at_0(tmp_path: Path) -> None:
+    metrics = Metrics(SigningTimes())
+    metrics.inc("suishenma_codes_minted_total", 'type="dynamic"', 3)
+    (tmp_path / ".worker-a.json.tmp").mkdir()
+    text = parse(render(WorkerShare(tmp_path, metrics, name="worker-a.json").merged()))
+    assert text.value("suishenma_codes_minted_total", type="dynamic") == 0  # the series is there, at 0
+
+
+def test_an_idle_worker_writes_its_file_again_when_it_is_gone(tmp_path: Path) -> None:
+    idle, busy = Metrics(SigningTimes()), Metrics(SigningTimes())
+    share_idle, share_busy = WorkerShare(tmp_path, idle, name="worker-0.json"), WorkerShare(tmp_path, busy)
+    idle.inc("suishenma_codes_minted_total", 'type="dynamic"', 4)
+    share_idle.own()
+    assert _minted(share_busy) == 4
+    (tmp_path / "worker-0.json").unlink()
+    share_idle.own()  # nothing changed since its last write: it writes all the same
+    assert (tmp_path / "worker-0.json").exists()
+    assert _minted(share_busy) == 4
+
+
+def test_a_file_that_turns_unreadable_counts_with_its_last_snapshot_read(tmp_path: Path) -> None:
+    a, b = Metrics(SigningTimes()), Metrics(SigningTimes())
+    share_a, share_b = WorkerShare(tmp_path, a, name="worker-a.json"), WorkerShare(tmp_path, b, name="worker-b.json")
+    b.inc("suishenma_codes_minted_total", 'type="dynamic"', 6)
+    share_b.own()
+    assert _minted(share_a) == 6
+    (tmp_path / "worker-b.json").write_bytes(b"{")
+    assert _minted(share_a) == 6
+    (tmp_path / "worker-b.json").unlink()
+    assert _minted(share_a) == 6
+
+
+def _serve_folders(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir()}
+
+
+def test_each_serve_has_its_own_folder_and_removes_only_dead_serves_folders(tmp_path: Path) -> None:
+    root = tmp_path / "var" / "metrics"
+    first = ServeFolder.create(root)
+    assert first.path.name.startswith("serve-") and oct(first.path.stat().st_mode & 0o777) == "0o700"
+    crashed = ServeFolder.create(root)  # a serve killed outright: its folder stays, nobody holds its lock
+    (crashed.path / "worker-1-aa.json").write_bytes(b"{}")
+    os.close(crashed._fd)
+    # a serve whose supervisor died while a worker still runs: the worker's hold keeps the folder
+    orphaned = ServeFolder.create(root)
+    worker = WorkerShare(orphaned.path, Metrics(SigningTimes()), period=3600)
+    worker.start()
+    os.close(orphaned._fd)
+    (first.path / "worker-2-bb.json").write_bytes(b"{}")
+    second = ServeFolder.create(root)  # another address, same port; or one that will fail to bind
+    assert _serve_folders(root) == {first.path.name, orphaned.path.name, second.path.name}
+    assert (first.path / "worker-2-bb.json").exists()  # the running serve's files are untouched
+    second.close()  # a serve that stops (or could not bind) removes its own folder alone
+    assert _serve_folders(root) == {first.path.name, orphaned.path.name}
+    worker.stop()
+    with ServeFolder.create(root) as third:
+        assert _serve_folders(root) == {first.path.name, third.path.name}
+    first.close()
+    assert _serve_folders(root) == set()
+
+
 def test_a_fresh_app_shows_every_endpoints_error_counter_at_0(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         text = client.get("/metrics").text
@@ -161,7 +252,7 @@ def test_every_scrape_of_two_workers_shows_the_sum_and_totals_never_go_down_even
             assert _unmatched(text) == k
             assert text.value("suishenma_http_request_seconds_count", endpoint="unmatched") == k
             assert text.value("suishenma_http_errors_total", endpoint="unmatched") == 0
-        folder = serve_folder(Settings(base_dir=home), server.port)
+        (folder,) = metrics_root(Settings(base_dir=home)).glob("serve-*")  # this serve's own
         assert oct(folder.stat().st_mode & 0o777) == "0o700"
         assert len(list(folder.glob("worker-*.json"))) == 2
 
@@ -173,3 +264,43 @@ def test_every_scrape_of_two_workers_shows_the_sum_and_totals_never_go_down_even
         _wait(lambda: len(list(folder.glob("worker-*.json"))) == 3, "the new worker's first snapshot")
         for _ in range(30):
             assert _unmatched(scrape()) == k
+
+
+class OnHost(LiveIssuer):
+    """A serve on another loopback address (127.0.0.0/8 is all loopback on Linux)."""
+
+    host = "127.0.0.2"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def test_another_serve_of_the_same_folder_and_port_never_lowers_a_serves_totals(home: Path) -> None:
+    """Before, the folder was the port's, emptied by every serve at start: a second serve on the same port
+    (which then fails to bind) or on another address wiped the first's files, and its idle workers never wrote
+    them again: the totals fell."""
+    k = 20
+    with LiveIssuer(home, args=("--workers", "2")) as server:
+        for _ in range(k):
+            assert httpx.get(server.url + "/no-such-page", headers={"Connection": "close"}).status_code == 404
+        scrape = Scrapes(server.url)
+        _wait(lambda: _unmatched(scrape()) == k, f"a scrape to show all {k} requests")
+
+        cmd = [sys.executable, "-m", "issuer", "--dir", str(home), "serve", "--port", str(server.port)]
+        same = subprocess.run([*cmd, "--workers", "2"], capture_output=True, text=True, timeout=60)
+        assert same.returncode != 0 and "address already in use" in (same.stdout + same.stderr).lower()
+        for _ in range(20):
+            assert _unmatched(scrape()) == k
+
+        with OnHost(home, port=server.port, args=("--workers", "2", "--host", OnHost.host)) as other:
+            other_scrape = Scrapes(other.url)
+            for _ in range(k):  # more requests to the first serve: the other one never counts them
+                assert httpx.get(server.url + "/no-such-page", headers={"Connection": "close"}).status_code == 404
+            _wait(lambda: _unmatched(scrape()) == 2 * k, f"a scrape to show all {2 * k} requests")
+            for _ in range(10):
+                assert _unmatched(other_scrape()) == 0
+                assert _unmatched(scrape()) == 2 * k
+        for _ in range(20):  # the other serve has stopped and removed its own folder alone
+            assert _unmatched(scrape()) == 2 * k
+        assert len(list(metrics_root(Settings(base_dir=home)).glob("serve-*"))) == 1
