@@ -41,9 +41,7 @@ from dataclasses import dataclass
 from issuer.signing_health import SigningHealth
 from issuer.signing_times import BUCKETS as SIGNING_BUCKETS
 from issuer.signing_times import SIGNING_TIMES, KindTimes, SigningTimes
-from issuer.storage import Storage
-from issuer.storage.sql_anchoring import Anchoring, anchoring
-from issuer.storage.sql_base import SqlBase
+from issuer.storage import Anchoring, Storage
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CODE_TYPES = ("dynamic", "offline", "device_credential")
@@ -159,7 +157,7 @@ class Scraper:
     def gauges(self, now: int) -> Gauges:
         can_sign = self.health.check().ok  # logs a change itself
         try:
-            found = anchoring(self.storage, self.issuer_id) if isinstance(self.storage, SqlBase) else None
+            found = self.storage.anchoring(self.issuer_id)
         except Exception as exc:  # StorageUnavailable, or a database error of either driver: the answer is 0
             if self._db_was_up:
                 log.error("metrics: the database does not answer: %s: %s", type(exc).__name__, exc)

@@ -19,6 +19,7 @@ from typing import Protocol
 from issuer.audit_chain import AuditRow
 from issuer.storage.records import (
     DEFAULT_CAPACITY,
+    Anchoring,
     ApiKeyRecord,
     BatchResult,
     DeviceIssue,
@@ -244,6 +245,13 @@ class AuditStore(Protocol):
 
     def audit_hash_at(self, row_id: int) -> str | None:
         """The hash stored in row ``row_id``, or None when there is no such row."""
+        ...
+
+    def anchoring(self, issuer: str) -> Anchoring:
+        """One consistent look at the log's head and ``issuer``'s checkpoint, for monitoring.
+
+        Raises: StorageUnavailable (or the driver's error) when the database cannot be read.
+        """
         ...
 
     def checkpoint_get(self, issuer: str) -> bytes | None:

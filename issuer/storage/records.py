@@ -187,6 +187,30 @@ class ScanLogResult:
     conflicts: list[int]
 
 
+@dataclass(frozen=True)
+class Anchoring:
+    """How far the audit log runs ahead of its newest checkpoint (for monitoring: read as stored, not verified;
+    ``audit verify`` is the integrity check). The log's last row ``head_seq``; the newest checkpoint's row
+    ``checkpoint_seq`` (0 without one) and its time (None without one); the time of the first row after it
+    (None when every row is covered)."""
+
+    head_seq: int
+    checkpoint_seq: int
+    checkpoint_at: int | None
+    oldest_unanchored_at: int | None
+
+    @property
+    def unanchored_rows(self) -> int:
+        # Row ids are consecutive (reserved in the transaction that writes them), so a difference counts rows.
+        return max(self.head_seq - self.checkpoint_seq, 0)
+
+    def lag(self, now: int) -> int:
+        """Seconds since the oldest row no checkpoint covers was written; 0 when every row is covered."""
+        if self.oldest_unanchored_at is None:
+            return 0
+        return max(now - self.oldest_unanchored_at, 0)  # another node's clock may run ahead of ours
+
+
 def normalise_id_number(id_number: str) -> str:
     """The form an ID number is hashed and stored in: no surrounding spaces, upper case (the check 'X')."""
     return id_number.strip().upper()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from issuer.audit_chain import GENESIS, AuditRow
-from issuer.storage.records import ScanLogResult, ScanRecord
+from issuer.storage.records import Anchoring, ScanLogResult, ScanRecord
 from issuer.storage.sql_base import SqlBase, in_chunks, placeholders
 
 
@@ -59,6 +59,20 @@ class AuditSql(SqlBase):
         return str(row[0]) if row else None
 
     # --- the shared checkpoint ---------------------------------------------------------------------------
+    def anchoring(self, issuer: str) -> Anchoring:
+        # Three indexed reads in one snapshot: cheap enough for every scrape.
+        with self._snapshot() as c:
+            head = c.execute("SELECT id FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            cp = c.execute("SELECT seq, issued_at FROM audit_checkpoints WHERE issuer = ?", (issuer,)).fetchone()
+            covered = int(cp[0]) if cp else 0
+            first = c.execute("SELECT at FROM audit WHERE id > ? ORDER BY id LIMIT 1", (covered,)).fetchone()
+        return Anchoring(
+            head_seq=int(head[0]) if head else 0,
+            checkpoint_seq=covered,
+            checkpoint_at=int(cp[1]) if cp else None,
+            oldest_unanchored_at=int(first[0]) if first else None,
+        )
+
     def checkpoint_get(self, issuer: str) -> bytes | None:
         with self._read() as c:
             row = c.execute("SELECT body FROM audit_checkpoints WHERE issuer = ?", (issuer,)).fetchone()

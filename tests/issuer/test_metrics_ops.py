@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from issuer import Settings, create_app
 from issuer.http.app_state import Context
 from issuer.http.metrics import Metrics, Scraper
+from issuer.storage import Anchoring
 from issuer.storage.sqlite import SQLiteStorage
 from suishenma import Alg, DeviceKey, SigningKey
 
@@ -282,7 +283,7 @@ def test_every_family_has_help_and_type_and_large_counters_keep_every_digit() ->
 
 def _scraper(scan_log_count: Callable[[], int], spawn: Callable[[Callable[[], None]], None] | None = None) -> Scraper:
     health = SimpleNamespace(check=lambda: SimpleNamespace(ok=True))
-    storage = SimpleNamespace(scan_log_count=scan_log_count)
+    storage = SimpleNamespace(scan_log_count=scan_log_count, anchoring=lambda issuer: Anchoring(0, 0, None, None))
     if spawn is None:
         return Scraper(health, storage, "SH")  # type: ignore[arg-type]
     return Scraper(health, storage, "SH", spawn=spawn)  # type: ignore[arg-type]
