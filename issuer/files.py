@@ -76,9 +76,10 @@ def private_database(path: Path) -> None:
             os.chmod(side, FILE_MODE)
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` atomically with ``data``, mode 0600: a temporary file beside it is written and
-    fsynced, renamed over ``path``, then the folder is fsynced so the rename survives a power cut.
+    fsynced, renamed over ``path``, then the folder is fsynced so the rename survives a power cut. With
+    ``durable`` False the fsyncs are left out (for files nothing needs after a crash, written often).
 
     Raises:
         OSError: the file cannot be written.
@@ -90,13 +91,16 @@ def write_private(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from issuer.files import DIR_MODE, FILE_MODE, private_dir
+from issuer.files import DIR_MODE, FILE_MODE, private_dir, write_private
 from issuer.http.metrics import BUCKETS, Metrics, Snapshot, merge
 from issuer.settings import Settings
 from issuer.signing_times import BUCKETS as SIGNING_BUCKETS
@@ -255,16 +255,7 @@ class WorkerShare:
         # The file is checked too, not only the last bytes written: an idle worker whose file was removed
         # would otherwise never write it again, and the sum would lose its counts.
         if data != self._last or not path.exists():
-            tmp = self.folder / f".{self.name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            try:
-                os.fchmod(fd, FILE_MODE)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)  # no fsync: a new serve starts from a new folder after any crash
+            write_private(path, data, durable=False)  # a new serve starts from a new folder after any crash
             self._last = data
         self._published = snap
         return snap

@@ -114,7 +114,7 @@ def test_a_worker_whose_snapshot_cannot_be_written_reports_what_its_file_holds(
     share_a, share_b = WorkerShare(tmp_path, a, name="worker-a.json"), WorkerShare(tmp_path, b, name="worker-b.json")
     a.inc("suishenma_codes_minted_total", 'type="dynamic"', 5)
     assert _minted(share_a) == _minted(share_b) == 5
-    blocker = tmp_path / ".worker-a.json.tmp"
+    blocker = tmp_path / f".worker-a.json.{os.getpid()}.tmp"
     blocker.mkdir()  # the next write fails (EISDIR), whoever runs the test, as a full disk would
     a.inc("suishenma_codes_minted_total", 'type="dynamic"', 2)
     with caplog.at_level(logging.INFO, logger=worker_metrics.__name__):
@@ -131,7 +131,7 @@ def test_a_worker_whose_snapshot_cannot_be_written_reports_what_its_file_holds(
 def test_a_worker_that_never_could_write_reports_its_series_at_0(tmp_path: Path) -> None:
     metrics = Metrics(SigningTimes())
     metrics.inc("suishenma_codes_minted_total", 'type="dynamic"', 3)
-    (tmp_path / ".worker-a.json.tmp").mkdir()
+    (tmp_path / f".worker-a.json.{os.getpid()}.tmp").mkdir()
     text = parse(render(WorkerShare(tmp_path, metrics, name="worker-a.json").merged()))
     assert text.value("suishenma_codes_minted_total", type="dynamic") == 0  # the series is there, at 0
 
