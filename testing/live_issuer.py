@@ -16,6 +16,17 @@ from issuer.cli import main as cli_main
 from issuer.files import FILE_MODE, private_dir
 
 
+def terminate(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, grace: float) -> None:
+    """SIGTERM ``proc`` if it still runs, and SIGKILL it when it has not ended within ``grace`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,13 +90,7 @@ class LiveIssuer:
         raise RuntimeError(f"issuer did not start within {timeout} s; see {self.log}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, as in a crash or power cut of the process."""

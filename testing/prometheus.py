@@ -15,7 +15,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from testing.live_issuer import free_port
+from testing.live_issuer import free_port, terminate
 
 Targets = Mapping[str, Sequence[str]]  # job name -> "host:port" targets
 
@@ -176,13 +175,7 @@ class LivePrometheus:
         }
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
 
     def close(self) -> None:
         """Stop the server and remove its folder."""

@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from suishenma import load_verification_key
-from testing.live_issuer import LiveIssuer, create_api_key, free_port, init_dir
+from testing.live_issuer import LiveIssuer, create_api_key, free_port, init_dir, terminate
 from testing.prometheus import LivePrometheus, prometheus_binary, promtool_binary
 from testing.skew_proxy import SkewProxy
 from verifier import Verifier
@@ -194,13 +194,7 @@ class VerifierService:
             return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
 
 
 def _until(check: Callable[[], T], what: str | Callable[[], str], deadline: float = DEADLINE) -> T:
